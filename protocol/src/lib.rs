@@ -1,0 +1,159 @@
+//! The local cue protocol between the control plane (`emceed`) and the stage (`emcee-stage`).
+//!
+//! # Layout
+//! - [`StageConfig`]: everything the stage needs to produce media, sent by the control plane in
+//!   [`ControlMessage::Hello`] so that the TOML is parsed and validated in exactly one place.
+//! - [`ControlMessage`]: control plane → stage (hello, cues, end of show).
+//! - [`StageEvent`]: stage → control plane (ready, cue lifecycle with media timestamps, health).
+//!
+//! Messages are JSON text frames over a local WebSocket, tagged by `type`. Media timestamps
+//! travel as integer 48 kHz sample counts (`media_ts`), never as floating-point seconds.
+#![forbid(unsafe_code)]
+
+use serde::{Deserialize, Serialize};
+
+/// Protocol version; the stage refuses a `hello` with another major version.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The media clock: audio samples per second. Every `media_ts` counts these.
+pub const MEDIA_CLOCK_HZ: u64 = 48_000;
+
+/// Video settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VideoConfig {
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub bitrate_kbps: u32,
+    /// Keyframe interval in frames (the config states it in seconds; 2 s is what every CDN wants).
+    pub keyframe_interval_frames: u32,
+}
+
+/// Audio settings (AAC-LC, 48 kHz).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AudioConfig {
+    pub bitrate_kbps: u32,
+    pub channels: u8,
+}
+
+/// What the avatar looks like and sounds like.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AvatarConfig {
+    /// Background colour as linear-ish sRGB bytes.
+    pub background_rgb: [u8; 3],
+    /// espeak-ng voice name, e.g. `en-us`.
+    pub voice: String,
+    /// Speaking rate in words per minute.
+    pub words_per_minute: u32,
+}
+
+/// Everything the stage needs to run the media pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageConfig {
+    pub video: VideoConfig,
+    pub audio: AudioConfig,
+    pub avatar: AvatarConfig,
+    /// RTMP/RTMPS publish URLs (`rtmp://host[:port]/app/stream-key`).
+    pub outputs: Vec<String>,
+}
+
+/// Control plane → stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ControlMessage {
+    /// First message on every connection. A stage that is already running with the same config
+    /// keeps its media timeline; cues it has not finished are simply re-sent (ids are idempotent).
+    Hello { protocol: u32, config: StageConfig },
+    /// A cue to perform.
+    Cue(Cue),
+    /// End the show: finish nothing new, flush the encoders, close the streams, exit.
+    End,
+}
+
+/// One unit of work for the stage. Only `say` exists in the walking skeleton.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cue {
+    /// Unique and stable: re-sending a cue with a known id does not play it twice.
+    pub id: String,
+    #[serde(flatten)]
+    pub action: CueAction,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum CueAction {
+    /// Speak a sentence.
+    Say { text: String },
+}
+
+/// Stage → control plane.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StageEvent {
+    /// Answer to `hello`: the pipeline is running and its clock is at `media_ts`.
+    Ready { media_ts: u64 },
+    /// The cue is queued; `duplicate` when the id was already known.
+    Accepted { id: String, duplicate: bool },
+    /// The cue's first sample reached the encoder input.
+    Started { id: String, media_ts: u64 },
+    /// The cue's last sample reached the encoder input.
+    Finished { id: String, was_stopped: bool, media_ts: u64 },
+    /// The cue could not be performed (e.g. TTS failed); the show goes on.
+    Failed { id: String, reason: String },
+    /// Periodic pipeline health.
+    Health(Health),
+    /// The message from the control plane could not be understood; nothing was changed.
+    Rejected { reason: String },
+    /// The show has ended: streams are flushed and closed.
+    Ended { media_ts: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    pub media_ts: u64,
+    pub frames: u64,
+    /// Frames that left later than their deadline (the stage never skips a frame).
+    pub late_frames: u64,
+    pub encoder: String,
+    pub outputs: Vec<OutputHealth>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputHealth {
+    pub url: String,
+    pub state: String,
+    pub bytes_sent: u64,
+}
+
+/// Converts a media timestamp to milliseconds (for display and the wire edge only).
+pub fn media_ts_to_ms(media_ts: u64) -> u64 {
+    media_ts * 1000 / MEDIA_CLOCK_HZ
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cue_round_trips_with_flat_json() {
+        let msg = ControlMessage::Cue(Cue {
+            id: "s1".into(),
+            action: CueAction::Say { text: "Hello".into() },
+        });
+        let json = serde_json::to_string(&msg).unwrap();
+        assert_eq!(json, r#"{"type":"cue","id":"s1","kind":"say","text":"Hello"}"#);
+        assert_eq!(serde_json::from_str::<ControlMessage>(&json).unwrap(), msg);
+    }
+
+    #[test]
+    fn unknown_message_type_is_an_error_not_a_panic() {
+        assert!(serde_json::from_str::<ControlMessage>(r#"{"type":"dance"}"#).is_err());
+        assert!(serde_json::from_str::<ControlMessage>(r#"{"type":"cue","id":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn media_ts_converts_to_ms_only_here() {
+        assert_eq!(media_ts_to_ms(48_000), 1000);
+        assert_eq!(media_ts_to_ms(1_600), 33);
+    }
+}

@@ -1,0 +1,184 @@
+//! `emcee-espeak`: text → 16-bit PCM + phoneme events, using libespeak-ng.
+//!
+//! # Layout
+//! One request per line on stdin (JSON [`Request`]); for each, one JSON [`Response`] line on
+//! stdout followed by exactly `samples × 2` bytes of little-endian mono PCM at `sample_rate`.
+//! This binary is the only emcee program that links espeak-ng (GPL-3.0-or-later); the stage
+//! talks to it over pipes, which keeps GPL code out of the stage's process.
+
+use std::cell::RefCell;
+use std::ffi::{c_char, c_int, c_short, c_uint, c_void, CString};
+use std::io::{BufRead, Write};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Deserialize)]
+struct Request {
+    text: String,
+    voice: String,
+    words_per_minute: u32,
+}
+
+#[derive(Serialize, Default)]
+struct Response {
+    sample_rate: u32,
+    samples: usize,
+    /// (IPA name, start in ms); an empty name is a pause.
+    phonemes: Vec<(String, u32)>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+// --- libespeak-ng FFI (speak_lib.h, API revision 12) ---------------------------------------
+
+const AUDIO_OUTPUT_SYNCHRONOUS: c_int = 2;
+const INITIALIZE_PHONEME_EVENTS: c_int = 0x0001;
+const INITIALIZE_PHONEME_IPA: c_int = 0x0002;
+const INITIALIZE_DONT_EXIT: c_int = 0x8000;
+const CHARS_UTF8: c_uint = 1;
+const POS_CHARACTER: c_int = 1;
+const PARAM_RATE: c_int = 1;
+const EVENT_LIST_TERMINATED: c_int = 0;
+const EVENT_PHONEME: c_int = 7;
+
+#[repr(C)]
+struct EspeakEvent {
+    kind: c_int,
+    unique_identifier: c_uint,
+    text_position: c_int,
+    length: c_int,
+    audio_position: c_int,
+    sample: c_int,
+    user_data: *mut c_void,
+    id: [u8; 8],
+}
+
+type SynthCallback = extern "C" fn(*mut c_short, c_int, *mut EspeakEvent) -> c_int;
+
+#[link(name = "espeak-ng")]
+extern "C" {
+    fn espeak_Initialize(output: c_int, buflength: c_int, path: *const c_char, options: c_int) -> c_int;
+    fn espeak_SetSynthCallback(cb: SynthCallback);
+    fn espeak_SetVoiceByName(name: *const c_char) -> c_int;
+    fn espeak_SetParameter(parameter: c_int, value: c_int, relative: c_int) -> c_int;
+    #[allow(clippy::too_many_arguments)]
+    fn espeak_Synth(
+        text: *const c_void,
+        size: usize,
+        position: c_uint,
+        position_type: c_int,
+        end_position: c_uint,
+        flags: c_uint,
+        unique_identifier: *mut c_uint,
+        user_data: *mut c_void,
+    ) -> c_int;
+    fn espeak_Synchronize() -> c_int;
+}
+
+#[derive(Default)]
+struct Collected {
+    pcm: Vec<i16>,
+    phonemes: Vec<(String, u32)>,
+}
+
+thread_local! {
+    // Synchronous mode calls the callback on the calling thread, inside espeak_Synth.
+    static COLLECTED: RefCell<Collected> = RefCell::new(Collected::default());
+}
+
+extern "C" fn on_synth(wav: *mut c_short, count: c_int, events: *mut EspeakEvent) -> c_int {
+    COLLECTED.with(|c| {
+        let mut c = c.borrow_mut();
+        if !wav.is_null() && count > 0 {
+            // SAFETY: espeak passes `count` valid samples at `wav` for the duration of the call.
+            let samples = unsafe { std::slice::from_raw_parts(wav, count as usize) };
+            c.pcm.extend_from_slice(samples);
+        }
+        let mut ev = events;
+        while !ev.is_null() {
+            // SAFETY: `events` is an array terminated by an EVENT_LIST_TERMINATED entry, valid
+            // for the duration of the callback; we stop at the terminator.
+            let event = unsafe { &*ev };
+            if event.kind == EVENT_LIST_TERMINATED {
+                break;
+            }
+            if event.kind == EVENT_PHONEME {
+                let len = event.id.iter().position(|&b| b == 0).unwrap_or(8);
+                let name = String::from_utf8_lossy(&event.id[..len]).into_owned();
+                c.phonemes.push((name, event.audio_position.max(0) as u32));
+            }
+            // SAFETY: still inside the terminated array (the terminator has not been reached).
+            ev = unsafe { ev.add(1) };
+        }
+    });
+    0
+}
+
+/// Synthesizes one request: the response header and its PCM.
+fn synthesize(sample_rate: u32, req: &Request) -> (Response, Vec<i16>) {
+    let fail = |e: String| (Response { sample_rate, error: Some(e), ..Response::default() }, Vec::new());
+    let Ok(voice) = CString::new(req.voice.as_str()) else { return fail("voice name contains NUL".into()) };
+    let Ok(text) = CString::new(req.text.as_str()) else { return fail("text contains NUL".into()) };
+    // SAFETY: `voice` is a valid NUL-terminated string for the duration of the call.
+    if unsafe { espeak_SetVoiceByName(voice.as_ptr()) } != 0 {
+        return fail(format!("espeak-ng has no voice `{}`", req.voice));
+    }
+    let rate = req.words_per_minute.clamp(80, 450) as c_int;
+    // SAFETY: plain integer parameter call on an initialised library.
+    unsafe { espeak_SetParameter(PARAM_RATE, rate, 0) };
+    COLLECTED.with(|c| *c.borrow_mut() = Collected::default());
+    let bytes = text.as_bytes_with_nul();
+    // SAFETY: `text` outlives the synchronous call; size includes the terminator as documented.
+    let rc = unsafe {
+        espeak_Synth(
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            0,
+            POS_CHARACTER,
+            0,
+            CHARS_UTF8,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+    };
+    // SAFETY: no arguments; waits for the (already synchronous) synthesis to complete.
+    unsafe { espeak_Synchronize() };
+    if rc != 0 {
+        return fail(format!("espeak_Synth failed with code {rc}"));
+    }
+    let collected = COLLECTED.with(|c| std::mem::take(&mut *c.borrow_mut()));
+    let response =
+        Response { sample_rate, samples: collected.pcm.len(), phonemes: collected.phonemes, error: None };
+    (response, collected.pcm)
+}
+
+fn main() {
+    let options = INITIALIZE_PHONEME_EVENTS | INITIALIZE_PHONEME_IPA | INITIALIZE_DONT_EXIT;
+    // SAFETY: null path means the default data directory; called once before any other call.
+    let rate = unsafe { espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 200, std::ptr::null(), options) };
+    if rate <= 0 {
+        eprintln!("emcee-espeak: espeak_Initialize failed ({rate}); is espeak-ng-data installed?");
+        std::process::exit(69);
+    }
+    // SAFETY: `on_synth` matches the callback signature and lives for the whole program.
+    unsafe { espeak_SetSynthCallback(on_synth) };
+
+    let stdin = std::io::stdin();
+    let mut stdout = std::io::stdout().lock();
+    for line in stdin.lock().lines() {
+        let Ok(line) = line else { break };
+        let (response, pcm) = match serde_json::from_str::<Request>(&line) {
+            Ok(req) => synthesize(rate as u32, &req),
+            Err(e) => (
+                Response { sample_rate: rate as u32, error: Some(format!("bad request: {e}")), ..Default::default() },
+                Vec::new(),
+            ),
+        };
+        let header = serde_json::to_string(&response).unwrap_or_else(|_| "{}".into());
+        let bytes: Vec<u8> = pcm.iter().flat_map(|s| s.to_le_bytes()).collect();
+        let ok = writeln!(stdout, "{header}").and_then(|_| stdout.write_all(&bytes)).and_then(|_| stdout.flush());
+        if ok.is_err() {
+            break; // the stage went away
+        }
+    }
+}

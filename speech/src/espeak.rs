@@ -1,0 +1,145 @@
+//! Client of the `emcee-espeak` child process (see `speech/espeak-bridge`).
+//!
+//! espeak-ng is GPL; it runs in its own process and we exchange text, PCM and phoneme events
+//! over pipes. A dead child is restarted on the next request.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+use serde::Deserialize;
+
+use crate::resample::Resampler;
+use crate::viseme::PhonemeSpan;
+use crate::{SpeechError, Utterance, MEDIA_RATE};
+
+#[derive(Deserialize)]
+struct Response {
+    sample_rate: u32,
+    samples: usize,
+    phonemes: Vec<(String, u32)>,
+    error: Option<String>,
+}
+
+struct Bridge {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+/// Speaks with an espeak-ng voice.
+pub struct EspeakVoice {
+    program: PathBuf,
+    voice: String,
+    words_per_minute: u32,
+    bridge: Option<Bridge>,
+    resampler: Option<(u32, Resampler)>,
+}
+
+/// Where the bridge binary is: `EMCEE_ESPEAK_BRIDGE`, else beside the running executable.
+pub fn default_bridge_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("EMCEE_ESPEAK_BRIDGE") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    let dir = exe.parent().map(PathBuf::from).unwrap_or_default();
+    // Test binaries live one level deeper (target/debug/deps).
+    [dir.join("emcee-espeak"), dir.join("../emcee-espeak")]
+        .into_iter()
+        .find(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("emcee-espeak"))
+}
+
+impl EspeakVoice {
+    pub fn new(program: PathBuf, voice: &str, words_per_minute: u32) -> Self {
+        Self { program, voice: voice.to_string(), words_per_minute, bridge: None, resampler: None }
+    }
+
+    fn bridge(&mut self) -> Result<&mut Bridge, SpeechError> {
+        if self.bridge.is_none() {
+            let mut child = Command::new(&self.program)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .map_err(|e| SpeechError::Engine(format!("cannot start {}: {e}", self.program.display())))?;
+            let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+                return Err(SpeechError::Engine("bridge pipes missing".into()));
+            };
+            self.bridge = Some(Bridge { child, stdin, stdout: BufReader::new(stdout) });
+        }
+        self.bridge.as_mut().ok_or_else(|| SpeechError::Engine("bridge missing".into()))
+    }
+
+    /// Synthesizes `text` to 48 kHz mono PCM with phoneme spans.
+    pub fn synthesize(&mut self, text: &str) -> Result<Utterance, SpeechError> {
+        let result = self.exchange(text);
+        if matches!(result, Err(SpeechError::Engine(_))) {
+            // The child may be dead or out of step; start a fresh one next time.
+            if let Some(mut b) = self.bridge.take() {
+                let _ = b.child.kill();
+                let _ = b.child.wait();
+            }
+        }
+        let (response, pcm) = result?;
+        if let Some(error) = response.error {
+            return Err(SpeechError::Rejected(error));
+        }
+        self.to_media_rate(response, pcm)
+    }
+
+    fn exchange(&mut self, text: &str) -> Result<(Response, Vec<i16>), SpeechError> {
+        let request = serde_json::json!({
+            "text": text,
+            "voice": self.voice,
+            "words_per_minute": self.words_per_minute,
+        });
+        let bridge = self.bridge()?;
+        let engine = |e: std::io::Error| SpeechError::Engine(format!("espeak bridge I/O: {e}"));
+        writeln!(bridge.stdin, "{request}").map_err(engine)?;
+        bridge.stdin.flush().map_err(engine)?;
+        let mut header = String::new();
+        if bridge.stdout.read_line(&mut header).map_err(engine)? == 0 {
+            return Err(SpeechError::Engine("espeak bridge exited".into()));
+        }
+        let response: Response = serde_json::from_str(&header)
+            .map_err(|e| SpeechError::Engine(format!("bad bridge header `{}`: {e}", header.trim())))?;
+        let mut bytes = vec![0u8; response.samples * 2];
+        bridge.stdout.read_exact(&mut bytes).map_err(engine)?;
+        let pcm = bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
+        Ok((response, pcm))
+    }
+
+    fn to_media_rate(&mut self, response: Response, pcm: Vec<i16>) -> Result<Utterance, SpeechError> {
+        let rate = response.sample_rate;
+        if self.resampler.as_ref().map(|r| r.0) != Some(rate) {
+            let r = Resampler::new(rate, MEDIA_RATE)
+                .ok_or_else(|| SpeechError::Engine(format!("bad sample rate {rate}")))?;
+            self.resampler = Some((rate, r));
+        }
+        let Some((_, resampler)) = &self.resampler else { unreachable!("set just above") };
+        let pcm = resampler.process(&pcm);
+        let total = pcm.len() as u64;
+        let to_media = |ms: u32| (u64::from(ms) * u64::from(MEDIA_RATE) / 1000).min(total);
+        // Each event marks a phoneme's start; it ends where the next one starts.
+        let starts: Vec<(String, u64)> = response.phonemes.into_iter().map(|(ipa, ms)| (ipa, to_media(ms))).collect();
+        let phonemes = starts
+            .iter()
+            .enumerate()
+            .map(|(i, (ipa, start))| {
+                let end = starts.get(i + 1).map_or(total, |n| n.1).max(*start);
+                PhonemeSpan { ipa: ipa.clone(), start: *start, end }
+            })
+            .collect();
+        Ok(Utterance { pcm, phonemes })
+    }
+}
+
+impl Drop for EspeakVoice {
+    fn drop(&mut self) {
+        if let Some(mut b) = self.bridge.take() {
+            drop(b.stdin); // EOF ends the child's loop
+            let _ = b.child.wait();
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! Audio encoding, FLV framing and RTMP publishing: the end of the media chain.
+//!
+//! # Layout
+//! - [`aac`]: 48 kHz PCM → AAC-LC frames stamped in media samples (fdk-aac).
+//! - [`flv`]: Annex-B → AVCC, decoder configuration records, FLV tag bodies.
+//! - [`rtmp`]: the [`rtmp::Distributor`] fans packets out to one publishing task per URL, each with
+//!   its own bounded queue, so a slow destination never blocks the encoder or the others.
+//!
+//! Data flows one way: encoded packets in, bytes on sockets out.
+#![forbid(unsafe_code)]
+
+pub mod aac;
+pub mod flv;
+pub mod rtmp;
