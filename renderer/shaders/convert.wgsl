@@ -1,0 +1,64 @@
+// RGB → I420, BT.709 limited range, into one tightly packed buffer (Y, then U, then V).
+// Each invocation converts an 8×2 block of pixels: two words of Y on each of the two rows and one
+// word each of U and V (2×2 averages). Requires width % 8 == 0 and even height.
+
+struct Dims {
+    width: u32,
+    height: u32,
+};
+
+@group(0) @binding(0) var frame_in: texture_2d<f32>;
+@group(0) @binding(1) var<storage, read_write> yuv: array<u32>;
+@group(0) @binding(2) var<uniform> dims: Dims;
+
+fn luma(c: vec3<f32>) -> f32 {
+    return 0.2126 * c.r + 0.7152 * c.g + 0.0722 * c.b;
+}
+
+fn to_byte(v: f32) -> u32 {
+    return u32(clamp(round(v), 0.0, 255.0));
+}
+
+@compute @workgroup_size(8, 8, 1)
+fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+    let blocks_x = dims.width / 8u;
+    if (id.x >= blocks_x || id.y >= dims.height / 2u) {
+        return;
+    }
+    let x0 = id.x * 8u;
+    let y0 = id.y * 2u;
+    var y_words = array<u32, 4>(0u, 0u, 0u, 0u);
+    var u_word = 0u;
+    var v_word = 0u;
+    for (var pair = 0u; pair < 4u; pair = pair + 1u) {
+        var sum = vec3<f32>(0.0);
+        for (var dy = 0u; dy < 2u; dy = dy + 1u) {
+            for (var dx = 0u; dx < 2u; dx = dx + 1u) {
+                let px = x0 + pair * 2u + dx;
+                let c = textureLoad(frame_in, vec2<i32>(i32(px), i32(y0 + dy)), 0).rgb;
+                sum = sum + c;
+                let y = to_byte(16.0 + 219.0 * luma(c));
+                let word = dy * 2u + (pair * 2u + dx) / 4u;
+                let shift = ((pair * 2u + dx) % 4u) * 8u;
+                y_words[word] = y_words[word] | (y << shift);
+            }
+        }
+        let avg = sum * 0.25;
+        let l = luma(avg);
+        let cb = to_byte(128.0 + 224.0 * (avg.b - l) / 1.8556);
+        let cr = to_byte(128.0 + 224.0 * (avg.r - l) / 1.5748);
+        u_word = u_word | (cb << (pair * 8u));
+        v_word = v_word | (cr << (pair * 8u));
+    }
+    let row_words = dims.width / 4u;
+    let y_base = y0 * row_words + id.x * 2u;
+    yuv[y_base] = y_words[0];
+    yuv[y_base + 1u] = y_words[1];
+    yuv[y_base + row_words] = y_words[2];
+    yuv[y_base + row_words + 1u] = y_words[3];
+    let luma_words = dims.width * dims.height / 4u;
+    let chroma_row_words = dims.width / 8u;
+    let c_index = id.y * chroma_row_words + id.x;
+    yuv[luma_words + c_index] = u_word;
+    yuv[luma_words + luma_words / 4u + c_index] = v_word;
+}

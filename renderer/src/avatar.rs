@@ -1,0 +1,231 @@
+//! The built-in avatar: a stylised head and shoulders made of ellipsoids, with three morph
+//! targets (`jawOpen`, `mouthSpread`, `eyeBlink`) in the same shape a glTF mesh gives us
+//! (base positions + per-target position deltas), so a glTF loader can replace this module
+//! without touching the render pass.
+
+/// Floats per vertex: position 3, normal 3, colour 3, three morph deltas 3 each, part 1.
+pub const VERTEX_FLOATS: usize = 19;
+
+/// Names of the morph targets, in shader order.
+pub const MORPH_TARGETS: [&str; 3] = ["jawOpen", "mouthSpread", "eyeBlink"];
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Vertex {
+    position: [f32; 3],
+    normal: [f32; 3],
+    color: [f32; 3],
+    morphs: [[f32; 3]; 3],
+    /// 1 for parts that move with the head, 0 for the torso.
+    head: bool,
+}
+
+/// Interleaved vertex data and triangle indices.
+pub struct Mesh {
+    pub vertices: Vec<f32>,
+    pub indices: Vec<u32>,
+}
+
+impl Mesh {
+    pub fn vertex_count(&self) -> usize {
+        self.vertices.len() / VERTEX_FLOATS
+    }
+}
+
+/// Where the mouth sits in model space (centre), for tests and for the camera framing.
+pub const MOUTH_CENTER: [f32; 3] = [0.0, -0.42, 0.78];
+const EYE_Y: f32 = 0.22;
+const EYE_X: f32 = 0.3;
+
+const SKIN: [f32; 3] = [0.87, 0.64, 0.52];
+const HAIR: [f32; 3] = [0.18, 0.11, 0.07];
+const LIP: [f32; 3] = [0.72, 0.32, 0.33];
+const MOUTH_INSIDE: [f32; 3] = [0.16, 0.03, 0.04];
+const SHIRT: [f32; 3] = [0.16, 0.33, 0.55];
+const EYE_WHITE: [f32; 3] = [0.95, 0.95, 0.93];
+const IRIS: [f32; 3] = [0.12, 0.22, 0.3];
+
+struct Builder {
+    vertices: Vec<Vertex>,
+    indices: Vec<u32>,
+}
+
+struct Ellipsoid {
+    center: [f32; 3],
+    radii: [f32; 3],
+    color: [f32; 3],
+    head: bool,
+    /// Keep only vertices whose unit-sphere direction satisfies this (e.g. a hair cap).
+    keep: fn([f32; 3]) -> bool,
+}
+
+fn always(_: [f32; 3]) -> bool {
+    true
+}
+
+impl Builder {
+    fn ellipsoid(&mut self, e: Ellipsoid, morph: impl Fn([f32; 3]) -> [[f32; 3]; 3]) {
+        const RINGS: u32 = 28;
+        const SEGMENTS: u32 = 40;
+        let base = self.vertices.len() as u32;
+        let mut kept = Vec::new();
+        for ring in 0..=RINGS {
+            let theta = std::f32::consts::PI * ring as f32 / RINGS as f32;
+            for seg in 0..=SEGMENTS {
+                let phi = std::f32::consts::TAU * seg as f32 / SEGMENTS as f32;
+                // Unit direction, +z towards the camera.
+                let d = [theta.sin() * phi.sin(), theta.cos(), theta.sin() * phi.cos()];
+                let position = [
+                    e.center[0] + e.radii[0] * d[0],
+                    e.center[1] + e.radii[1] * d[1],
+                    e.center[2] + e.radii[2] * d[2],
+                ];
+                let n = [d[0] / e.radii[0], d[1] / e.radii[1], d[2] / e.radii[2]];
+                let len = (n[0] * n[0] + n[1] * n[1] + n[2] * n[2]).sqrt().max(1e-6);
+                kept.push((e.keep)(d));
+                self.vertices.push(Vertex {
+                    position,
+                    normal: [n[0] / len, n[1] / len, n[2] / len],
+                    color: e.color,
+                    morphs: morph(position),
+                    head: e.head,
+                });
+            }
+        }
+        let row = SEGMENTS + 1;
+        for ring in 0..RINGS {
+            for seg in 0..SEGMENTS {
+                let a = ring * row + seg;
+                let (b, c, d) = (a + row, a + 1, a + row + 1);
+                if [a, b, c, d].iter().all(|&i| kept[i as usize]) {
+                    self.indices.extend([base + a, base + b, base + c, base + c, base + b, base + d]);
+                }
+            }
+        }
+    }
+}
+
+/// Jaw: everything on the face below the mouth line moves down, fading out towards the neck
+/// and the sides, so the chin drops with the jaw.
+fn jaw_delta(p: [f32; 3]) -> [f32; 3] {
+    let below = MOUTH_CENTER[1] - p[1];
+    if below < -0.02 || p[2] < 0.0 {
+        return [0.0; 3];
+    }
+    let side = (1.0 - (p[0].abs() / 0.75)).clamp(0.0, 1.0);
+    let depth = (p[2] / 0.8).clamp(0.0, 1.0);
+    [0.0, -0.16 * side * depth, 0.0]
+}
+
+fn no_morph(_: [f32; 3]) -> [[f32; 3]; 3] {
+    [[0.0; 3]; 3]
+}
+
+/// Builds the default avatar.
+pub fn default_avatar() -> Mesh {
+    let mut b = Builder { vertices: Vec::new(), indices: Vec::new() };
+    let [mx, my, mz] = MOUTH_CENTER;
+
+    // Torso and neck (do not follow the head).
+    b.ellipsoid(
+        Ellipsoid { center: [0.0, -2.15, -0.1], radii: [1.45, 0.95, 0.6], color: SHIRT, head: false, keep: always },
+        no_morph,
+    );
+    b.ellipsoid(
+        Ellipsoid { center: [0.0, -1.1, -0.05], radii: [0.32, 0.45, 0.3], color: SKIN, head: false, keep: always },
+        no_morph,
+    );
+    // Head: the jaw region deforms with `jawOpen`.
+    b.ellipsoid(
+        Ellipsoid { center: [0.0, 0.0, 0.0], radii: [0.78, 1.0, 0.82], color: SKIN, head: true, keep: always },
+        |p| [jaw_delta(p), [0.0; 3], [0.0; 3]],
+    );
+    // Hair: a cap over the top and back of the head.
+    b.ellipsoid(
+        Ellipsoid {
+            center: [0.0, 0.06, -0.04],
+            radii: [0.82, 1.02, 0.86],
+            color: HAIR,
+            head: true,
+            keep: |d| d[1] > 0.25 || (d[2] < -0.2 && d[1] > -0.5),
+        },
+        no_morph,
+    );
+    // Mouth interior: hidden behind the lips when closed, revealed as the lower lip drops.
+    b.ellipsoid(
+        Ellipsoid { center: [mx, my, mz - 0.03], radii: [0.16, 0.05, 0.03], color: MOUTH_INSIDE, head: true, keep: always },
+        |p| {
+            let lower = if p[1] < my { [0.0, -0.17, 0.0] } else { [0.0, 0.02, 0.0] };
+            [lower, [(p[0] - mx) * 0.45, 0.0, 0.0], [0.0; 3]]
+        },
+    );
+    // Lips: the upper lip rises a little, the lower one follows the jaw; both spread with `wide`.
+    for (dy, jaw) in [(0.035f32, 0.025f32), (-0.04, -0.17)] {
+        b.ellipsoid(
+            Ellipsoid {
+                center: [mx, my + dy, mz],
+                radii: [0.19, 0.035, 0.045],
+                color: LIP,
+                head: true,
+                keep: always,
+            },
+            move |p| [[0.0, jaw, 0.0], [(p[0] - mx) * 0.45, 0.0, 0.0], [0.0; 3]],
+        );
+    }
+    // Eyes: whites and irises; `eyeBlink` squashes them onto their centre line.
+    for side in [-1.0f32, 1.0] {
+        let (ex, ey) = (side * EYE_X, EYE_Y);
+        let squash = move |p: [f32; 3]| [[0.0; 3], [0.0; 3], [0.0, (ey - p[1]) * 0.92, 0.0]];
+        b.ellipsoid(
+            Ellipsoid { center: [ex, ey, 0.66], radii: [0.13, 0.09, 0.08], color: EYE_WHITE, head: true, keep: always },
+            squash,
+        );
+        b.ellipsoid(
+            Ellipsoid { center: [ex, ey, 0.72], radii: [0.06, 0.06, 0.04], color: IRIS, head: true, keep: always },
+            squash,
+        );
+        // Brow.
+        b.ellipsoid(
+            Ellipsoid { center: [ex, ey + 0.17, 0.7], radii: [0.15, 0.025, 0.05], color: HAIR, head: true, keep: always },
+            no_morph,
+        );
+    }
+    // Nose.
+    b.ellipsoid(
+        Ellipsoid { center: [0.0, -0.08, 0.8], radii: [0.08, 0.14, 0.1], color: SKIN, head: true, keep: always },
+        no_morph,
+    );
+
+    let mut vertices = Vec::with_capacity(b.vertices.len() * VERTEX_FLOATS);
+    for v in &b.vertices {
+        vertices.extend(v.position);
+        vertices.extend(v.normal);
+        vertices.extend(v.color);
+        for m in v.morphs {
+            vertices.extend(m);
+        }
+        vertices.push(if v.head { 1.0 } else { 0.0 });
+    }
+    Mesh { vertices, indices: b.indices }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mesh_is_well_formed() {
+        let mesh = default_avatar();
+        assert_eq!(mesh.vertices.len() % VERTEX_FLOATS, 0);
+        assert_eq!(mesh.indices.len() % 3, 0);
+        let n = mesh.vertex_count() as u32;
+        assert!(mesh.indices.iter().all(|&i| i < n));
+        assert!(mesh.vertices.iter().all(|f| f.is_finite()));
+    }
+
+    #[test]
+    fn jaw_target_moves_the_chin_but_not_the_forehead() {
+        assert!(jaw_delta([0.0, -0.7, 0.6])[1] < -0.05);
+        assert_eq!(jaw_delta([0.0, 0.5, 0.7]), [0.0; 3]);
+        assert_eq!(jaw_delta([0.0, -0.7, -0.5]), [0.0; 3]);
+    }
+}

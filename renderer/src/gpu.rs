@@ -1,0 +1,686 @@
+//! Headless Vulkan: render the avatar into an RGBA image, convert it to I420 with a compute pass,
+//! read the I420 bytes back. Runs on any Vulkan 1.1 device (lavapipe on CI).
+//!
+//! One frame in flight: the stage pipelines render and encode on separate threads instead, so
+//! the GPU never waits on the CPU encoder.
+
+use std::ffi::CStr;
+
+use ash::vk;
+
+use crate::avatar::{Mesh, VERTEX_FLOATS};
+use crate::{Pose, RenderError};
+
+const COLOR_FORMAT: vk::Format = vk::Format::R8G8B8A8_UNORM;
+const DEPTH_FORMAT: vk::Format = vk::Format::D32_SFLOAT;
+/// view_proj (16) + head (16) + weights (4) + light (4) floats.
+const FRAME_UNIFORM_FLOATS: usize = 40;
+
+static AVATAR_SPV: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/avatar.spv"));
+static CONVERT_SPV: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/convert.spv"));
+
+fn vkerr(what: &'static str) -> impl Fn(vk::Result) -> RenderError {
+    move |code| RenderError::Vulkan { what, code }
+}
+
+struct Buffer {
+    buffer: vk::Buffer,
+    memory: vk::DeviceMemory,
+    size: u64,
+    mapped: Option<*mut u8>,
+}
+
+struct Image {
+    image: vk::Image,
+    memory: vk::DeviceMemory,
+    view: vk::ImageView,
+}
+
+pub struct Gpu {
+    _entry: ash::Entry,
+    instance: ash::Instance,
+    device: ash::Device,
+    device_name: String,
+    software: bool,
+    memory_props: vk::PhysicalDeviceMemoryProperties,
+    queue: vk::Queue,
+    width: u32,
+    height: u32,
+    pool: vk::CommandPool,
+    cmd: vk::CommandBuffer,
+    fence: vk::Fence,
+    color: Image,
+    depth: Image,
+    render_pass: vk::RenderPass,
+    framebuffer: vk::Framebuffer,
+    modules: Vec<vk::ShaderModule>,
+    set_layouts: Vec<vk::DescriptorSetLayout>,
+    layouts: Vec<vk::PipelineLayout>,
+    pipelines: Vec<vk::Pipeline>,
+    descriptor_pool: vk::DescriptorPool,
+    avatar_set: vk::DescriptorSet,
+    convert_set: vk::DescriptorSet,
+    vertex: Buffer,
+    index: Buffer,
+    index_count: u32,
+    uniform: Buffer,
+    dims: Buffer,
+    output: Buffer,
+    background: [f32; 3],
+}
+
+// SAFETY: every Vulkan handle here is owned by this struct and used only through `&mut self`
+// (or dropped in `Drop`); the raw mapped pointers point into memory owned by the same struct.
+unsafe impl Send for Gpu {}
+
+impl Gpu {
+    pub fn new(width: u32, height: u32, background: [u8; 3], mesh: &Mesh) -> Result<Self, RenderError> {
+        // SAFETY: loading the system Vulkan loader; failure is reported, not assumed.
+        let entry = unsafe { ash::Entry::load() }.map_err(|e| RenderError::NoVulkan(e.to_string()))?;
+        let app = vk::ApplicationInfo::default().application_name(c"emcee-stage").api_version(vk::API_VERSION_1_1);
+        let instance_info = vk::InstanceCreateInfo::default().application_info(&app);
+        // SAFETY: valid create info with no extensions or layers.
+        let instance = unsafe { entry.create_instance(&instance_info, None) }.map_err(vkerr("create instance"))?;
+
+        // SAFETY: `instance` is valid for all the calls below; objects are destroyed in Drop.
+        unsafe {
+            let physicals = instance.enumerate_physical_devices().map_err(vkerr("enumerate devices"))?;
+            // Prefer a real GPU; fall back to whatever exists (lavapipe).
+            let mut best: Option<(vk::PhysicalDevice, u32, i32)> = None;
+            for pd in physicals {
+                let props = instance.get_physical_device_properties(pd);
+                let families = instance.get_physical_device_queue_family_properties(pd);
+                let Some(family) = families.iter().position(|f| {
+                    f.queue_flags.contains(vk::QueueFlags::GRAPHICS | vk::QueueFlags::COMPUTE)
+                }) else {
+                    continue;
+                };
+                let rank = match props.device_type {
+                    vk::PhysicalDeviceType::DISCRETE_GPU => 3,
+                    vk::PhysicalDeviceType::INTEGRATED_GPU => 2,
+                    vk::PhysicalDeviceType::VIRTUAL_GPU => 1,
+                    _ => 0,
+                };
+                if best.is_none_or(|b| rank > b.2) {
+                    best = Some((pd, family as u32, rank));
+                }
+            }
+            let Some((physical, family, _)) = best else {
+                instance.destroy_instance(None);
+                return Err(RenderError::NoVulkan("no Vulkan device with graphics and compute".into()));
+            };
+            let props = instance.get_physical_device_properties(physical);
+            let device_name = CStr::from_ptr(props.device_name.as_ptr()).to_string_lossy().into_owned();
+            let software = props.device_type == vk::PhysicalDeviceType::CPU;
+            let memory_props = instance.get_physical_device_memory_properties(physical);
+
+            let priorities = [1.0f32];
+            let queue_info = [vk::DeviceQueueCreateInfo::default().queue_family_index(family).queue_priorities(&priorities)];
+            let device_info = vk::DeviceCreateInfo::default().queue_create_infos(&queue_info);
+            let device = match instance.create_device(physical, &device_info, None) {
+                Ok(d) => d,
+                Err(code) => {
+                    instance.destroy_instance(None);
+                    return Err(RenderError::Vulkan { what: "create device", code });
+                }
+            };
+            let queue = device.get_device_queue(family, 0);
+            tracing::info!(device = %device_name, software, "Vulkan device opened");
+            let mut gpu = Self::with_device(entry, instance, device, queue, family, memory_props, width, height)?;
+            gpu.device_name = device_name;
+            gpu.software = software;
+            gpu.background = background.map(|c| f32::from(c) / 255.0);
+            gpu.build(mesh)?;
+            Ok(gpu)
+        }
+    }
+
+    /// Creates the per-device objects that do not depend on the mesh or shaders.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn with_device(
+        entry: ash::Entry,
+        instance: ash::Instance,
+        device: ash::Device,
+        queue: vk::Queue,
+        family: u32,
+        memory_props: vk::PhysicalDeviceMemoryProperties,
+        width: u32,
+        height: u32,
+    ) -> Result<Self, RenderError> {
+        let pool = device
+            .create_command_pool(
+                &vk::CommandPoolCreateInfo::default()
+                    .queue_family_index(family)
+                    .flags(vk::CommandPoolCreateFlags::RESET_COMMAND_BUFFER),
+                None,
+            )
+            .map_err(vkerr("create command pool"))?;
+        let cmd = device
+            .allocate_command_buffers(
+                &vk::CommandBufferAllocateInfo::default().command_pool(pool).command_buffer_count(1),
+            )
+            .map_err(vkerr("allocate command buffer"))?[0];
+        let fence = device.create_fence(&vk::FenceCreateInfo::default(), None).map_err(vkerr("create fence"))?;
+        let null_image = Image { image: vk::Image::null(), memory: vk::DeviceMemory::null(), view: vk::ImageView::null() };
+        let null_buffer = || Buffer { buffer: vk::Buffer::null(), memory: vk::DeviceMemory::null(), size: 0, mapped: None };
+        Ok(Self {
+            _entry: entry,
+            instance,
+            device,
+            device_name: String::new(),
+            software: false,
+            memory_props,
+            queue,
+            width,
+            height,
+            pool,
+            cmd,
+            fence,
+            color: null_image,
+            depth: Image { image: vk::Image::null(), memory: vk::DeviceMemory::null(), view: vk::ImageView::null() },
+            render_pass: vk::RenderPass::null(),
+            framebuffer: vk::Framebuffer::null(),
+            modules: Vec::new(),
+            set_layouts: Vec::new(),
+            layouts: Vec::new(),
+            pipelines: Vec::new(),
+            descriptor_pool: vk::DescriptorPool::null(),
+            avatar_set: vk::DescriptorSet::null(),
+            convert_set: vk::DescriptorSet::null(),
+            vertex: null_buffer(),
+            index: null_buffer(),
+            index_count: 0,
+            uniform: null_buffer(),
+            dims: null_buffer(),
+            output: null_buffer(),
+            background: [0.0; 3],
+        })
+    }
+
+    pub fn device_name(&self) -> &str {
+        &self.device_name
+    }
+
+    pub fn is_software(&self) -> bool {
+        self.software
+    }
+
+    fn memory_type(&self, bits: u32, flags: vk::MemoryPropertyFlags) -> Result<u32, RenderError> {
+        (0..self.memory_props.memory_type_count)
+            .find(|&i| bits & (1 << i) != 0 && self.memory_props.memory_types[i as usize].property_flags.contains(flags))
+            .ok_or(RenderError::NoMemoryType(format!("{flags:?}")))
+    }
+
+    unsafe fn buffer(&self, size: u64, usage: vk::BufferUsageFlags, host: bool) -> Result<Buffer, RenderError> {
+        let buffer = self
+            .device
+            .create_buffer(&vk::BufferCreateInfo::default().size(size).usage(usage), None)
+            .map_err(vkerr("create buffer"))?;
+        let req = self.device.get_buffer_memory_requirements(buffer);
+        let flags = if host {
+            vk::MemoryPropertyFlags::HOST_VISIBLE | vk::MemoryPropertyFlags::HOST_COHERENT
+        } else {
+            vk::MemoryPropertyFlags::DEVICE_LOCAL
+        };
+        // Device-local is preferred for vertex data, but any memory type works.
+        let index = self.memory_type(req.memory_type_bits, flags).or_else(|e| {
+            if host {
+                Err(e)
+            } else {
+                self.memory_type(req.memory_type_bits, vk::MemoryPropertyFlags::empty())
+            }
+        })?;
+        let memory = self
+            .device
+            .allocate_memory(&vk::MemoryAllocateInfo::default().allocation_size(req.size).memory_type_index(index), None)
+            .map_err(vkerr("allocate buffer memory"))?;
+        self.device.bind_buffer_memory(buffer, memory, 0).map_err(vkerr("bind buffer memory"))?;
+        let mapped = if host {
+            Some(
+                self.device
+                    .map_memory(memory, 0, vk::WHOLE_SIZE, vk::MemoryMapFlags::empty())
+                    .map_err(vkerr("map memory"))? as *mut u8,
+            )
+        } else {
+            None
+        };
+        Ok(Buffer { buffer, memory, size, mapped })
+    }
+
+    /// A host-visible buffer filled with `bytes`.
+    unsafe fn upload(&self, bytes: &[u8], usage: vk::BufferUsageFlags) -> Result<Buffer, RenderError> {
+        let buf = self.buffer(bytes.len() as u64, usage, true)?;
+        if let Some(ptr) = buf.mapped {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr, bytes.len());
+        }
+        Ok(buf)
+    }
+
+    unsafe fn image(
+        &self,
+        format: vk::Format,
+        usage: vk::ImageUsageFlags,
+        aspect: vk::ImageAspectFlags,
+    ) -> Result<Image, RenderError> {
+        let info = vk::ImageCreateInfo::default()
+            .image_type(vk::ImageType::TYPE_2D)
+            .format(format)
+            .extent(vk::Extent3D { width: self.width, height: self.height, depth: 1 })
+            .mip_levels(1)
+            .array_layers(1)
+            .samples(vk::SampleCountFlags::TYPE_1)
+            .tiling(vk::ImageTiling::OPTIMAL)
+            .usage(usage)
+            .initial_layout(vk::ImageLayout::UNDEFINED);
+        let image = self.device.create_image(&info, None).map_err(vkerr("create image"))?;
+        let req = self.device.get_image_memory_requirements(image);
+        let index = self
+            .memory_type(req.memory_type_bits, vk::MemoryPropertyFlags::DEVICE_LOCAL)
+            .or_else(|_| self.memory_type(req.memory_type_bits, vk::MemoryPropertyFlags::empty()))?;
+        let memory = self
+            .device
+            .allocate_memory(&vk::MemoryAllocateInfo::default().allocation_size(req.size).memory_type_index(index), None)
+            .map_err(vkerr("allocate image memory"))?;
+        self.device.bind_image_memory(image, memory, 0).map_err(vkerr("bind image memory"))?;
+        let view = self
+            .device
+            .create_image_view(
+                &vk::ImageViewCreateInfo::default()
+                    .image(image)
+                    .view_type(vk::ImageViewType::TYPE_2D)
+                    .format(format)
+                    .subresource_range(vk::ImageSubresourceRange {
+                        aspect_mask: aspect,
+                        base_mip_level: 0,
+                        level_count: 1,
+                        base_array_layer: 0,
+                        layer_count: 1,
+                    }),
+                None,
+            )
+            .map_err(vkerr("create image view"))?;
+        Ok(Image { image, memory, view })
+    }
+
+    unsafe fn shader(&mut self, spv: &[u8]) -> Result<vk::ShaderModule, RenderError> {
+        let words: Vec<u32> = spv.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let module = self
+            .device
+            .create_shader_module(&vk::ShaderModuleCreateInfo::default().code(&words), None)
+            .map_err(vkerr("create shader module"))?;
+        self.modules.push(module);
+        Ok(module)
+    }
+
+    unsafe fn build(&mut self, mesh: &Mesh) -> Result<(), RenderError> {
+        let d = self.device.clone();
+        self.color = self.image(
+            COLOR_FORMAT,
+            vk::ImageUsageFlags::COLOR_ATTACHMENT | vk::ImageUsageFlags::SAMPLED | vk::ImageUsageFlags::TRANSFER_SRC,
+            vk::ImageAspectFlags::COLOR,
+        )?;
+        self.depth =
+            self.image(DEPTH_FORMAT, vk::ImageUsageFlags::DEPTH_STENCIL_ATTACHMENT, vk::ImageAspectFlags::DEPTH)?;
+
+        // Render pass: clear, draw, leave the colour image ready for the compute pass to read.
+        let attachments = [
+            vk::AttachmentDescription::default()
+                .format(COLOR_FORMAT)
+                .samples(vk::SampleCountFlags::TYPE_1)
+                .load_op(vk::AttachmentLoadOp::CLEAR)
+                .store_op(vk::AttachmentStoreOp::STORE)
+                .initial_layout(vk::ImageLayout::UNDEFINED)
+                .final_layout(vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL),
+            vk::AttachmentDescription::default()
+                .format(DEPTH_FORMAT)
+                .samples(vk::SampleCountFlags::TYPE_1)
+                .load_op(vk::AttachmentLoadOp::CLEAR)
+                .store_op(vk::AttachmentStoreOp::DONT_CARE)
+                .initial_layout(vk::ImageLayout::UNDEFINED)
+                .final_layout(vk::ImageLayout::DEPTH_STENCIL_ATTACHMENT_OPTIMAL),
+        ];
+        let color_ref = [vk::AttachmentReference { attachment: 0, layout: vk::ImageLayout::COLOR_ATTACHMENT_OPTIMAL }];
+        let depth_ref =
+            vk::AttachmentReference { attachment: 1, layout: vk::ImageLayout::DEPTH_STENCIL_ATTACHMENT_OPTIMAL };
+        let subpass = [vk::SubpassDescription::default()
+            .pipeline_bind_point(vk::PipelineBindPoint::GRAPHICS)
+            .color_attachments(&color_ref)
+            .depth_stencil_attachment(&depth_ref)];
+        let dependencies = [
+            // The previous frame's compute read finishes before this frame overwrites the image.
+            vk::SubpassDependency::default()
+                .src_subpass(vk::SUBPASS_EXTERNAL)
+                .dst_subpass(0)
+                .src_stage_mask(vk::PipelineStageFlags::COMPUTE_SHADER)
+                .dst_stage_mask(
+                    vk::PipelineStageFlags::COLOR_ATTACHMENT_OUTPUT | vk::PipelineStageFlags::EARLY_FRAGMENT_TESTS,
+                )
+                .src_access_mask(vk::AccessFlags::SHADER_READ)
+                .dst_access_mask(
+                    vk::AccessFlags::COLOR_ATTACHMENT_WRITE | vk::AccessFlags::DEPTH_STENCIL_ATTACHMENT_WRITE,
+                ),
+            // Colour writes are visible to the compute shader.
+            vk::SubpassDependency::default()
+                .src_subpass(0)
+                .dst_subpass(vk::SUBPASS_EXTERNAL)
+                .src_stage_mask(vk::PipelineStageFlags::COLOR_ATTACHMENT_OUTPUT)
+                .dst_stage_mask(vk::PipelineStageFlags::COMPUTE_SHADER)
+                .src_access_mask(vk::AccessFlags::COLOR_ATTACHMENT_WRITE)
+                .dst_access_mask(vk::AccessFlags::SHADER_READ),
+        ];
+        self.render_pass = d
+            .create_render_pass(
+                &vk::RenderPassCreateInfo::default()
+                    .attachments(&attachments)
+                    .subpasses(&subpass)
+                    .dependencies(&dependencies),
+                None,
+            )
+            .map_err(vkerr("create render pass"))?;
+        let views = [self.color.view, self.depth.view];
+        self.framebuffer = d
+            .create_framebuffer(
+                &vk::FramebufferCreateInfo::default()
+                    .render_pass(self.render_pass)
+                    .attachments(&views)
+                    .width(self.width)
+                    .height(self.height)
+                    .layers(1),
+                None,
+            )
+            .map_err(vkerr("create framebuffer"))?;
+
+        // Buffers.
+        let vbytes: Vec<u8> = mesh.vertices.iter().flat_map(|f| f.to_le_bytes()).collect();
+        let ibytes: Vec<u8> = mesh.indices.iter().flat_map(|i| i.to_le_bytes()).collect();
+        self.vertex = self.upload(&vbytes, vk::BufferUsageFlags::VERTEX_BUFFER)?;
+        self.index = self.upload(&ibytes, vk::BufferUsageFlags::INDEX_BUFFER)?;
+        self.index_count = mesh.indices.len() as u32;
+        self.uniform = self.buffer((FRAME_UNIFORM_FLOATS * 4) as u64, vk::BufferUsageFlags::UNIFORM_BUFFER, true)?;
+        let dims: Vec<u8> = [self.width, self.height, 0, 0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.dims = self.upload(&dims, vk::BufferUsageFlags::UNIFORM_BUFFER)?;
+        let out_len = crate::i420_len(self.width, self.height) as u64;
+        self.output = self.buffer(out_len, vk::BufferUsageFlags::STORAGE_BUFFER, true)?;
+
+        // Descriptor layouts and sets.
+        let avatar_bindings = [vk::DescriptorSetLayoutBinding::default()
+            .binding(0)
+            .descriptor_type(vk::DescriptorType::UNIFORM_BUFFER)
+            .descriptor_count(1)
+            .stage_flags(vk::ShaderStageFlags::VERTEX | vk::ShaderStageFlags::FRAGMENT)];
+        let convert_bindings = [
+            vk::DescriptorSetLayoutBinding::default()
+                .binding(0)
+                .descriptor_type(vk::DescriptorType::SAMPLED_IMAGE)
+                .descriptor_count(1)
+                .stage_flags(vk::ShaderStageFlags::COMPUTE),
+            vk::DescriptorSetLayoutBinding::default()
+                .binding(1)
+                .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
+                .descriptor_count(1)
+                .stage_flags(vk::ShaderStageFlags::COMPUTE),
+            vk::DescriptorSetLayoutBinding::default()
+                .binding(2)
+                .descriptor_type(vk::DescriptorType::UNIFORM_BUFFER)
+                .descriptor_count(1)
+                .stage_flags(vk::ShaderStageFlags::COMPUTE),
+        ];
+        for bindings in [&avatar_bindings[..], &convert_bindings[..]] {
+            let layout = d
+                .create_descriptor_set_layout(&vk::DescriptorSetLayoutCreateInfo::default().bindings(bindings), None)
+                .map_err(vkerr("create descriptor set layout"))?;
+            self.set_layouts.push(layout);
+            let set_layouts = [layout];
+            let pl = d
+                .create_pipeline_layout(&vk::PipelineLayoutCreateInfo::default().set_layouts(&set_layouts), None)
+                .map_err(vkerr("create pipeline layout"))?;
+            self.layouts.push(pl);
+        }
+        let sizes = [
+            vk::DescriptorPoolSize { ty: vk::DescriptorType::UNIFORM_BUFFER, descriptor_count: 2 },
+            vk::DescriptorPoolSize { ty: vk::DescriptorType::SAMPLED_IMAGE, descriptor_count: 1 },
+            vk::DescriptorPoolSize { ty: vk::DescriptorType::STORAGE_BUFFER, descriptor_count: 1 },
+        ];
+        self.descriptor_pool = d
+            .create_descriptor_pool(&vk::DescriptorPoolCreateInfo::default().max_sets(2).pool_sizes(&sizes), None)
+            .map_err(vkerr("create descriptor pool"))?;
+        let sets = d
+            .allocate_descriptor_sets(
+                &vk::DescriptorSetAllocateInfo::default()
+                    .descriptor_pool(self.descriptor_pool)
+                    .set_layouts(&self.set_layouts),
+            )
+            .map_err(vkerr("allocate descriptor sets"))?;
+        (self.avatar_set, self.convert_set) = (sets[0], sets[1]);
+        let ubo = [vk::DescriptorBufferInfo { buffer: self.uniform.buffer, offset: 0, range: vk::WHOLE_SIZE }];
+        let img = [vk::DescriptorImageInfo {
+            sampler: vk::Sampler::null(),
+            image_view: self.color.view,
+            image_layout: vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL,
+        }];
+        let out = [vk::DescriptorBufferInfo { buffer: self.output.buffer, offset: 0, range: vk::WHOLE_SIZE }];
+        let dims_info = [vk::DescriptorBufferInfo { buffer: self.dims.buffer, offset: 0, range: vk::WHOLE_SIZE }];
+        let writes = [
+            vk::WriteDescriptorSet::default()
+                .dst_set(self.avatar_set)
+                .dst_binding(0)
+                .descriptor_type(vk::DescriptorType::UNIFORM_BUFFER)
+                .buffer_info(&ubo),
+            vk::WriteDescriptorSet::default()
+                .dst_set(self.convert_set)
+                .dst_binding(0)
+                .descriptor_type(vk::DescriptorType::SAMPLED_IMAGE)
+                .image_info(&img),
+            vk::WriteDescriptorSet::default()
+                .dst_set(self.convert_set)
+                .dst_binding(1)
+                .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
+                .buffer_info(&out),
+            vk::WriteDescriptorSet::default()
+                .dst_set(self.convert_set)
+                .dst_binding(2)
+                .descriptor_type(vk::DescriptorType::UNIFORM_BUFFER)
+                .buffer_info(&dims_info),
+        ];
+        d.update_descriptor_sets(&writes, &[]);
+
+        self.build_pipelines()
+    }
+
+    unsafe fn build_pipelines(&mut self) -> Result<(), RenderError> {
+        let d = self.device.clone();
+        let avatar = self.shader(AVATAR_SPV)?;
+        let convert = self.shader(CONVERT_SPV)?;
+        let stages = [
+            vk::PipelineShaderStageCreateInfo::default().stage(vk::ShaderStageFlags::VERTEX).module(avatar).name(c"vs_main"),
+            vk::PipelineShaderStageCreateInfo::default()
+                .stage(vk::ShaderStageFlags::FRAGMENT)
+                .module(avatar)
+                .name(c"fs_main"),
+        ];
+        let stride = (VERTEX_FLOATS * 4) as u32;
+        let binding = [vk::VertexInputBindingDescription { binding: 0, stride, input_rate: vk::VertexInputRate::VERTEX }];
+        let attrs: Vec<vk::VertexInputAttributeDescription> = (0..7u32)
+            .map(|location| vk::VertexInputAttributeDescription {
+                location,
+                binding: 0,
+                format: if location == 6 { vk::Format::R32_SFLOAT } else { vk::Format::R32G32B32_SFLOAT },
+                offset: location * 12,
+            })
+            .collect();
+        let vertex_input =
+            vk::PipelineVertexInputStateCreateInfo::default().vertex_binding_descriptions(&binding).vertex_attribute_descriptions(&attrs);
+        let assembly =
+            vk::PipelineInputAssemblyStateCreateInfo::default().topology(vk::PrimitiveTopology::TRIANGLE_LIST);
+        let viewport = [vk::Viewport {
+            x: 0.0,
+            y: 0.0,
+            width: self.width as f32,
+            height: self.height as f32,
+            min_depth: 0.0,
+            max_depth: 1.0,
+        }];
+        let scissor = [vk::Rect2D { offset: vk::Offset2D { x: 0, y: 0 }, extent: self.extent() }];
+        let viewport_state = vk::PipelineViewportStateCreateInfo::default().viewports(&viewport).scissors(&scissor);
+        let raster = vk::PipelineRasterizationStateCreateInfo::default()
+            .polygon_mode(vk::PolygonMode::FILL)
+            .cull_mode(vk::CullModeFlags::NONE)
+            .line_width(1.0);
+        let multisample =
+            vk::PipelineMultisampleStateCreateInfo::default().rasterization_samples(vk::SampleCountFlags::TYPE_1);
+        let depth = vk::PipelineDepthStencilStateCreateInfo::default()
+            .depth_test_enable(true)
+            .depth_write_enable(true)
+            .depth_compare_op(vk::CompareOp::LESS);
+        let blend_attachment = [vk::PipelineColorBlendAttachmentState::default().color_write_mask(vk::ColorComponentFlags::RGBA)];
+        let blend = vk::PipelineColorBlendStateCreateInfo::default().attachments(&blend_attachment);
+        let graphics = [vk::GraphicsPipelineCreateInfo::default()
+            .stages(&stages)
+            .vertex_input_state(&vertex_input)
+            .input_assembly_state(&assembly)
+            .viewport_state(&viewport_state)
+            .rasterization_state(&raster)
+            .multisample_state(&multisample)
+            .depth_stencil_state(&depth)
+            .color_blend_state(&blend)
+            .layout(self.layouts[0])
+            .render_pass(self.render_pass)
+            .subpass(0)];
+        let pipelines = d
+            .create_graphics_pipelines(vk::PipelineCache::null(), &graphics, None)
+            .map_err(|(_, code)| RenderError::Vulkan { what: "create graphics pipeline", code })?;
+        self.pipelines.extend(pipelines);
+        let compute = [vk::ComputePipelineCreateInfo::default()
+            .stage(
+                vk::PipelineShaderStageCreateInfo::default().stage(vk::ShaderStageFlags::COMPUTE).module(convert).name(c"main"),
+            )
+            .layout(self.layouts[1])];
+        let pipelines = d
+            .create_compute_pipelines(vk::PipelineCache::null(), &compute, None)
+            .map_err(|(_, code)| RenderError::Vulkan { what: "create compute pipeline", code })?;
+        self.pipelines.extend(pipelines);
+        Ok(())
+    }
+
+    fn extent(&self) -> vk::Extent2D {
+        vk::Extent2D { width: self.width, height: self.height }
+    }
+
+    /// Renders one frame and writes its I420 bytes into `out` (resized as needed).
+    pub fn render(&mut self, pose: &Pose, out: &mut Vec<u8>) -> Result<(), RenderError> {
+        let uniforms = crate::camera::frame_uniforms(pose, self.width, self.height);
+        debug_assert_eq!(uniforms.len(), FRAME_UNIFORM_FLOATS);
+        let d = &self.device;
+        // SAFETY: all handles are valid and owned by self; the single command buffer is not in
+        // use (we waited on the fence at the end of the previous frame); mapped pointers cover
+        // their whole allocations.
+        unsafe {
+            if let Some(ptr) = self.uniform.mapped {
+                let bytes: Vec<u8> = uniforms.iter().flat_map(|f| f.to_le_bytes()).collect();
+                std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr, bytes.len());
+            }
+            let cmd = self.cmd;
+            d.reset_command_buffer(cmd, vk::CommandBufferResetFlags::empty()).map_err(vkerr("reset commands"))?;
+            d.begin_command_buffer(
+                cmd,
+                &vk::CommandBufferBeginInfo::default().flags(vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT),
+            )
+            .map_err(vkerr("begin commands"))?;
+            // The background bytes are display values, like everything in the UNORM target.
+            let [r, g, b] = self.background;
+            let clear = [
+                vk::ClearValue { color: vk::ClearColorValue { float32: [r, g, b, 1.0] } },
+                vk::ClearValue { depth_stencil: vk::ClearDepthStencilValue { depth: 1.0, stencil: 0 } },
+            ];
+            d.cmd_begin_render_pass(
+                cmd,
+                &vk::RenderPassBeginInfo::default()
+                    .render_pass(self.render_pass)
+                    .framebuffer(self.framebuffer)
+                    .render_area(vk::Rect2D { offset: vk::Offset2D { x: 0, y: 0 }, extent: self.extent() })
+                    .clear_values(&clear),
+                vk::SubpassContents::INLINE,
+            );
+            d.cmd_bind_pipeline(cmd, vk::PipelineBindPoint::GRAPHICS, self.pipelines[0]);
+            d.cmd_bind_descriptor_sets(cmd, vk::PipelineBindPoint::GRAPHICS, self.layouts[0], 0, &[self.avatar_set], &[]);
+            d.cmd_bind_vertex_buffers(cmd, 0, &[self.vertex.buffer], &[0]);
+            d.cmd_bind_index_buffer(cmd, self.index.buffer, 0, vk::IndexType::UINT32);
+            d.cmd_draw_indexed(cmd, self.index_count, 1, 0, 0, 0);
+            d.cmd_end_render_pass(cmd);
+
+            d.cmd_bind_pipeline(cmd, vk::PipelineBindPoint::COMPUTE, self.pipelines[1]);
+            d.cmd_bind_descriptor_sets(cmd, vk::PipelineBindPoint::COMPUTE, self.layouts[1], 0, &[self.convert_set], &[]);
+            d.cmd_dispatch(cmd, (self.width / 8).div_ceil(8), (self.height / 2).div_ceil(8), 1);
+            let to_host = [vk::BufferMemoryBarrier::default()
+                .src_access_mask(vk::AccessFlags::SHADER_WRITE)
+                .dst_access_mask(vk::AccessFlags::HOST_READ)
+                .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+                .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+                .buffer(self.output.buffer)
+                .offset(0)
+                .size(vk::WHOLE_SIZE)];
+            d.cmd_pipeline_barrier(
+                cmd,
+                vk::PipelineStageFlags::COMPUTE_SHADER,
+                vk::PipelineStageFlags::HOST,
+                vk::DependencyFlags::empty(),
+                &[],
+                &to_host,
+                &[],
+            );
+            d.end_command_buffer(cmd).map_err(vkerr("end commands"))?;
+            let cmds = [cmd];
+            let submit = [vk::SubmitInfo::default().command_buffers(&cmds)];
+            d.queue_submit(self.queue, &submit, self.fence).map_err(vkerr("submit"))?;
+            let waited = d.wait_for_fences(&[self.fence], true, 5_000_000_000);
+            d.reset_fences(&[self.fence]).map_err(vkerr("reset fence"))?;
+            waited.map_err(vkerr("wait for frame"))?;
+
+            let len = self.output.size as usize;
+            out.resize(len, 0);
+            if let Some(ptr) = self.output.mapped {
+                std::ptr::copy_nonoverlapping(ptr, out.as_mut_ptr(), len);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Gpu {
+    fn drop(&mut self) {
+        // SAFETY: we own every handle; waiting for idle first makes destruction safe. Null
+        // handles (from a partially built renderer) are ignored by Vulkan's destroy calls.
+        unsafe {
+            let d = &self.device;
+            let _ = d.device_wait_idle();
+            for p in self.pipelines.drain(..) {
+                d.destroy_pipeline(p, None);
+            }
+            for l in self.layouts.drain(..) {
+                d.destroy_pipeline_layout(l, None);
+            }
+            for l in self.set_layouts.drain(..) {
+                d.destroy_descriptor_set_layout(l, None);
+            }
+            for m in self.modules.drain(..) {
+                d.destroy_shader_module(m, None);
+            }
+            d.destroy_descriptor_pool(self.descriptor_pool, None);
+            for b in [&self.vertex, &self.index, &self.uniform, &self.dims, &self.output] {
+                d.destroy_buffer(b.buffer, None);
+                d.free_memory(b.memory, None);
+            }
+            d.destroy_framebuffer(self.framebuffer, None);
+            d.destroy_render_pass(self.render_pass, None);
+            for i in [&self.color, &self.depth] {
+                d.destroy_image_view(i.view, None);
+                d.destroy_image(i.image, None);
+                d.free_memory(i.memory, None);
+            }
+            d.destroy_fence(self.fence, None);
+            d.destroy_command_pool(self.pool, None);
+            d.destroy_device(None);
+            self.instance.destroy_instance(None);
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! Renders on the real Vulkan device of this machine (lavapipe on CI).
+
+use emcee_renderer::{avatar::MOUTH_CENTER, camera::project_to_pixels, i420_len, Pose, Renderer};
+
+const W: u32 = 320;
+const H: u32 = 180;
+
+fn luma_at(frame: &[u8], x: u32, y: u32) -> u8 {
+    frame[(y * W + x) as usize]
+}
+
+fn mean_abs_diff_around(a: &[u8], b: &[u8], cx: f32, cy: f32, r: i32) -> f64 {
+    let mut sum = 0u64;
+    let mut n = 0u64;
+    for y in (cy as i32 - r)..(cy as i32 + r) {
+        for x in (cx as i32 - r)..(cx as i32 + r) {
+            let i = (y as u32 * W + x as u32) as usize;
+            sum += u64::from(a[i].abs_diff(b[i]));
+            n += 1;
+        }
+    }
+    sum as f64 / n as f64
+}
+
+#[test]
+fn renders_the_avatar_and_converts_to_bt709_i420() {
+    let bg = [30u8, 60, 90];
+    let mut r = Renderer::new(W, H, bg).expect("a Vulkan device (lavapipe) is installed");
+    let neutral = r.render(&Pose::default()).unwrap().to_vec();
+    assert_eq!(neutral.len(), i420_len(W, H));
+
+    // Corner pixel is background: Y, Cb, Cr match BT.709 limited range within 1.
+    let [rf, gf, bf] = bg.map(|c| f64::from(c) / 255.0);
+    let y = 0.2126 * rf + 0.7152 * gf + 0.0722 * bf;
+    let expect_y = (16.0 + 219.0 * y).round() as i32;
+    let expect_cb = (128.0 + 224.0 * (bf - y) / 1.8556).round() as i32;
+    let expect_cr = (128.0 + 224.0 * (rf - y) / 1.5748).round() as i32;
+    let luma = (W * H) as usize;
+    assert!((i32::from(luma_at(&neutral, 0, 0)) - expect_y).abs() <= 1);
+    assert!((i32::from(neutral[luma]) - expect_cb).abs() <= 1);
+    assert!((i32::from(neutral[luma + luma / 4]) - expect_cr).abs() <= 1);
+
+    // The face is lit skin: brighter than the dark background at the centre of the face.
+    let (fx, fy) = project_to_pixels([0.0, 0.1, 0.8], W, H);
+    assert!(luma_at(&neutral, fx as u32, fy as u32) > expect_y as u8 + 40);
+
+    // Opening the jaw changes the mouth region much more than anything else.
+    let open = r.render(&Pose { jaw_open: 1.0, ..Pose::default() }).unwrap().to_vec();
+    let (mx, my) = project_to_pixels(MOUTH_CENTER, W, H);
+    let mouth = mean_abs_diff_around(&neutral, &open, mx, my + 3.0, 6);
+    let forehead = mean_abs_diff_around(&neutral, &open, fx, fy - 20.0, 6);
+    assert!(mouth > 15.0, "mouth changed by {mouth}");
+    assert!(forehead < 1.0, "forehead changed by {forehead}");
+
+    // Rendering is deterministic.
+    let again = r.render(&Pose::default()).unwrap().to_vec();
+    assert_eq!(again, neutral);
+
+    if let Ok(dir) = std::env::var("EMCEE_DUMP_DIR") {
+        std::fs::write(format!("{dir}/neutral.yuv"), &neutral).unwrap();
+        std::fs::write(format!("{dir}/open.yuv"), &open).unwrap();
+    }
+}
+
+#[test]
+fn rejects_sizes_the_convert_pass_cannot_pack() {
+    assert!(Renderer::new(100, 100, [0; 3]).is_err());
+    assert!(Renderer::new(64, 33, [0; 3]).is_err());
+}
