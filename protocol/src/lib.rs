@@ -125,6 +125,49 @@ pub struct OutputHealth {
     pub bytes_sent: u64,
 }
 
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("`{url}` is not an RTMP publish URL: {reason}")]
+pub struct UrlError {
+    pub url: String,
+    pub reason: String,
+}
+
+/// A parsed `rtmp://host[:port]/app[/more]/stream-key[?query]` publish URL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RtmpUrl {
+    pub host: String,
+    pub port: u16,
+    pub app: String,
+    pub key: String,
+    pub tc_url: String,
+}
+
+impl RtmpUrl {
+    pub fn parse(url: &str) -> Result<Self, UrlError> {
+        let bad = |reason: &str| UrlError { url: url.to_string(), reason: reason.to_string() };
+        let parsed = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
+        match parsed.scheme() {
+            "rtmp" => {}
+            "rtmps" => return Err(bad("rtmps is not supported yet; use rtmp")),
+            other => return Err(bad(&format!("scheme `{other}` is not rtmp"))),
+        }
+        let host = parsed.host_str().filter(|h| !h.is_empty()).ok_or_else(|| bad("no host"))?.to_string();
+        let port = parsed.port().unwrap_or(1935);
+        let path = parsed.path().trim_start_matches('/');
+        let (app, key) = path.rsplit_once('/').ok_or_else(|| bad("expected /app/stream-key after the host"))?;
+        if app.is_empty() || key.is_empty() {
+            return Err(bad("expected /app/stream-key after the host"));
+        }
+        // Keys may carry auth query strings (e.g. `?auth_key=`); keep them verbatim.
+        let key = match parsed.query() {
+            Some(q) => format!("{key}?{q}"),
+            None => key.to_string(),
+        };
+        let tc_url = format!("rtmp://{host}:{port}/{app}");
+        Ok(Self { host, port, app: app.to_string(), key, tc_url })
+    }
+}
+
 /// Converts a media timestamp to milliseconds (for display and the wire edge only).
 pub fn media_ts_to_ms(media_ts: u64) -> u64 {
     media_ts * 1000 / MEDIA_CLOCK_HZ
@@ -149,6 +192,23 @@ mod tests {
     fn unknown_message_type_is_an_error_not_a_panic() {
         assert!(serde_json::from_str::<ControlMessage>(r#"{"type":"dance"}"#).is_err());
         assert!(serde_json::from_str::<ControlMessage>(r#"{"type":"cue","id":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn parses_publish_urls() {
+        let u = RtmpUrl::parse("rtmp://127.0.0.1:1940/live/show").unwrap();
+        assert_eq!((u.host.as_str(), u.port, u.app.as_str(), u.key.as_str()), ("127.0.0.1", 1940, "live", "show"));
+        assert_eq!(u.tc_url, "rtmp://127.0.0.1:1940/live");
+        let u = RtmpUrl::parse("rtmp://ingest.example/app/inst/key?auth_key=abc").unwrap();
+        assert_eq!((u.port, u.app.as_str(), u.key.as_str()), (1935, "app/inst", "key?auth_key=abc"));
+    }
+
+    #[test]
+    fn rejects_bad_urls_with_reasons() {
+        for bad in ["http://x/live/k", "rtmp://x/live", "rtmp:///live/k", "rtmps://x/live/k", "not a url"] {
+            let err = RtmpUrl::parse(bad).unwrap_err().to_string();
+            assert!(err.contains(bad), "{err}");
+        }
     }
 
     #[test]

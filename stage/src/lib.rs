@@ -1,1 +1,175 @@
-//! placeholder
+//! `emcee-stage`: the media process. It owns the GPU and the media clock; the control plane
+//! drives it with cues over a local WebSocket.
+//!
+//! # Layout
+//! - [`serve`]: accepts one control connection at a time, turns messages into pipeline commands
+//!   and forwards lifecycle events back. The pipeline keeps running between connections, so a
+//!   restarted control plane finds the stream still live.
+//! - [`pipeline`]: the clock and the media threads (speech → pose → frame → packet → sink).
+//! - [`idle`]: blinks, head sway, breathing.
+#![forbid(unsafe_code)]
+
+pub mod idle;
+pub mod pipeline;
+
+use std::net::SocketAddr;
+
+use emcee_protocol::{ControlMessage, StageEvent, PROTOCOL_VERSION};
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+use pipeline::{Command, Pipeline};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+}
+
+enum ConnectionEnd {
+    Disconnected,
+    ShowEnded,
+}
+
+/// Serves control connections until the show has ended.
+pub async fn serve(addr: SocketAddr) -> Result<(), StageError> {
+    let listener = TcpListener::bind(addr).await.map_err(|source| StageError::Listen { addr, source })?;
+    tracing::info!(%addr, "stage listening for the control plane");
+    let (events_tx, mut events_rx) = mpsc::channel::<StageEvent>(256);
+    let mut pipeline: Option<Pipeline> = None;
+    loop {
+        // Between connections, events have nobody to go to; drain them so the media clock never
+        // waits on a full queue.
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => { tracing::info!(%peer, "control plane connected"); stream }
+                Err(e) => { tracing::warn!(error = %e, "accept failed"); continue; }
+            },
+            event = events_rx.recv() => {
+                if matches!(event, Some(StageEvent::Ended { .. }) | None) {
+                    break;
+                }
+                continue;
+            }
+        };
+        let ws = match tokio_tungstenite::accept_async(stream).await {
+            Ok(ws) => ws,
+            Err(e) => {
+                tracing::warn!(error = %e, "WebSocket handshake failed");
+                continue;
+            }
+        };
+        match connection(ws, &mut pipeline, &events_tx, &mut events_rx).await {
+            ConnectionEnd::ShowEnded => break,
+            ConnectionEnd::Disconnected => tracing::warn!("control plane disconnected; the stream goes on"),
+        }
+    }
+    if let Some(mut p) = pipeline.take() {
+        tokio::task::spawn_blocking(move || p.join()).await.ok();
+    }
+    Ok(())
+}
+
+async fn send(ws: &mut WebSocketStream<TcpStream>, event: &StageEvent) -> bool {
+    match serde_json::to_string(event) {
+        Ok(text) => ws.send(Message::text(text)).await.is_ok(),
+        Err(_) => true,
+    }
+}
+
+async fn connection(
+    mut ws: WebSocketStream<TcpStream>,
+    pipeline: &mut Option<Pipeline>,
+    events_tx: &mpsc::Sender<StageEvent>,
+    events_rx: &mut mpsc::Receiver<StageEvent>,
+) -> ConnectionEnd {
+    loop {
+        tokio::select! {
+            message = ws.next() => {
+                let text = match message {
+                    None | Some(Err(_)) => return ConnectionEnd::Disconnected,
+                    Some(Ok(Message::Text(text))) => text,
+                    Some(Ok(Message::Close(_))) => return ConnectionEnd::Disconnected,
+                    Some(Ok(_)) => continue,
+                };
+                let reply = match serde_json::from_str::<ControlMessage>(&text) {
+                    Err(e) => Some(StageEvent::Rejected { reason: format!("cannot read message: {e}") }),
+                    Ok(message) => handle(message, pipeline, events_tx).await,
+                };
+                if let Some(event) = reply {
+                    let ended = matches!(event, StageEvent::Ended { .. });
+                    if !send(&mut ws, &event).await {
+                        return ConnectionEnd::Disconnected;
+                    }
+                    if ended {
+                        return ConnectionEnd::ShowEnded;
+                    }
+                }
+            }
+            event = events_rx.recv() => {
+                let Some(event) = event else { return ConnectionEnd::ShowEnded };
+                let ended = matches!(event, StageEvent::Ended { .. });
+                let delivered = send(&mut ws, &event).await;
+                if ended {
+                    let _ = ws.close(None).await;
+                    return ConnectionEnd::ShowEnded;
+                }
+                if !delivered {
+                    return ConnectionEnd::Disconnected;
+                }
+            }
+        }
+    }
+}
+
+async fn handle(
+    message: ControlMessage,
+    pipeline: &mut Option<Pipeline>,
+    events_tx: &mpsc::Sender<StageEvent>,
+) -> Option<StageEvent> {
+    match message {
+        ControlMessage::Hello { protocol, config } => {
+            if protocol != PROTOCOL_VERSION {
+                return Some(StageEvent::Rejected {
+                    reason: format!("protocol {protocol} is not supported; this stage speaks {PROTOCOL_VERSION}"),
+                });
+            }
+            if let Some(p) = pipeline.as_ref() {
+                if p.config != config {
+                    return Some(StageEvent::Rejected {
+                        reason: "the stage is running another configuration; restart the stage to change it".into(),
+                    });
+                }
+                return Some(StageEvent::Ready { media_ts: 0 });
+            }
+            let events = events_tx.clone();
+            let rt = tokio::runtime::Handle::current();
+            let started = tokio::task::spawn_blocking(move || Pipeline::start(config, events, rt)).await;
+            match started {
+                Ok(Ok(p)) => {
+                    *pipeline = Some(p);
+                    Some(StageEvent::Ready { media_ts: 0 })
+                }
+                Ok(Err(e)) => Some(StageEvent::Rejected { reason: format!("cannot start the pipeline: {e}") }),
+                Err(e) => Some(StageEvent::Rejected { reason: format!("pipeline start panicked: {e}") }),
+            }
+        }
+        ControlMessage::Cue(cue) => match pipeline.as_ref() {
+            Some(p) => {
+                let _ = p.commands.send(Command::Cue(cue));
+                None
+            }
+            None => Some(StageEvent::Rejected { reason: format!("cue `{}` before hello", cue.id) }),
+        },
+        ControlMessage::End => match pipeline.as_ref() {
+            Some(p) => {
+                let _ = p.commands.send(Command::End);
+                None // `Ended` follows from the pipeline once the streams are closed.
+            }
+            None => Some(StageEvent::Ended { media_ts: 0 }),
+        },
+    }
+}

@@ -13,6 +13,7 @@ use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{
     ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult, PublishRequestType, StreamMetadata,
 };
+use emcee_protocol::RtmpUrl;
 use rml_rtmp::time::RtmpTimestamp;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -27,8 +28,8 @@ const RECONNECT_DELAY: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RtmpError {
-    #[error("`{url}` is not an RTMP URL: {reason}")]
-    BadUrl { url: String, reason: String },
+    #[error(transparent)]
+    BadUrl(#[from] emcee_protocol::UrlError),
     #[error("network error talking to {host}: {source}")]
     Io { host: String, source: std::io::Error },
     #[error("RTMP handshake with {host} failed: {detail}")]
@@ -41,42 +42,6 @@ pub enum RtmpError {
     Timeout { host: String },
     #[error("{host} closed the connection")]
     Closed { host: String },
-}
-
-/// A parsed `rtmp://host[:port]/app[/more]/stream-key[?query]` publish URL.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RtmpUrl {
-    pub host: String,
-    pub port: u16,
-    pub app: String,
-    pub key: String,
-    pub tc_url: String,
-}
-
-impl RtmpUrl {
-    pub fn parse(url: &str) -> Result<Self, RtmpError> {
-        let bad = |reason: &str| RtmpError::BadUrl { url: url.to_string(), reason: reason.to_string() };
-        let parsed = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
-        match parsed.scheme() {
-            "rtmp" => {}
-            "rtmps" => return Err(bad("rtmps is not supported yet; use rtmp")),
-            other => return Err(bad(&format!("scheme `{other}` is not rtmp"))),
-        }
-        let host = parsed.host_str().filter(|h| !h.is_empty()).ok_or_else(|| bad("no host"))?.to_string();
-        let port = parsed.port().unwrap_or(1935);
-        let path = parsed.path().trim_start_matches('/');
-        let (app, key) = path.rsplit_once('/').ok_or_else(|| bad("expected /app/stream-key after the host"))?;
-        if app.is_empty() || key.is_empty() {
-            return Err(bad("expected /app/stream-key after the host"));
-        }
-        // Keys may carry auth query strings (e.g. `?auth_key=`); keep them verbatim.
-        let key = match parsed.query() {
-            Some(q) => format!("{key}?{q}"),
-            None => key.to_string(),
-        };
-        let tc_url = format!("rtmp://{host}:{port}/{app}");
-        Ok(Self { host, port, app: app.to_string(), key, tc_url })
-    }
 }
 
 /// Media for the sinks. Timestamps are 48 kHz media samples; bodies are FLV tag bodies.
@@ -236,8 +201,7 @@ async fn run_sink(
         stats.connects.fetch_add(1, Ordering::Relaxed);
         stats.set_state("publishing");
         tracing::info!(host = %target.host, app = %target.app, "RTMP publishing");
-        let snapshot = headers.lock().map(|h| h.clone()).unwrap_or_default();
-        match conn.publish(&mut rx, &snapshot, &stats).await {
+        match conn.publish(&mut rx, &headers, &stats).await {
             Ok(()) => {
                 stats.set_state("closed");
                 return;
@@ -411,9 +375,13 @@ impl Connection {
     async fn publish(
         &mut self,
         rx: &mut mpsc::Receiver<SinkItem>,
-        headers: &StreamHeaders,
+        shared_headers: &Mutex<StreamHeaders>,
         stats: &SinkStats,
     ) -> Result<(), RtmpError> {
+        // Codec headers may arrive after we connect (the first keyframe brings SPS/PPS), so they
+        // are read again when the first keyframe is sent.
+        let snapshot = || shared_headers.lock().map(|h| h.clone()).unwrap_or_default();
+        let headers = snapshot();
         let metadata = StreamMetadata {
             video_width: Some(headers.width),
             video_height: Some(headers.height),
@@ -457,6 +425,7 @@ impl Connection {
                     let rtmp_ts = RtmpTimestamp::new(media_to_ms(ts - start));
                     if !sent_headers {
                         sent_headers = true;
+                        let headers = snapshot();
                         if let Some(v) = headers.video.clone() {
                             let r = self.session.publish_video_data(v, rtmp_ts, false);
                             self.send_result(r, stats).await?;
@@ -509,23 +478,6 @@ pub fn media_to_ms(media_ts: u64) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_publish_urls() {
-        let u = RtmpUrl::parse("rtmp://127.0.0.1:1940/live/show").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.app.as_str(), u.key.as_str()), ("127.0.0.1", 1940, "live", "show"));
-        assert_eq!(u.tc_url, "rtmp://127.0.0.1:1940/live");
-        let u = RtmpUrl::parse("rtmp://ingest.example/app/inst/key?auth_key=abc").unwrap();
-        assert_eq!((u.port, u.app.as_str(), u.key.as_str()), (1935, "app/inst", "key?auth_key=abc"));
-    }
-
-    #[test]
-    fn rejects_bad_urls_with_reasons() {
-        for bad in ["http://x/live/k", "rtmp://x/live", "rtmp:///live/k", "rtmps://x/live/k", "not a url"] {
-            let err = RtmpUrl::parse(bad).unwrap_err().to_string();
-            assert!(err.contains(bad), "{err}");
-        }
-    }
 
     #[test]
     fn media_time_converts_to_ms_at_the_edge() {

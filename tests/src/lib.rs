@@ -1,1 +1,71 @@
-//! placeholder
+//! Helpers for the end-to-end tests: locating the built binaries, free ports, running nginx
+//! with the RTMP module, and reading back what arrived with ffprobe/ffmpeg.
+//!
+//! # Layout
+//! - [`Binaries`]: where `emcee`, `emceed`, `emcee-stage` were built.
+//! - [`Nginx`]: a private nginx-rtmp on a free loopback port, recording everything it receives.
+//! - [`probe`]: ffprobe/ffmpeg read-back of a recording.
+#![forbid(unsafe_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+pub mod probe;
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the workspace").to_path_buf()
+}
+
+/// The directory holding the built binaries (the profile this test was built with).
+pub fn bin_dir() -> PathBuf {
+    // target/<profile>/deps/<test binary>
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf()
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free loopback port")
+}
+
+pub struct Nginx {
+    pub dir: PathBuf,
+    pub port: u16,
+}
+
+impl Nginx {
+    pub fn start(dir: &Path) -> Result<Self> {
+        let port = free_port();
+        let script = workspace_root().join("scripts/nginx-rtmp.sh");
+        let status = Command::new("bash").arg(&script).arg("start").arg(dir).arg(port.to_string()).status()?;
+        if !status.success() {
+            bail!("nginx-rtmp did not start (is libnginx-mod-rtmp installed?)");
+        }
+        Ok(Self { dir: dir.to_path_buf(), port })
+    }
+
+    pub fn url(&self, key: &str) -> String {
+        format!("rtmp://127.0.0.1:{}/live/{key}", self.port)
+    }
+
+    pub fn recording(&self, key: &str) -> PathBuf {
+        self.dir.join("rec").join(format!("{key}.flv"))
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let script = workspace_root().join("scripts/nginx-rtmp.sh");
+        let _ = Command::new("bash").arg(script).arg("stop").arg(&self.dir).status();
+    }
+}
+
+/// A fresh directory under the target dir (kept after the run for inspection).
+pub fn scratch_dir(name: &str) -> Result<PathBuf> {
+    let dir = bin_dir().join("e2e").join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    Ok(dir)
+}

@@ -1,0 +1,66 @@
+//! `emceed`: the control-plane daemon. Validates the configuration, then runs the show against
+//! the stage. Exit 78 on a bad configuration or script, before connecting to anything.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use emcee_daemon::config::Config;
+use emcee_daemon::control::{run_show, Ending};
+use emcee_daemon::{script, EXIT_CONFIG};
+
+#[derive(Parser)]
+#[command(version, about = "emcee control plane")]
+struct Args {
+    #[arg(long, default_value = "/etc/emcee/emcee.toml")]
+    config: PathBuf,
+    /// Publish here instead of the configured outputs (repeatable).
+    #[arg(long = "output")]
+    outputs: Vec<String>,
+    /// End the show gracefully after this many seconds.
+    #[arg(long)]
+    run_for: Option<f64>,
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+        }
+        _ => std::future::pending().await,
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let config = match Config::load(&args.config, &args.outputs) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            std::process::exit(EXIT_CONFIG);
+        }
+    };
+    let sentences = match script::load(&config.script) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(EXIT_CONFIG);
+        }
+    };
+    let ending = match args.run_for {
+        Some(s) if s.is_finite() && s > 0.0 => Ending::After(Duration::from_secs_f64(s)),
+        Some(s) => {
+            eprintln!("--run-for {s}: must be a positive number of seconds");
+            std::process::exit(EXIT_CONFIG);
+        }
+        None => Ending::ScriptDone,
+    };
+    run_show(&config, sentences, ending, shutdown_signal()).await?;
+    Ok(())
+}

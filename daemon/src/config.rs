@@ -1,0 +1,407 @@
+//! The technician's TOML configuration: parsed, typed and validated in one place, with every
+//! error reported at once as `file:line:column: message`. Nothing binds or opens a device
+//! until a configuration has passed.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use emcee_protocol::{AudioConfig, AvatarConfig, RtmpUrl, StageConfig, VideoConfig};
+use toml_edit::{ImDocument, Item, Table};
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The script: one sentence per line.
+    pub script: PathBuf,
+    /// Play the script again from the top when it ends (24/7 shows).
+    pub looped: bool,
+    /// Where the stage accepts the control plane.
+    pub stage_listen: SocketAddr,
+    pub stage: StageConfig,
+}
+
+/// One problem in a configuration file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+/// Every problem found in a configuration file.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub struct ConfigErrors {
+    pub file: PathBuf,
+    pub errors: Vec<ConfigError>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}:{}:{}: {}", self.file.display(), e.line, e.column, e.message)?;
+        }
+        Ok(())
+    }
+}
+
+const SECTIONS: &[(&str, &[&str])] = &[
+    ("show", &["script", "loop"]),
+    ("video", &["width", "height", "fps", "bitrate_kbps", "keyframe_interval_s"]),
+    ("audio", &["bitrate_kbps", "channels"]),
+    ("avatar", &["background", "voice", "words_per_minute"]),
+    ("stage", &["listen"]),
+    ("output", &["url"]),
+];
+
+struct Checker<'a> {
+    source: &'a str,
+    errors: Vec<ConfigError>,
+}
+
+impl Checker<'_> {
+    fn error(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
+        let offset = span.map_or(0, |s| s.start).min(self.source.len());
+        let before = &self.source[..offset];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        self.errors.push(ConfigError { line, column, message: message.into() });
+    }
+
+    fn unknown_keys(&mut self, table: &Table, allowed: &[&str], context: &str) {
+        for (key, _) in table.iter() {
+            if !allowed.contains(&key) {
+                let hint = closest(key, allowed).map(|c| format!("; did you mean `{c}`?")).unwrap_or_default();
+                self.error(table.key(key).and_then(|k| k.span()), format!("unknown key `{key}` in {context}{hint}"));
+            }
+        }
+    }
+
+    fn integer(&mut self, table: Option<&Table>, section: &str, key: &str, default: i64, range: Range<i64>) -> i64 {
+        let Some(item) = table.and_then(|t| t.get(key)) else { return default };
+        match item.as_integer() {
+            Some(v) if range.contains(&v) => v,
+            Some(v) => {
+                self.error(item.span(), format!("[{section}] {key} = {v} is out of range {}..{}", range.start, range.end - 1));
+                default
+            }
+            None => {
+                self.error(item.span(), format!("[{section}] {key} must be an integer"));
+                default
+            }
+        }
+    }
+
+    fn string<'t>(&mut self, table: Option<&'t Table>, section: &str, key: &str) -> Option<(&'t str, &'t Item)> {
+        let item = table.and_then(|t| t.get(key))?;
+        match item.as_str() {
+            Some(s) => Some((s, item)),
+            None => {
+                self.error(item.span(), format!("[{section}] {key} must be a string"));
+                None
+            }
+        }
+    }
+}
+
+/// Levenshtein distance, for "did you mean" hints.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates.iter().map(|c| (distance(word, c), *c)).filter(|(d, _)| *d <= 2).min().map(|(_, c)| c)
+}
+
+fn parse_colour(s: &str) -> Option<[u8; 3]> {
+    let hex = s.strip_prefix('#')?;
+    if hex.len() != 6 || !hex.is_ascii() {
+        return None;
+    }
+    let byte = |i: usize| u8::from_str_radix(&hex[i..i + 2], 16).ok();
+    Some([byte(0)?, byte(2)?, byte(4)?])
+}
+
+impl Config {
+    /// Reads and validates `path`. `outputs`, when not empty, replace the file's outputs.
+    pub fn load(path: &Path, outputs: &[String]) -> Result<Self, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+            file: path.to_path_buf(),
+            errors: vec![ConfigError { line: 1, column: 1, message: format!("cannot read the file: {e}") }],
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, base, outputs).map_err(|errors| ConfigErrors { file: path.to_path_buf(), errors })
+    }
+
+    /// Validates configuration text; relative paths resolve against `base`.
+    pub fn parse(text: &str, base: &Path, outputs: &[String]) -> Result<Self, Vec<ConfigError>> {
+        let mut c = Checker { source: text, errors: Vec::new() };
+        let doc = match ImDocument::parse(text) {
+            Ok(doc) => doc,
+            Err(e) => {
+                c.error(e.span(), format!("not valid TOML: {}", e.message().trim()));
+                return Err(c.errors);
+            }
+        };
+        let root: &Table = &doc;
+        let names: Vec<&str> = SECTIONS.iter().map(|s| s.0).collect();
+        c.unknown_keys(root, &names, "the file");
+        let mut section = |name: &str| -> Option<&Table> {
+            let item = root.get(name)?;
+            if name == "output" {
+                return None; // an array of tables, read below
+            }
+            match item.as_table() {
+                Some(t) => {
+                    let allowed = SECTIONS.iter().find(|s| s.0 == name).map_or(&[][..], |s| s.1);
+                    c.unknown_keys(t, allowed, &format!("[{name}]"));
+                    Some(t)
+                }
+                None => {
+                    c.error(item.span(), format!("`{name}` must be a [{name}] table"));
+                    None
+                }
+            }
+        };
+        let (show, video, audio, avatar, stage) =
+            (section("show"), section("video"), section("audio"), section("avatar"), section("stage"));
+
+        // [show]
+        let script = match c.string(show, "show", "script") {
+            Some((s, _)) => base.join(s),
+            None => {
+                if show.and_then(|t| t.get("script")).is_none() {
+                    c.error(show.and_then(|t| t.span()), "[show] script is required: the file with the sentences to say");
+                }
+                PathBuf::new()
+            }
+        };
+        let looped = match show.and_then(|t| t.get("loop")) {
+            None => false,
+            Some(item) => item.as_bool().unwrap_or_else(|| {
+                c.error(item.span(), "[show] loop must be true or false");
+                false
+            }),
+        };
+
+        // [video]
+        let width = c.integer(video, "video", "width", 1280, 16..3841) as u32;
+        let height = c.integer(video, "video", "height", 720, 16..2161) as u32;
+        if width % 8 != 0 || height % 2 != 0 {
+            let span = video.and_then(|t| t.get("width").or(t.get("height"))).and_then(|i| i.span());
+            c.error(span, format!("[video] {width}x{height}: width must be a multiple of 8 and height even"));
+        }
+        let fps = c.integer(video, "video", "fps", 30, 1..121) as u32;
+        let bitrate_kbps = c.integer(video, "video", "bitrate_kbps", 2500, 100..50_001) as u32;
+        let keyframe_interval_frames = match video.and_then(|t| t.get("keyframe_interval_s")) {
+            None => 2 * fps,
+            Some(item) => {
+                let secs = item.as_float().or_else(|| item.as_integer().map(|i| i as f64));
+                match secs {
+                    Some(s) if (0.5..=10.0).contains(&s) && ((s * f64::from(fps)).fract()).abs() < 1e-9 => {
+                        (s * f64::from(fps)) as u32
+                    }
+                    Some(s) => {
+                        c.error(item.span(), format!("[video] keyframe_interval_s = {s}: must be 0.5…10 s and a whole number of frames at {fps} fps"));
+                        2 * fps
+                    }
+                    None => {
+                        c.error(item.span(), "[video] keyframe_interval_s must be a number of seconds");
+                        2 * fps
+                    }
+                }
+            }
+        };
+
+        // [audio]
+        let audio_kbps = c.integer(audio, "audio", "bitrate_kbps", 128, 32..321) as u32;
+        let channels = c.integer(audio, "audio", "channels", 2, 1..3) as u8;
+
+        // [avatar]
+        let background_rgb = match c.string(avatar, "avatar", "background") {
+            None => [0x1f, 0x35, 0x50],
+            Some((s, item)) => parse_colour(s).unwrap_or_else(|| {
+                c.error(item.span(), format!("[avatar] background = \"{s}\" is not a colour like \"#1f3550\""));
+                [0; 3]
+            }),
+        };
+        let voice = match c.string(avatar, "avatar", "voice") {
+            None => "en-us".to_string(),
+            Some((s, item)) => {
+                let ok = !s.is_empty() && s.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_+".contains(ch));
+                if !ok {
+                    c.error(item.span(), format!("[avatar] voice = \"{s}\" is not a voice name like \"en-us\""));
+                }
+                s.to_string()
+            }
+        };
+        let words_per_minute = c.integer(avatar, "avatar", "words_per_minute", 165, 80..451) as u32;
+
+        // [stage]
+        let stage_listen = match c.string(stage, "stage", "listen") {
+            None => SocketAddr::from(([127, 0, 0, 1], 7611)),
+            Some((s, item)) => s.parse().unwrap_or_else(|_| {
+                c.error(item.span(), format!("[stage] listen = \"{s}\" is not an address like \"127.0.0.1:7611\""));
+                SocketAddr::from(([127, 0, 0, 1], 7611))
+            }),
+        };
+
+        // [[output]]
+        let mut urls = Vec::new();
+        match root.get("output") {
+            None => {}
+            Some(Item::ArrayOfTables(array)) => {
+                for table in array.iter() {
+                    c.unknown_keys(table, &["url"], "[[output]]");
+                    match c.string(Some(table), "output", "url") {
+                        Some((url, item)) => match RtmpUrl::parse(url) {
+                            Ok(_) => urls.push(url.to_string()),
+                            Err(e) => c.error(item.span(), e.to_string()),
+                        },
+                        None if table.get("url").is_none() => c.error(table.span(), "[[output]] needs a url"),
+                        None => {}
+                    }
+                }
+            }
+            Some(item) => c.error(item.span(), "outputs are written as [[output]] tables with a url"),
+        }
+        if !outputs.is_empty() {
+            urls.clear();
+            for url in outputs {
+                match RtmpUrl::parse(url) {
+                    Ok(_) => urls.push(url.clone()),
+                    Err(e) => c.error(None, format!("--output: {e}")),
+                }
+            }
+        }
+        if urls.is_empty() && c.errors.is_empty() {
+            c.error(None, "no outputs: add an [[output]] table with a url, or pass --output");
+        }
+
+        if !c.errors.is_empty() {
+            c.errors.sort_by_key(|e| (e.line, e.column));
+            return Err(c.errors);
+        }
+        Ok(Config {
+            script,
+            looped,
+            stage_listen,
+            stage: StageConfig {
+                video: VideoConfig { width, height, fps, bitrate_kbps, keyframe_interval_frames },
+                audio: AudioConfig { bitrate_kbps: audio_kbps, channels },
+                avatar: AvatarConfig { background_rgb, voice, words_per_minute },
+                outputs: urls,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r##"
+[show]
+script = "demo.txt"
+
+[video]
+width = 640
+height = 360
+fps = 30
+keyframe_interval_s = 2.0
+
+[avatar]
+background = "#102030"
+
+[[output]]
+url = "rtmp://127.0.0.1:1935/live/demo"
+"##;
+
+    #[test]
+    fn a_good_file_is_typed_with_defaults() {
+        let c = Config::parse(GOOD, Path::new("/etc/emcee"), &[]).unwrap();
+        assert_eq!(c.script, PathBuf::from("/etc/emcee/demo.txt"));
+        assert_eq!((c.stage.video.width, c.stage.video.height, c.stage.video.keyframe_interval_frames), (640, 360, 60));
+        assert_eq!(c.stage.avatar.background_rgb, [0x10, 0x20, 0x30]);
+        assert_eq!(c.stage.audio.channels, 2);
+        assert_eq!(c.stage.outputs, vec!["rtmp://127.0.0.1:1935/live/demo".to_string()]);
+    }
+
+    #[test]
+    fn outputs_from_the_command_line_replace_the_file() {
+        let c = Config::parse(GOOD, Path::new("."), &["rtmp://10.0.0.1/app/k".into()]).unwrap();
+        assert_eq!(c.stage.outputs, vec!["rtmp://10.0.0.1/app/k".to_string()]);
+    }
+
+    #[test]
+    fn a_typo_is_reported_at_its_line_and_column_with_a_hint() {
+        let text = GOOD.replace("fps = 30", "fsp = 30");
+        let errors = Config::parse(&text, Path::new("."), &[]).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!((errors[0].line, errors[0].column), (8, 1));
+        assert!(errors[0].message.contains("`fsp`") && errors[0].message.contains("did you mean `fps`"));
+    }
+
+    #[test]
+    fn every_error_is_reported_at_once() {
+        let text = r#"
+[show]
+[video]
+width = 641
+fps = "thirty"
+bitrate_kbps = 5
+[avatar]
+background = "blue"
+[[output]]
+url = "http://x/live/k"
+"#;
+        let errors = Config::parse(text, Path::new("."), &[]).unwrap_err();
+        let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(errors.len(), 6, "{messages:#?}");
+        assert!(messages.iter().any(|m| m.contains("script is required")));
+        assert!(messages.iter().any(|m| m.contains("multiple of 8")));
+        assert!(messages.iter().any(|m| m.contains("fps must be an integer")));
+        assert!(messages.iter().any(|m| m.contains("out of range")));
+        assert!(messages.iter().any(|m| m.contains("\"blue\"")));
+        assert!(messages.iter().any(|m| m.contains("http://x/live/k")));
+        // Sorted by position.
+        assert!(errors.windows(2).all(|w| (w[0].line, w[0].column) <= (w[1].line, w[1].column)));
+    }
+
+    #[test]
+    fn broken_toml_points_at_the_problem() {
+        let errors = Config::parse("[video]\nwidth = = 3\n", Path::new("."), &[]).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].line, 2);
+        assert!(errors[0].message.starts_with("not valid TOML"));
+    }
+
+    #[test]
+    fn no_outputs_is_an_error() {
+        let text = "[show]\nscript = \"x\"\n";
+        let errors = Config::parse(text, Path::new("."), &[]).unwrap_err();
+        assert!(errors[0].message.contains("no outputs"));
+    }
+
+    #[test]
+    fn keyframe_interval_must_be_whole_frames() {
+        let text = GOOD.replace("keyframe_interval_s = 2.0", "keyframe_interval_s = 1.01");
+        let errors = Config::parse(&text, Path::new("."), &[]).unwrap_err();
+        assert!(errors[0].message.contains("whole number of frames"));
+    }
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Starts nginx with the RTMP module as an unprivileged local process.
+#   scripts/nginx-rtmp.sh start DIR PORT   -> ingest at rtmp://127.0.0.1:PORT/live/<key>,
+#                                             recordings in DIR/rec, pid in DIR/nginx.pid
+#   scripts/nginx-rtmp.sh stop DIR
+set -euo pipefail
+cmd=$1 dir=$(realpath -m "$2")
+case "$cmd" in
+start)
+  port=$3
+  mkdir -p "$dir/rec" "$dir/tmp" "$dir/logs"
+  module=/usr/lib/nginx/modules/ngx_rtmp_module.so
+  # As root, nginx would drop its workers to `nobody`, who cannot write the recordings here.
+  user_line=""
+  [ "$(id -u)" = 0 ] && user_line="user root;"
+  cat > "$dir/nginx.conf" <<CONF
+load_module $module;
+$user_line
+daemon on;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log warn;
+worker_processes 1;
+events { worker_connections 64; }
+rtmp {
+  server {
+    listen 127.0.0.1:$port;
+    chunk_size 4096;
+    application live {
+      live on;
+      record all;
+      record_path $dir/rec;
+      record_unique off;
+    }
+  }
+}
+CONF
+  nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/logs/error.log"
+  for _ in $(seq 50); do
+    (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && exit 0
+    sleep 0.1
+  done
+  echo "nginx-rtmp did not start listening on $port; see $dir/logs/error.log" >&2
+  exit 1
+  ;;
+stop)
+  [ -f "$dir/nginx.pid" ] && kill "$(cat "$dir/nginx.pid")" 2>/dev/null || true
+  ;;
+esac

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Sets up and runs every test: formatting, lints, unit tests, the e2e show against nginx-rtmp,
+# and the systemd unit check.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp/emcee-xdg-$(id -u)}
+
+cargo fmt --all -- --check
+cargo clippy --release --workspace --all-targets -- -D warnings
+# Release profile: the e2e show must run in real time on a 2-core machine.
+cargo test --release --workspace
+bash scripts/verify-units.sh

@@ -1,0 +1,403 @@
+//! The media pipeline: the stage's clock and everything that runs on it.
+//!
+//! Threads, in data-flow order:
+//! - **speech**: synthesizes `say` cues in arrival order (espeak-ng child process);
+//! - **media** (the clock): for every frame tick it takes the tick's 1/fps of audio (speech or
+//!   silence), evaluates the pose at the frame's media time, renders, and encodes the audio;
+//! - **video**: encodes the frame (openh264) and hands video and audio packets, in timestamp
+//!   order, to the [`Distributor`], which fans them out to the RTMP tasks on the tokio runtime.
+//!
+//! The clock is the 48 kHz audio sample counter; frame `n` is at `n·48000/fps`. Frames are never
+//! skipped: when the machine is slow, frames leave late (counted) but every timestamp is exact.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use emcee_encoder::{EncoderSettings, I420Frame, OpenH264Encoder, VideoEncoder};
+use emcee_protocol::{Cue, CueAction, Health, OutputHealth, StageConfig, StageEvent, MEDIA_CLOCK_HZ};
+use emcee_renderer::{Pose, Renderer};
+use emcee_speech::espeak::{default_bridge_path, EspeakVoice};
+use emcee_speech::viseme::MouthTrack;
+use emcee_speech::Utterance;
+use emcee_stream::aac::{AacEncoder, AacFrame};
+use emcee_stream::flv;
+use emcee_stream::rtmp::{Distributor, MediaPacket, StreamHeaders};
+
+use crate::idle;
+
+/// Silence between two sentences (300 ms), like a speaker taking a breath.
+const SENTENCE_GAP: u64 = MEDIA_CLOCK_HZ * 3 / 10;
+/// How far the media clock may run ahead of the wall clock, in frames: enough to absorb jitter,
+/// small enough to keep latency low.
+const LEAD_FRAMES: u64 = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("renderer: {0}")]
+    Render(#[from] emcee_renderer::RenderError),
+    #[error("video encoder: {0}")]
+    Video(#[from] emcee_encoder::EncodeError),
+    #[error("audio encoder: {0}")]
+    Audio(#[from] emcee_stream::aac::AacError),
+    #[error("outputs: {0}")]
+    Output(#[from] emcee_stream::rtmp::RtmpError),
+    #[error("cannot start thread: {0}")]
+    Thread(std::io::Error),
+}
+
+pub enum Command {
+    Cue(Cue),
+    End,
+}
+
+/// A running pipeline; dropping the handle does not stop it, [`Command::End`] does.
+pub struct Pipeline {
+    pub commands: Sender<Command>,
+    pub config: StageConfig,
+    media: Option<JoinHandle<()>>,
+}
+
+impl Pipeline {
+    /// Opens every device and encoder (so failures surface here), then starts the clock.
+    pub fn start(
+        config: StageConfig,
+        events: tokio::sync::mpsc::Sender<StageEvent>,
+        rt: tokio::runtime::Handle,
+    ) -> Result<Self, PipelineError> {
+        let v = &config.video;
+        let renderer = Renderer::new(v.width, v.height, config.avatar.background_rgb)?;
+        tracing::info!(device = renderer.device_name(), software = renderer.is_software(), "renderer ready");
+        let encoder = OpenH264Encoder::new(EncoderSettings {
+            width: v.width,
+            height: v.height,
+            fps: v.fps,
+            bitrate_bps: v.bitrate_kbps * 1000,
+            keyframe_interval: v.keyframe_interval_frames,
+        })?;
+        let aac = AacEncoder::new(config.audio.bitrate_kbps * 1000, config.audio.channels)?;
+        let headers = StreamHeaders {
+            width: v.width,
+            height: v.height,
+            fps: v.fps,
+            video_kbps: v.bitrate_kbps,
+            audio_kbps: config.audio.bitrate_kbps,
+            audio_channels: config.audio.channels,
+            video: None,
+            audio: Some(flv::audio_sequence_header(&aac.audio_specific_config())),
+        };
+        let distributor = {
+            let _guard = rt.enter();
+            Distributor::start(&config.outputs, headers, &rt)?
+        };
+
+        let (commands, command_rx) = mpsc::channel();
+        let media_config = config.clone();
+        let media = std::thread::Builder::new()
+            .name("media".into())
+            .spawn(move || {
+                let parts = Parts { renderer, encoder: Box::new(encoder), aac, distributor };
+                run_media(media_config, parts, command_rx, events, rt);
+            })
+            .map_err(PipelineError::Thread)?;
+        Ok(Self { commands, config, media: Some(media) })
+    }
+
+    /// Waits for the media thread to finish after [`Command::End`].
+    pub fn join(&mut self) {
+        if let Some(h) = self.media.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+struct Parts {
+    renderer: Renderer,
+    encoder: Box<dyn VideoEncoder>,
+    aac: AacEncoder,
+    distributor: Distributor,
+}
+
+struct Playing {
+    id: String,
+    utterance: Utterance,
+    track: MouthTrack,
+    position: usize,
+    started_at: u64,
+}
+
+enum VideoJob {
+    Frame { index: u64, media_ts: u64, i420: Vec<u8>, audio: Vec<AacFrame> },
+    End { audio: Vec<AacFrame> },
+}
+
+fn frame_ts(index: u64, fps: u32) -> u64 {
+    index * MEDIA_CLOCK_HZ / u64::from(fps)
+}
+
+fn emit(events: &tokio::sync::mpsc::Sender<StageEvent>, event: StageEvent) {
+    // The forwarder always drains this queue; a full queue means the control plane is gone and
+    // health reports may be dropped, but lifecycle events wait for room.
+    match event {
+        StageEvent::Health(_) => {
+            let _ = events.try_send(event);
+        }
+        _ => {
+            let _ = events.blocking_send(event);
+        }
+    }
+}
+
+fn run_media(
+    config: StageConfig,
+    parts: Parts,
+    commands: Receiver<Command>,
+    events: tokio::sync::mpsc::Sender<StageEvent>,
+    rt: tokio::runtime::Handle,
+) {
+    let Parts { mut renderer, encoder, mut aac, distributor } = parts;
+    let fps = config.video.fps;
+    let channels = usize::from(config.audio.channels);
+    let encoder_name = encoder.name();
+    let sink_stats = distributor.stats();
+
+    // Speech runs ahead on its own thread so a long sentence never stalls the clock.
+    let (speech_tx, speech_rx) = mpsc::channel::<(String, String)>();
+    let (spoken_tx, spoken_rx) = mpsc::channel::<(String, Result<Utterance, String>)>();
+    let avatar = config.avatar.clone();
+    let speech = std::thread::Builder::new().name("speech".into()).spawn(move || {
+        let mut voice = EspeakVoice::new(default_bridge_path(), &avatar.voice, avatar.words_per_minute);
+        for (id, text) in speech_rx {
+            let result = voice.synthesize(&text).map_err(|e| e.to_string());
+            if spoken_tx.send((id, result)).is_err() {
+                break;
+            }
+        }
+    });
+    if let Err(e) = speech {
+        tracing::error!(error = %e, "cannot start the speech thread; the show continues silent");
+    }
+
+    let (video_tx, video_rx) = mpsc::sync_channel::<VideoJob>(LEAD_FRAMES as usize + 1);
+    let video_rt = rt.clone();
+    let (width, height) = (config.video.width, config.video.height);
+    let video = std::thread::Builder::new()
+        .name("video".into())
+        .spawn(move || run_video(encoder, distributor, video_rx, video_rt, (width, height)));
+    let video = match video {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the video thread");
+            return;
+        }
+    };
+
+    let mut known: HashSet<String> = HashSet::new();
+    let mut finished: HashMap<String, u64> = HashMap::new();
+    let mut ready: VecDeque<(String, Utterance)> = VecDeque::new();
+    let mut playing: Option<Playing> = None;
+    let mut gap_until = 0u64;
+    let mut late_frames = 0u64;
+    let mut last_frame: Vec<u8> = Vec::new();
+    let frame_len = Duration::from_nanos(1_000_000_000 / u64::from(fps));
+    let clock_start = Instant::now();
+    let mut ending = false;
+
+    let mut index = 0u64;
+    loop {
+        let tick_start = frame_ts(index, fps);
+        let tick_end = frame_ts(index + 1, fps);
+
+        // Pace against the wall clock.
+        let due = clock_start + frame_len * index as u32;
+        let now = Instant::now();
+        let lead = frame_len * LEAD_FRAMES as u32;
+        if due > now + lead {
+            std::thread::sleep(due - lead - now);
+        } else if now > due + frame_len {
+            late_frames += 1;
+        }
+
+        // Commands from the control plane.
+        loop {
+            match commands.try_recv() {
+                Ok(Command::Cue(cue)) => {
+                    let duplicate = !known.insert(cue.id.clone());
+                    emit(&events, StageEvent::Accepted { id: cue.id.clone(), duplicate });
+                    if duplicate {
+                        if let Some(&media_ts) = finished.get(&cue.id) {
+                            emit(&events, StageEvent::Finished { id: cue.id, was_stopped: false, media_ts });
+                        }
+                        continue;
+                    }
+                    match cue.action {
+                        CueAction::Say { text } => {
+                            let _ = speech_tx.send((cue.id, text));
+                        }
+                    }
+                }
+                Ok(Command::End) | Err(TryRecvError::Disconnected) => ending = true,
+                Err(TryRecvError::Empty) => break,
+            }
+            if ending {
+                break;
+            }
+        }
+        if ending {
+            break;
+        }
+        while let Ok((id, result)) = spoken_rx.try_recv() {
+            match result {
+                Ok(u) => ready.push_back((id, u)),
+                Err(reason) => {
+                    tracing::warn!(cue = %id, %reason, "speech failed");
+                    emit(&events, StageEvent::Failed { id, reason });
+                }
+            }
+        }
+
+        // The pose at this frame's media time.
+        let mouth = playing
+            .as_ref()
+            .filter(|p| p.started_at <= tick_start)
+            .map(|p| p.track.pose_at(tick_start - p.started_at))
+            .unwrap_or_default();
+        let (head_yaw, head_pitch, head_roll) = idle::head_sway(tick_start);
+        let pose = Pose {
+            jaw_open: mouth.open,
+            mouth_spread: mouth.wide - 0.4,
+            blink: idle::blink(tick_start),
+            breath: idle::breath(tick_start),
+            head_yaw,
+            head_pitch,
+            head_roll,
+        };
+
+        // This tick's audio: speech where there is some, silence elsewhere.
+        let need = (tick_end - tick_start) as usize;
+        let mut pcm: Vec<i16> = Vec::with_capacity(need);
+        while pcm.len() < need {
+            let now_ts = tick_start + pcm.len() as u64;
+            if playing.is_none() && now_ts >= gap_until {
+                if let Some((id, utterance)) = ready.pop_front() {
+                    emit(&events, StageEvent::Started { id: id.clone(), media_ts: now_ts });
+                    let track = MouthTrack::new(&utterance.phonemes, &utterance.pcm);
+                    playing = Some(Playing { id, utterance, track, position: 0, started_at: now_ts });
+                }
+            }
+            let Some(p) = playing.as_mut() else {
+                pcm.resize(need, 0);
+                break;
+            };
+            let take = (need - pcm.len()).min(p.utterance.pcm.len() - p.position);
+            pcm.extend_from_slice(&p.utterance.pcm[p.position..p.position + take]);
+            p.position += take;
+            if p.position >= p.utterance.pcm.len() {
+                let end_ts = tick_start + pcm.len() as u64;
+                let id = p.id.clone();
+                finished.insert(id.clone(), end_ts);
+                emit(&events, StageEvent::Finished { id, was_stopped: false, media_ts: end_ts });
+                playing = None;
+                gap_until = end_ts + SENTENCE_GAP;
+            }
+        }
+        let interleaved: Vec<i16> = pcm.iter().flat_map(|&s| std::iter::repeat_n(s, channels)).collect();
+        let mut audio = Vec::new();
+        if let Err(e) = aac.push(&interleaved, &mut audio) {
+            tracing::error!(error = %e, "audio encoding failed; this tick's audio is lost");
+        }
+
+        match renderer.render(&pose) {
+            Ok(frame) => {
+                last_frame.clear();
+                last_frame.extend_from_slice(frame);
+            }
+            // Never black: repeat the last good frame while the renderer is failing.
+            Err(e) => tracing::error!(error = %e, "render failed; repeating the last frame"),
+        }
+        if video_tx.send(VideoJob::Frame { index, media_ts: tick_start, i420: last_frame.clone(), audio }).is_err() {
+            tracing::error!("video thread is gone; ending the show");
+            break;
+        }
+
+        if index % u64::from(fps) == 0 {
+            let outputs = sink_stats
+                .iter()
+                .map(|(url, s)| OutputHealth {
+                    url: url.clone(),
+                    state: s.state(),
+                    bytes_sent: s.bytes_sent.load(std::sync::atomic::Ordering::Relaxed),
+                })
+                .collect();
+            let health = Health { media_ts: tick_start, frames: index, late_frames, encoder: encoder_name.into(), outputs };
+            emit(&events, StageEvent::Health(health));
+        }
+        index += 1;
+    }
+
+    // End of show: the sentence in progress is cut, audio ends exactly where the video ends.
+    let end_ts = frame_ts(index, fps);
+    if let Some(p) = playing.take() {
+        emit(&events, StageEvent::Finished { id: p.id, was_stopped: true, media_ts: end_ts });
+    }
+    let mut audio = Vec::new();
+    if let Err(e) = aac.finish(end_ts, &mut audio) {
+        tracing::warn!(error = %e, "could not flush the audio encoder");
+    }
+    let _ = video_tx.send(VideoJob::End { audio });
+    drop(video_tx);
+    let _ = video.join();
+    drop(speech_tx);
+    tracing::info!(frames = index, late_frames, "show ended");
+    emit(&events, StageEvent::Ended { media_ts: end_ts });
+}
+
+/// Encodes frames and hands packets to the distributor in timestamp order.
+fn run_video(
+    mut encoder: Box<dyn VideoEncoder>,
+    mut distributor: Distributor,
+    jobs: Receiver<VideoJob>,
+    rt: tokio::runtime::Handle,
+    (width, height): (u32, u32),
+) {
+    let send_audio = |d: &mut Distributor, audio: Vec<AacFrame>| {
+        for a in audio {
+            d.send(MediaPacket::Audio { media_ts: a.media_ts, body: flv::audio_frame(&a.data) });
+        }
+    };
+    let mut headers_sent: Option<(Vec<u8>, Vec<u8>)> = None;
+    for job in jobs {
+        match job {
+            VideoJob::Frame { index, media_ts, i420, audio } => {
+                let encoded = I420Frame::new(width, height, &i420).and_then(|f| encoder.encode(&f, index));
+                match encoded.map_err(|e| e.to_string()).and_then(|e| {
+                    flv::annex_b_to_avcc(&e.annex_b, e.keyframe).map_err(|e| e.to_string())
+                }) {
+                    Ok(au) => {
+                        if let (Some(sps), Some(pps)) = (&au.sps, &au.pps) {
+                            // Resend the decoder configuration only when it changes.
+                            if headers_sent.as_ref() != Some(&(sps.clone(), pps.clone())) {
+                                match flv::avc_decoder_configuration_record(sps, pps) {
+                                    Ok(record) => {
+                                        distributor.set_codec_headers(Some(flv::video_sequence_header(&record)), None);
+                                        headers_sent = Some((sps.clone(), pps.clone()));
+                                    }
+                                    Err(e) => tracing::error!(error = %e, "bad parameter sets"),
+                                }
+                            }
+                        }
+                        distributor.send(MediaPacket::Video { media_ts, keyframe: au.keyframe, body: flv::video_frame(&au) });
+                    }
+                    Err(e) => tracing::error!(frame = index, error = %e, "video encoding failed; frame lost"),
+                }
+                send_audio(&mut distributor, audio);
+            }
+            VideoJob::End { audio } => {
+                send_audio(&mut distributor, audio);
+                break;
+            }
+        }
+    }
+    rt.block_on(distributor.finish(Duration::from_secs(5)));
+}
