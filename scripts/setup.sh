@@ -9,7 +9,7 @@ packages=(
   espeak-ng espeak-ng-data libespeak-ng-dev   # TTS, run in a child process (GPL stays out)
   mesa-vulkan-drivers libvulkan1  # lavapipe: Vulkan on the CPU when there is no GPU
   nasm                            # openh264's assembly
-  pkg-config
+  pkg-config iproute2             # ss, used by the tests
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -14,6 +14,23 @@ const H: usize = 360;
 const FPS: f64 = 30.0;
 const SAMPLES_PER_FRAME: usize = 1600;
 
+/// The shows run one at a time: two real-time shows on a 2-core machine would slow each other.
+static ONE_SHOW_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn run_show(config: &std::path::Path, seconds: u32) -> Result<()> {
+    let started = Instant::now();
+    let status = Command::new(bin_dir().join("emcee"))
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .args(["--run-for", &seconds.to_string()])
+        .status()?;
+    ensure!(status.success(), "emcee run failed: {status}");
+    let limit = Duration::from_secs(u64::from(seconds) + 40);
+    ensure!(started.elapsed() < limit, "the show took {:?}", started.elapsed());
+    Ok(())
+}
+
 fn write_show(dir: &std::path::Path, url: &str) -> Result<std::path::PathBuf> {
     std::fs::write(
         dir.join("script.txt"),
@@ -69,19 +86,11 @@ fn correlation(a: &[f64], b: &[f64], lag: isize) -> f64 {
 
 #[test]
 fn a_three_sentence_show_arrives_clean_at_nginx_rtmp() -> Result<()> {
+    let _one = ONE_SHOW_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = scratch_dir("rtmp-show")?;
     let nginx = Nginx::start(&dir.join("nginx"))?;
     let config = write_show(&dir, &nginx.url("show"))?;
-
-    let started = Instant::now();
-    let status = Command::new(bin_dir().join("emcee"))
-        .arg("run")
-        .arg("--config")
-        .arg(&config)
-        .args(["--run-for", "20"])
-        .status()?;
-    ensure!(status.success(), "emcee run failed: {status}");
-    ensure!(started.elapsed() < Duration::from_secs(60), "the show took {:?}", started.elapsed());
+    run_show(&config, 20)?;
     drop(nginx); // finalise the recording
     let rec = dir.join("nginx/rec/show.flv");
 
@@ -150,7 +159,12 @@ fn a_three_sentence_show_arrives_clean_at_nginx_rtmp() -> Result<()> {
     let mean = |idx: Vec<usize>| idx.iter().map(|&n| change[n]).sum::<f64>() / idx.len().max(1) as f64;
     let speech_frames: Vec<usize> = (1..change.len()).filter(|&n| speaking(n)).collect();
     let quiet_frames: Vec<usize> = (1..change.len()).filter(|&n| quiet(n)).collect();
-    ensure!(speech_frames.len() > 60 && quiet_frames.len() > 60, "speech {} quiet {}", speech_frames.len(), quiet_frames.len());
+    ensure!(
+        speech_frames.len() > 60 && quiet_frames.len() > 60,
+        "speech {} quiet {}",
+        speech_frames.len(),
+        quiet_frames.len()
+    );
     let (during_speech, during_silence) = (mean(speech_frames), mean(quiet_frames));
     ensure!(
         during_speech > 3.0 * during_silence.max(0.05),
@@ -163,5 +177,43 @@ fn a_three_sentence_show_arrives_clean_at_nginx_rtmp() -> Result<()> {
     eprintln!("mouth/loudness correlation peak {best:.2} at {lag_ms:+.0} ms; change speech {during_speech:.2} silence {during_silence:.2}");
     ensure!(best > 0.3, "mouth change barely follows loudness (r = {best:.2})");
     ensure!(lag_ms.abs() <= 80.0, "mouth/audio peak at {lag_ms} ms");
+    Ok(())
+}
+
+/// A second, independent RTMP server implementation: FFmpeg's own listener.
+#[test]
+fn ffmpeg_as_the_rtmp_server_receives_a_clean_stream() -> Result<()> {
+    let _one = ONE_SHOW_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch_dir("ffmpeg-server")?;
+    let port = free_port();
+    let url = format!("rtmp://127.0.0.1:{port}/live/show");
+    let out = dir.join("received.flv");
+    let mut server = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-listen", "1", "-timeout", "30", "-i", &url, "-c", "copy", "-f", "flv"])
+        .arg(&out)
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    // Wait until it listens, without connecting (FFmpeg accepts exactly one connection).
+    let listening = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        Command::new("ss").args(["-Hltn", &format!("sport = :{port}")]).output().is_ok_and(|o| !o.stdout.is_empty())
+    });
+    ensure!(listening, "ffmpeg did not listen on {port}");
+    let config = write_show(&dir, &url)?;
+    run_show(&config, 8)?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.try_wait()?.is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = server.kill();
+
+    let streams = probe::streams(&out)?;
+    let codecs: Vec<&str> = streams.iter().filter_map(|s| s["codec_name"].as_str()).collect();
+    ensure!(codecs == ["h264", "aac"] || codecs == ["aac", "h264"], "streams {codecs:?}");
+    let errors = probe::decode_errors(&out)?;
+    ensure!(errors.trim().is_empty(), "decode errors: {errors}");
+    let vpk = probe::packets(&out, "v")?;
+    let secs = vpk.len() as f64 / FPS;
+    ensure!((7.5..=8.5).contains(&secs), "{} video frames = {secs} s", vpk.len());
     Ok(())
 }

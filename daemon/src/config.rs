@@ -86,7 +86,10 @@ impl Checker<'_> {
         match item.as_integer() {
             Some(v) if range.contains(&v) => v,
             Some(v) => {
-                self.error(item.span(), format!("[{section}] {key} = {v} is out of range {}..{}", range.start, range.end - 1));
+                self.error(
+                    item.span(),
+                    format!("[{section}] {key} = {v} is out of range {}..{}", range.start, range.end - 1),
+                );
                 default
             }
             None => {
@@ -186,7 +189,10 @@ impl Config {
             Some((s, _)) => base.join(s),
             None => {
                 if show.and_then(|t| t.get("script")).is_none() {
-                    c.error(show.and_then(|t| t.span()), "[show] script is required: the file with the sentences to say");
+                    c.error(
+                        show.and_then(|t| t.span()),
+                        "[show] script is required: the file with the sentences to say",
+                    );
                 }
                 PathBuf::new()
             }
@@ -202,7 +208,7 @@ impl Config {
         // [video]
         let width = c.integer(video, "video", "width", 1280, 16..3841) as u32;
         let height = c.integer(video, "video", "height", 720, 16..2161) as u32;
-        if width % 8 != 0 || height % 2 != 0 {
+        if !width.is_multiple_of(8) || !height.is_multiple_of(2) {
             let span = video.and_then(|t| t.get("width").or(t.get("height"))).and_then(|i| i.span());
             c.error(span, format!("[video] {width}x{height}: width must be a multiple of 8 and height even"));
         }

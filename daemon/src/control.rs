@@ -208,7 +208,9 @@ fn on_event(event: StageEvent, outstanding: &mut VecDeque<Cue>) {
             outstanding.retain(|c| c.id != id);
         }
         StageEvent::Rejected { reason } => tracing::warn!(%reason, "the stage rejected a message"),
-        StageEvent::Health(h) => tracing::debug!(frames = h.frames, late = h.late_frames, encoder = %h.encoder, "health"),
+        StageEvent::Health(h) => {
+            tracing::debug!(frames = h.frames, late = h.late_frames, encoder = %h.encoder, "health")
+        }
         StageEvent::Accepted { .. } | StageEvent::Ready { .. } | StageEvent::Ended { .. } => {}
     }
 }

@@ -36,7 +36,8 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<String>, ScriptError> {
 
 pub fn load(path: &Path) -> Result<Vec<String>, ScriptError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ScriptError::Read { file: file.clone(), reason: e.to_string() })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| ScriptError::Read { file: file.clone(), reason: e.to_string() })?;
     parse(&text, &file)
 }
 

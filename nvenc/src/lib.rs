@@ -130,7 +130,7 @@ impl VideoEncoder for OpenH264Encoder {
             return Err(EncodeError::BadSize { width: frame.width, height: frame.height });
         }
         // The GOP is exactly `keyframe_interval` frames whatever openh264's own counter thinks.
-        let want_key = frame_index % u64::from(self.settings.keyframe_interval) == 0;
+        let want_key = frame_index.is_multiple_of(u64::from(self.settings.keyframe_interval));
         if want_key {
             self.encoder.force_intra_frame();
         }

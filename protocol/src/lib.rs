@@ -179,10 +179,7 @@ mod tests {
 
     #[test]
     fn cue_round_trips_with_flat_json() {
-        let msg = ControlMessage::Cue(Cue {
-            id: "s1".into(),
-            action: CueAction::Say { text: "Hello".into() },
-        });
+        let msg = ControlMessage::Cue(Cue { id: "s1".into(), action: CueAction::Say { text: "Hello".into() } });
         let json = serde_json::to_string(&msg).unwrap();
         assert_eq!(json, r#"{"type":"cue","id":"s1","kind":"say","text":"Hello"}"#);
         assert_eq!(serde_json::from_str::<ControlMessage>(&json).unwrap(), msg);

@@ -74,11 +74,8 @@ impl Builder {
                 let phi = std::f32::consts::TAU * seg as f32 / SEGMENTS as f32;
                 // Unit direction, +z towards the camera.
                 let d = [theta.sin() * phi.sin(), theta.cos(), theta.sin() * phi.cos()];
-                let position = [
-                    e.center[0] + e.radii[0] * d[0],
-                    e.center[1] + e.radii[1] * d[1],
-                    e.center[2] + e.radii[2] * d[2],
-                ];
+                let position =
+                    [e.center[0] + e.radii[0] * d[0], e.center[1] + e.radii[1] * d[1], e.center[2] + e.radii[2] * d[2]];
                 let n = [d[0] / e.radii[0], d[1] / e.radii[1], d[2] / e.radii[2]];
                 let len = (n[0] * n[0] + n[1] * n[1] + n[2] * n[2]).sqrt().max(1e-6);
                 kept.push((e.keep)(d));
@@ -152,7 +149,13 @@ pub fn default_avatar() -> Mesh {
     );
     // Mouth interior: hidden behind the lips when closed, revealed as the lower lip drops.
     b.ellipsoid(
-        Ellipsoid { center: [mx, my, mz - 0.03], radii: [0.16, 0.05, 0.03], color: MOUTH_INSIDE, head: true, keep: always },
+        Ellipsoid {
+            center: [mx, my, mz - 0.03],
+            radii: [0.16, 0.05, 0.03],
+            color: MOUTH_INSIDE,
+            head: true,
+            keep: always,
+        },
         |p| {
             let lower = if p[1] < my { [0.0, -0.17, 0.0] } else { [0.0, 0.02, 0.0] };
             [lower, [(p[0] - mx) * 0.45, 0.0, 0.0], [0.0; 3]]
@@ -161,13 +164,7 @@ pub fn default_avatar() -> Mesh {
     // Lips: the upper lip rises a little, the lower one follows the jaw; both spread with `wide`.
     for (dy, jaw) in [(0.035f32, 0.025f32), (-0.04, -0.17)] {
         b.ellipsoid(
-            Ellipsoid {
-                center: [mx, my + dy, mz],
-                radii: [0.19, 0.035, 0.045],
-                color: LIP,
-                head: true,
-                keep: always,
-            },
+            Ellipsoid { center: [mx, my + dy, mz], radii: [0.19, 0.035, 0.045], color: LIP, head: true, keep: always },
             move |p| [[0.0, jaw, 0.0], [(p[0] - mx) * 0.45, 0.0, 0.0], [0.0; 3]],
         );
     }
@@ -185,7 +182,13 @@ pub fn default_avatar() -> Mesh {
         );
         // Brow.
         b.ellipsoid(
-            Ellipsoid { center: [ex, ey + 0.17, 0.7], radii: [0.15, 0.025, 0.05], color: HAIR, head: true, keep: always },
+            Ellipsoid {
+                center: [ex, ey + 0.17, 0.7],
+                radii: [0.15, 0.025, 0.05],
+                color: HAIR,
+                head: true,
+                keep: always,
+            },
             no_morph,
         );
     }

@@ -90,9 +90,10 @@ impl Gpu {
             for pd in physicals {
                 let props = instance.get_physical_device_properties(pd);
                 let families = instance.get_physical_device_queue_family_properties(pd);
-                let Some(family) = families.iter().position(|f| {
-                    f.queue_flags.contains(vk::QueueFlags::GRAPHICS | vk::QueueFlags::COMPUTE)
-                }) else {
+                let Some(family) = families
+                    .iter()
+                    .position(|f| f.queue_flags.contains(vk::QueueFlags::GRAPHICS | vk::QueueFlags::COMPUTE))
+                else {
                     continue;
                 };
                 let rank = match props.device_type {
@@ -115,7 +116,8 @@ impl Gpu {
             let memory_props = instance.get_physical_device_memory_properties(physical);
 
             let priorities = [1.0f32];
-            let queue_info = [vk::DeviceQueueCreateInfo::default().queue_family_index(family).queue_priorities(&priorities)];
+            let queue_info =
+                [vk::DeviceQueueCreateInfo::default().queue_family_index(family).queue_priorities(&priorities)];
             let device_info = vk::DeviceCreateInfo::default().queue_create_infos(&queue_info);
             let device = match instance.create_device(physical, &device_info, None) {
                 Ok(d) => d,
@@ -161,8 +163,10 @@ impl Gpu {
             )
             .map_err(vkerr("allocate command buffer"))?[0];
         let fence = device.create_fence(&vk::FenceCreateInfo::default(), None).map_err(vkerr("create fence"))?;
-        let null_image = Image { image: vk::Image::null(), memory: vk::DeviceMemory::null(), view: vk::ImageView::null() };
-        let null_buffer = || Buffer { buffer: vk::Buffer::null(), memory: vk::DeviceMemory::null(), size: 0, mapped: None };
+        let null_image =
+            Image { image: vk::Image::null(), memory: vk::DeviceMemory::null(), view: vk::ImageView::null() };
+        let null_buffer =
+            || Buffer { buffer: vk::Buffer::null(), memory: vk::DeviceMemory::null(), size: 0, mapped: None };
         Ok(Self {
             _entry: entry,
             instance,
@@ -207,7 +211,9 @@ impl Gpu {
 
     fn memory_type(&self, bits: u32, flags: vk::MemoryPropertyFlags) -> Result<u32, RenderError> {
         (0..self.memory_props.memory_type_count)
-            .find(|&i| bits & (1 << i) != 0 && self.memory_props.memory_types[i as usize].property_flags.contains(flags))
+            .find(|&i| {
+                bits & (1 << i) != 0 && self.memory_props.memory_types[i as usize].property_flags.contains(flags)
+            })
             .ok_or(RenderError::NoMemoryType(format!("{flags:?}")))
     }
 
@@ -232,7 +238,10 @@ impl Gpu {
         })?;
         let memory = self
             .device
-            .allocate_memory(&vk::MemoryAllocateInfo::default().allocation_size(req.size).memory_type_index(index), None)
+            .allocate_memory(
+                &vk::MemoryAllocateInfo::default().allocation_size(req.size).memory_type_index(index),
+                None,
+            )
             .map_err(vkerr("allocate buffer memory"))?;
         self.device.bind_buffer_memory(buffer, memory, 0).map_err(vkerr("bind buffer memory"))?;
         let mapped = if host {
@@ -279,7 +288,10 @@ impl Gpu {
             .or_else(|_| self.memory_type(req.memory_type_bits, vk::MemoryPropertyFlags::empty()))?;
         let memory = self
             .device
-            .allocate_memory(&vk::MemoryAllocateInfo::default().allocation_size(req.size).memory_type_index(index), None)
+            .allocate_memory(
+                &vk::MemoryAllocateInfo::default().allocation_size(req.size).memory_type_index(index),
+                None,
+            )
             .map_err(vkerr("allocate image memory"))?;
         self.device.bind_image_memory(image, memory, 0).map_err(vkerr("bind image memory"))?;
         let view = self
@@ -492,14 +504,18 @@ impl Gpu {
         let avatar = self.shader(AVATAR_SPV)?;
         let convert = self.shader(CONVERT_SPV)?;
         let stages = [
-            vk::PipelineShaderStageCreateInfo::default().stage(vk::ShaderStageFlags::VERTEX).module(avatar).name(c"vs_main"),
+            vk::PipelineShaderStageCreateInfo::default()
+                .stage(vk::ShaderStageFlags::VERTEX)
+                .module(avatar)
+                .name(c"vs_main"),
             vk::PipelineShaderStageCreateInfo::default()
                 .stage(vk::ShaderStageFlags::FRAGMENT)
                 .module(avatar)
                 .name(c"fs_main"),
         ];
         let stride = (VERTEX_FLOATS * 4) as u32;
-        let binding = [vk::VertexInputBindingDescription { binding: 0, stride, input_rate: vk::VertexInputRate::VERTEX }];
+        let binding =
+            [vk::VertexInputBindingDescription { binding: 0, stride, input_rate: vk::VertexInputRate::VERTEX }];
         let attrs: Vec<vk::VertexInputAttributeDescription> = (0..7u32)
             .map(|location| vk::VertexInputAttributeDescription {
                 location,
@@ -508,8 +524,9 @@ impl Gpu {
                 offset: location * 12,
             })
             .collect();
-        let vertex_input =
-            vk::PipelineVertexInputStateCreateInfo::default().vertex_binding_descriptions(&binding).vertex_attribute_descriptions(&attrs);
+        let vertex_input = vk::PipelineVertexInputStateCreateInfo::default()
+            .vertex_binding_descriptions(&binding)
+            .vertex_attribute_descriptions(&attrs);
         let assembly =
             vk::PipelineInputAssemblyStateCreateInfo::default().topology(vk::PrimitiveTopology::TRIANGLE_LIST);
         let viewport = [vk::Viewport {
@@ -532,7 +549,8 @@ impl Gpu {
             .depth_test_enable(true)
             .depth_write_enable(true)
             .depth_compare_op(vk::CompareOp::LESS);
-        let blend_attachment = [vk::PipelineColorBlendAttachmentState::default().color_write_mask(vk::ColorComponentFlags::RGBA)];
+        let blend_attachment =
+            [vk::PipelineColorBlendAttachmentState::default().color_write_mask(vk::ColorComponentFlags::RGBA)];
         let blend = vk::PipelineColorBlendStateCreateInfo::default().attachments(&blend_attachment);
         let graphics = [vk::GraphicsPipelineCreateInfo::default()
             .stages(&stages)
@@ -552,7 +570,10 @@ impl Gpu {
         self.pipelines.extend(pipelines);
         let compute = [vk::ComputePipelineCreateInfo::default()
             .stage(
-                vk::PipelineShaderStageCreateInfo::default().stage(vk::ShaderStageFlags::COMPUTE).module(convert).name(c"main"),
+                vk::PipelineShaderStageCreateInfo::default()
+                    .stage(vk::ShaderStageFlags::COMPUTE)
+                    .module(convert)
+                    .name(c"main"),
             )
             .layout(self.layouts[1])];
         let pipelines = d
@@ -602,14 +623,28 @@ impl Gpu {
                 vk::SubpassContents::INLINE,
             );
             d.cmd_bind_pipeline(cmd, vk::PipelineBindPoint::GRAPHICS, self.pipelines[0]);
-            d.cmd_bind_descriptor_sets(cmd, vk::PipelineBindPoint::GRAPHICS, self.layouts[0], 0, &[self.avatar_set], &[]);
+            d.cmd_bind_descriptor_sets(
+                cmd,
+                vk::PipelineBindPoint::GRAPHICS,
+                self.layouts[0],
+                0,
+                &[self.avatar_set],
+                &[],
+            );
             d.cmd_bind_vertex_buffers(cmd, 0, &[self.vertex.buffer], &[0]);
             d.cmd_bind_index_buffer(cmd, self.index.buffer, 0, vk::IndexType::UINT32);
             d.cmd_draw_indexed(cmd, self.index_count, 1, 0, 0, 0);
             d.cmd_end_render_pass(cmd);
 
             d.cmd_bind_pipeline(cmd, vk::PipelineBindPoint::COMPUTE, self.pipelines[1]);
-            d.cmd_bind_descriptor_sets(cmd, vk::PipelineBindPoint::COMPUTE, self.layouts[1], 0, &[self.convert_set], &[]);
+            d.cmd_bind_descriptor_sets(
+                cmd,
+                vk::PipelineBindPoint::COMPUTE,
+                self.layouts[1],
+                0,
+                &[self.convert_set],
+                &[],
+            );
             d.cmd_dispatch(cmd, (self.width / 8).div_ceil(8), (self.height / 2).div_ceil(8), 1);
             let to_host = [vk::BufferMemoryBarrier::default()
                 .src_access_mask(vk::AccessFlags::SHADER_WRITE)

@@ -54,7 +54,7 @@ pub struct Renderer {
 
 impl Renderer {
     pub fn new(width: u32, height: u32, background_rgb: [u8; 3]) -> Result<Self, RenderError> {
-        if width % 8 != 0 || height % 2 != 0 || width < 16 || height < 16 {
+        if !width.is_multiple_of(8) || !height.is_multiple_of(2) || width < 16 || height < 16 {
             return Err(RenderError::BadSize { width, height });
         }
         let gpu = gpu::Gpu::new(width, height, background_rgb, &avatar::default_avatar())?;

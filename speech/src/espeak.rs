@@ -85,7 +85,7 @@ impl EspeakVoice {
         if let Some(error) = response.error {
             return Err(SpeechError::Rejected(error));
         }
-        self.to_media_rate(response, pcm)
+        self.at_media_rate(response, pcm)
     }
 
     fn exchange(&mut self, text: &str) -> Result<(Response, Vec<i16>), SpeechError> {
@@ -110,15 +110,16 @@ impl EspeakVoice {
         Ok((response, pcm))
     }
 
-    fn to_media_rate(&mut self, response: Response, pcm: Vec<i16>) -> Result<Utterance, SpeechError> {
+    /// Resamples to the media clock and turns phoneme start events into spans.
+    fn at_media_rate(&mut self, response: Response, pcm: Vec<i16>) -> Result<Utterance, SpeechError> {
         let rate = response.sample_rate;
-        if self.resampler.as_ref().map(|r| r.0) != Some(rate) {
-            let r = Resampler::new(rate, MEDIA_RATE)
-                .ok_or_else(|| SpeechError::Engine(format!("bad sample rate {rate}")))?;
-            self.resampler = Some((rate, r));
-        }
-        let Some((_, resampler)) = &self.resampler else { unreachable!("set just above") };
+        let resampler = match self.resampler.take() {
+            Some((r, resampler)) if r == rate => resampler,
+            _ => Resampler::new(rate, MEDIA_RATE)
+                .ok_or_else(|| SpeechError::Engine(format!("bad sample rate {rate}")))?,
+        };
         let pcm = resampler.process(&pcm);
+        self.resampler = Some((rate, resampler));
         let total = pcm.len() as u64;
         let to_media = |ms: u32| (u64::from(ms) * u64::from(MEDIA_RATE) / 1000).min(total);
         // Each event marks a phoneme's start; it ends where the next one starts.

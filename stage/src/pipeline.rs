@@ -321,7 +321,7 @@ fn run_media(
             break;
         }
 
-        if index % u64::from(fps) == 0 {
+        if index.is_multiple_of(u64::from(fps)) {
             let outputs = sink_stats
                 .iter()
                 .map(|(url, s)| OutputHealth {
@@ -330,7 +330,8 @@ fn run_media(
                     bytes_sent: s.bytes_sent.load(std::sync::atomic::Ordering::Relaxed),
                 })
                 .collect();
-            let health = Health { media_ts: tick_start, frames: index, late_frames, encoder: encoder_name.into(), outputs };
+            let health =
+                Health { media_ts: tick_start, frames: index, late_frames, encoder: encoder_name.into(), outputs };
             emit(&events, StageEvent::Health(health));
         }
         index += 1;
@@ -371,9 +372,10 @@ fn run_video(
         match job {
             VideoJob::Frame { index, media_ts, i420, audio } => {
                 let encoded = I420Frame::new(width, height, &i420).and_then(|f| encoder.encode(&f, index));
-                match encoded.map_err(|e| e.to_string()).and_then(|e| {
-                    flv::annex_b_to_avcc(&e.annex_b, e.keyframe).map_err(|e| e.to_string())
-                }) {
+                match encoded
+                    .map_err(|e| e.to_string())
+                    .and_then(|e| flv::annex_b_to_avcc(&e.annex_b, e.keyframe).map_err(|e| e.to_string()))
+                {
                     Ok(au) => {
                         if let (Some(sps), Some(pps)) = (&au.sps, &au.pps) {
                             // Resend the decoder configuration only when it changes.
@@ -387,7 +389,11 @@ fn run_video(
                                 }
                             }
                         }
-                        distributor.send(MediaPacket::Video { media_ts, keyframe: au.keyframe, body: flv::video_frame(&au) });
+                        distributor.send(MediaPacket::Video {
+                            media_ts,
+                            keyframe: au.keyframe,
+                            body: flv::video_frame(&au),
+                        });
                     }
                     Err(e) => tracing::error!(frame = index, error = %e, "video encoding failed; frame lost"),
                 }

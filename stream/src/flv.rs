@@ -163,8 +163,7 @@ pub fn audio_frame(raw_aac: &[u8]) -> Bytes {
 
 /// AudioSpecificConfig for AAC-LC.
 pub fn aac_lc_audio_specific_config(sample_rate: u32, channels: u8) -> Option<[u8; 2]> {
-    const RATES: [u32; 13] =
-        [96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350];
+    const RATES: [u32; 13] = [96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350];
     let index = RATES.iter().position(|&r| r == sample_rate)? as u16;
     if channels == 0 || channels > 7 {
         return None;
@@ -203,7 +202,9 @@ mod tests {
         let rec = avc_decoder_configuration_record(&sps, &pps).unwrap();
         assert_eq!(
             rec,
-            vec![1, 100, 0, 31, 0xFF, 0xE1, 0, 5, 0x67, 100, 0, 31, 0xAC, 1, 0, 3, 0x68, 0xEE, 0x3C, 0xFD, 0xF8, 0xF8, 0]
+            vec![
+                1, 100, 0, 31, 0xFF, 0xE1, 0, 5, 0x67, 100, 0, 31, 0xAC, 1, 0, 3, 0x68, 0xEE, 0x3C, 0xFD, 0xF8, 0xF8, 0
+            ]
         );
         // Baseline has no tail.
         let rec = avc_decoder_configuration_record(&[0x67, 66, 0xC0, 31], &pps).unwrap();

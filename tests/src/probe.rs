@@ -42,7 +42,8 @@ pub fn packets(file: &Path, stream: &str) -> Result<Vec<(f64, f64, bool)>> {
 
 /// Everything `ffmpeg -v error` says while decoding the whole file (empty when clean).
 pub fn decode_errors(file: &Path) -> Result<String> {
-    let (_, stderr) = run(Command::new("ffmpeg").args(["-nostdin", "-v", "error", "-i"]).arg(file).args(["-f", "null", "-"]))?;
+    let (_, stderr) =
+        run(Command::new("ffmpeg").args(["-nostdin", "-v", "error", "-i"]).arg(file).args(["-f", "null", "-"]))?;
     Ok(stderr)
 }
 

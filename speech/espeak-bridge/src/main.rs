@@ -147,8 +147,7 @@ fn synthesize(sample_rate: u32, req: &Request) -> (Response, Vec<i16>) {
         return fail(format!("espeak_Synth failed with code {rc}"));
     }
     let collected = COLLECTED.with(|c| std::mem::take(&mut *c.borrow_mut()));
-    let response =
-        Response { sample_rate, samples: collected.pcm.len(), phonemes: collected.phonemes, error: None };
+    let response = Response { sample_rate, samples: collected.pcm.len(), phonemes: collected.phonemes, error: None };
     (response, collected.pcm)
 }
 
