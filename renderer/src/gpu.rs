@@ -67,6 +67,16 @@ pub struct Gpu {
     dims: Buffer,
     output: Buffer,
     background: [f32; 3],
+    /// Three timestamps per frame (start, after render, after convert), when the queue has them.
+    timestamps: Option<(vk::QueryPool, f32)>,
+    last_timings: Option<GpuTimings>,
+}
+
+/// Where one frame's GPU time went, from timestamp queries.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GpuTimings {
+    pub render_ms: f64,
+    pub convert_ms: f64,
 }
 
 // SAFETY: every Vulkan handle here is owned by this struct and used only through `&mut self`
@@ -127,11 +137,23 @@ impl Gpu {
                 }
             };
             let queue = device.get_device_queue(family, 0);
+            let timestamp_bits =
+                instance.get_physical_device_queue_family_properties(physical)[family as usize].timestamp_valid_bits;
             tracing::info!(device = %device_name, software, "Vulkan device opened");
             let mut gpu = Self::with_device(entry, instance, device, queue, family, memory_props, width, height)?;
             gpu.device_name = device_name;
             gpu.software = software;
             gpu.background = background.map(|c| f32::from(c) / 255.0);
+            if timestamp_bits > 0 {
+                let pool = gpu
+                    .device
+                    .create_query_pool(
+                        &vk::QueryPoolCreateInfo::default().query_type(vk::QueryType::TIMESTAMP).query_count(3),
+                        None,
+                    )
+                    .map_err(vkerr("create query pool"))?;
+                gpu.timestamps = Some((pool, props.limits.timestamp_period));
+            }
             gpu.build(mesh)?;
             Ok(gpu)
         }
@@ -198,6 +220,8 @@ impl Gpu {
             dims: null_buffer(),
             output: null_buffer(),
             background: [0.0; 3],
+            timestamps: None,
+            last_timings: None,
         })
     }
 
@@ -207,6 +231,11 @@ impl Gpu {
 
     pub fn is_software(&self) -> bool {
         self.software
+    }
+
+    /// GPU time of the last frame, if the device has timestamp queries.
+    pub fn last_timings(&self) -> Option<GpuTimings> {
+        self.last_timings
     }
 
     fn memory_type(&self, bits: u32, flags: vk::MemoryPropertyFlags) -> Result<u32, RenderError> {
@@ -607,6 +636,10 @@ impl Gpu {
                 &vk::CommandBufferBeginInfo::default().flags(vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT),
             )
             .map_err(vkerr("begin commands"))?;
+            if let Some((pool, _)) = self.timestamps {
+                d.cmd_reset_query_pool(cmd, pool, 0, 3);
+                d.cmd_write_timestamp(cmd, vk::PipelineStageFlags::TOP_OF_PIPE, pool, 0);
+            }
             // The background bytes are display values, like everything in the UNORM target.
             let [r, g, b] = self.background;
             let clear = [
@@ -635,6 +668,9 @@ impl Gpu {
             d.cmd_bind_index_buffer(cmd, self.index.buffer, 0, vk::IndexType::UINT32);
             d.cmd_draw_indexed(cmd, self.index_count, 1, 0, 0, 0);
             d.cmd_end_render_pass(cmd);
+            if let Some((pool, _)) = self.timestamps {
+                d.cmd_write_timestamp(cmd, vk::PipelineStageFlags::BOTTOM_OF_PIPE, pool, 1);
+            }
 
             d.cmd_bind_pipeline(cmd, vk::PipelineBindPoint::COMPUTE, self.pipelines[1]);
             d.cmd_bind_descriptor_sets(
@@ -646,6 +682,9 @@ impl Gpu {
                 &[],
             );
             d.cmd_dispatch(cmd, (self.width / 8).div_ceil(8), (self.height / 2).div_ceil(8), 1);
+            if let Some((pool, _)) = self.timestamps {
+                d.cmd_write_timestamp(cmd, vk::PipelineStageFlags::BOTTOM_OF_PIPE, pool, 2);
+            }
             let to_host = [vk::BufferMemoryBarrier::default()
                 .src_access_mask(vk::AccessFlags::SHADER_WRITE)
                 .dst_access_mask(vk::AccessFlags::HOST_READ)
@@ -670,6 +709,14 @@ impl Gpu {
             let waited = d.wait_for_fences(&[self.fence], true, 5_000_000_000);
             d.reset_fences(&[self.fence]).map_err(vkerr("reset fence"))?;
             waited.map_err(vkerr("wait for frame"))?;
+            if let Some((pool, period_ns)) = self.timestamps {
+                let mut ticks = [0u64; 3];
+                let read = d.get_query_pool_results(pool, 0, &mut ticks, vk::QueryResultFlags::TYPE_64);
+                self.last_timings = read.ok().map(|_| {
+                    let ms = |a: u64, b: u64| b.saturating_sub(a) as f64 * f64::from(period_ns) / 1e6;
+                    GpuTimings { render_ms: ms(ticks[0], ticks[1]), convert_ms: ms(ticks[1], ticks[2]) }
+                });
+            }
 
             let len = self.output.size as usize;
             out.resize(len, 0);
@@ -711,6 +758,9 @@ impl Drop for Gpu {
                 d.destroy_image_view(i.view, None);
                 d.destroy_image(i.image, None);
                 d.free_memory(i.memory, None);
+            }
+            if let Some((pool, _)) = self.timestamps {
+                d.destroy_query_pool(pool, None);
             }
             d.destroy_fence(self.fence, None);
             d.destroy_command_pool(self.pool, None);

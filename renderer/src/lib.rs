@@ -13,6 +13,8 @@ pub mod avatar;
 pub mod camera;
 mod gpu;
 
+pub use gpu::GpuTimings;
+
 /// Everything that moves, evaluated by the stage at the frame's media time.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Pose {
@@ -69,6 +71,11 @@ impl Renderer {
     /// True on a CPU implementation such as lavapipe.
     pub fn is_software(&self) -> bool {
         self.gpu.is_software()
+    }
+
+    /// GPU time of the last frame (render pass, convert pass), where the device can tell.
+    pub fn last_timings(&self) -> Option<GpuTimings> {
+        self.gpu.last_timings()
     }
 
     /// Renders `pose`; returns the I420 frame (valid until the next call).

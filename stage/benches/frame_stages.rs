@@ -1,0 +1,133 @@
+//! Per-stage cost of one frame on the CPU path (lavapipe → openh264 → FLV), and the CPU the
+//! stage needs at 30 fps. Prints a Markdown table; `cargo bench -p emcee-stage`.
+//!
+//! Usage: `cargo bench -p emcee-stage --bench frame_stages -- [WIDTHxHEIGHT ...] [--frames N]`
+//! (default 1280x720 and 640x360, 150 frames each after 15 warm-up frames).
+
+use std::time::{Duration, Instant};
+
+use emcee_encoder::{EncoderSettings, I420Frame, OpenH264Encoder, VideoEncoder};
+use emcee_renderer::{Pose, Renderer};
+use emcee_stream::aac::AacEncoder;
+use emcee_stream::flv;
+
+const FPS: u32 = 30;
+const WARM_UP: usize = 15;
+
+/// CPU time (user + system, all threads) of this process, from /proc.
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').map_or("", |r| r.1);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<u64>().ok()).sum();
+    Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
+}
+
+#[derive(Default)]
+struct Totals {
+    gpu_render: f64,
+    gpu_convert: f64,
+    render_call: f64,
+    encode: f64,
+    mux: f64,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn bench(width: u32, height: u32, frames: usize) -> String {
+    let mut renderer = Renderer::new(width, height, [0x1f, 0x35, 0x50]).expect("a Vulkan device");
+    let mut encoder = OpenH264Encoder::new(EncoderSettings {
+        width,
+        height,
+        fps: FPS,
+        bitrate_bps: 2_500_000,
+        keyframe_interval: 2 * FPS,
+    })
+    .expect("openh264");
+    let mut aac = AacEncoder::new(128_000, 2).expect("fdk-aac");
+    let tone: Vec<i16> = (0..1600 * 2).map(|i| ((i as f32 * 0.05).sin() * 6000.0) as i16).collect();
+
+    let mut t = Totals::default();
+    let mut cpu_start = Duration::ZERO;
+    let mut wall_start = Instant::now();
+    for i in 0..WARM_UP + frames {
+        if i == WARM_UP {
+            t = Totals::default();
+            cpu_start = process_cpu();
+            wall_start = Instant::now();
+        }
+        let phase = i as f32 / FPS as f32;
+        let pose = Pose {
+            jaw_open: (phase * 9.0).sin().abs(),
+            mouth_spread: (phase * 5.0).sin() * 0.3,
+            head_yaw: (phase * 0.7).sin() * 0.05,
+            ..Pose::default()
+        };
+        let start = Instant::now();
+        let frame = renderer.render(&pose).expect("render").to_vec();
+        let rendered = Instant::now();
+        if let Some(g) = renderer.last_timings() {
+            t.gpu_render += g.render_ms;
+            t.gpu_convert += g.convert_ms;
+        }
+        let i420 = I420Frame::new(width, height, &frame).expect("frame");
+        let encoded = encoder.encode(&i420, i as u64).expect("encode");
+        let encoded_at = Instant::now();
+        let au = flv::annex_b_to_avcc(&encoded.annex_b, encoded.keyframe).expect("avcc");
+        let _tag = flv::video_frame(&au);
+        let mut audio = Vec::new();
+        aac.push(&tone, &mut audio).expect("aac");
+        for a in &audio {
+            let _ = flv::audio_frame(&a.data);
+        }
+        let done = Instant::now();
+        t.render_call += ms(rendered - start);
+        t.encode += ms(encoded_at - rendered);
+        t.mux += ms(done - encoded_at);
+    }
+    let wall = wall_start.elapsed();
+    let cpu = process_cpu().saturating_sub(cpu_start);
+    let n = frames as f64;
+    let per_frame_cpu_ms = ms(cpu) / n;
+    let total = (t.render_call + t.encode + t.mux) / n;
+    format!(
+        "| {width}x{height} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {:.2} |",
+        t.gpu_render / n,
+        t.gpu_convert / n,
+        t.render_call / n,
+        t.encode / n,
+        t.mux / n,
+        total,
+        1000.0 * n / ms(wall),
+        per_frame_cpu_ms * f64::from(FPS) / 1000.0,
+    )
+}
+
+fn main() {
+    let mut sizes = Vec::new();
+    let mut frames = 150;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--frames" {
+            frames = args.next().and_then(|f| f.parse().ok()).unwrap_or(frames);
+        } else if let Some((w, h)) = a.split_once('x') {
+            if let (Ok(w), Ok(h)) = (w.parse(), h.parse()) {
+                sizes.push((w, h));
+            }
+        }
+    }
+    if sizes.is_empty() {
+        sizes = vec![(1280, 720), (640, 360)];
+    }
+    let probe = Renderer::new(64, 64, [0; 3]).expect("a Vulkan device");
+    println!("device: {}, {} frames per size\n", probe.device_name(), frames);
+    drop(probe);
+    println!("| size | GPU render ms | GPU convert ms | render call ms (incl. sync + readback) | encode ms | mux ms (AVCC+FLV+AAC) | total ms/frame | max fps (serial) | CPU cores at 30 fps |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (w, h) in sizes {
+        println!("{}", bench(w, h, frames));
+    }
+}

@@ -1,0 +1,74 @@
+//! The command line's contract for technicians: bad configurations are refused precisely, with
+//! exit status 78, before anything is started.
+
+use std::process::Command;
+
+use anyhow::{ensure, Result};
+use emcee_e2e::{bin_dir, free_port, scratch_dir};
+
+const GOOD: &str = r##"[show]
+script = "script.txt"
+
+[video]
+width = 640
+height = 360
+fps = 30
+
+[stage]
+listen = "127.0.0.1:STAGE"
+
+[[output]]
+url = "rtmp://127.0.0.1:1/live/x"
+"##;
+
+#[test]
+fn check_accepts_a_good_file_and_the_shipped_demo() -> Result<()> {
+    let dir = scratch_dir("cli-good")?;
+    std::fs::write(dir.join("script.txt"), "Hello.\n")?;
+    std::fs::write(dir.join("good.toml"), GOOD.replace("STAGE", "7698"))?;
+    let demo = emcee_e2e::workspace_root().join("examples/demo.toml");
+    for file in [dir.join("good.toml"), demo] {
+        let out = Command::new(bin_dir().join("emcee")).arg("check").arg(&file).output()?;
+        ensure!(out.status.success(), "{}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+#[test]
+fn a_typo_gives_line_and_column_and_exit_78_and_starts_nothing() -> Result<()> {
+    let dir = scratch_dir("cli-typo")?;
+    std::fs::write(dir.join("script.txt"), "Hello.\n")?;
+    let stage_port = free_port();
+    let bad = GOOD
+        .replace("fps = 30", "fsp = 30")
+        .replace("width = 640", "width = 641")
+        .replace("STAGE", &stage_port.to_string());
+    let file = dir.join("bad.toml");
+    std::fs::write(&file, bad)?;
+
+    let out = Command::new(bin_dir().join("emcee")).arg("check").arg(&file).output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(out.status.code() == Some(78), "exit {:?}", out.status);
+    let expected_typo = format!("{}:7:1: unknown key `fsp` in [video]; did you mean `fps`?", file.display());
+    ensure!(stderr.contains(&expected_typo), "stderr: {stderr}");
+    ensure!(stderr.contains(":5:9: [video] 641x360"), "both errors at once: {stderr}");
+
+    // `run` and the daemon refuse the same file the same way, before binding anything.
+    for (program, args) in [("emcee", vec!["run", "--config"]), ("emceed", vec!["--config"])] {
+        let out = Command::new(bin_dir().join(program)).args(&args).arg(&file).output()?;
+        ensure!(out.status.code() == Some(78), "{program} exit {:?}", out.status);
+        ensure!(String::from_utf8_lossy(&out.stderr).contains(&expected_typo), "{program} stderr");
+    }
+    ensure!(std::net::TcpListener::bind(("127.0.0.1", stage_port)).is_ok(), "a stage was left listening");
+    Ok(())
+}
+
+#[test]
+fn a_missing_script_is_a_configuration_error() -> Result<()> {
+    let dir = scratch_dir("cli-noscript")?;
+    std::fs::write(dir.join("show.toml"), GOOD.replace("STAGE", "7699"))?;
+    let out = Command::new(bin_dir().join("emcee")).arg("check").arg(dir.join("show.toml")).output()?;
+    ensure!(out.status.code() == Some(78), "exit {:?}", out.status);
+    ensure!(String::from_utf8_lossy(&out.stderr).contains("script.txt: cannot read the script"));
+    Ok(())
+}
