@@ -68,12 +68,13 @@ impl Script {
     }
 }
 
-async fn connect(url: &str, patience: Duration) -> Result<Ws, ControlError> {
-    let deadline = Instant::now() + patience;
+/// Connects, retrying every 200 ms until `patience` runs out (`None`: forever).
+async fn connect(url: &str, patience: Option<Duration>) -> Result<Ws, ControlError> {
+    let deadline = patience.map(|p| Instant::now() + p);
     loop {
         match tokio_tungstenite::connect_async(url).await {
             Ok((ws, _)) => return Ok(ws),
-            Err(e) if Instant::now() >= deadline => {
+            Err(e) if deadline.is_some_and(|d| Instant::now() >= d) => {
                 return Err(ControlError::StageUnreachable { addr: url.to_string(), last: e.to_string() })
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
@@ -89,7 +90,7 @@ async fn send(ws: &mut Ws, message: &ControlMessage) -> bool {
 }
 
 /// Connects and says hello; returns once the stage is ready.
-async fn open(config: &Config, url: &str, patience: Duration) -> Result<Ws, ControlError> {
+async fn open(config: &Config, url: &str, patience: Option<Duration>) -> Result<Ws, ControlError> {
     loop {
         let mut ws = connect(url, patience).await?;
         let hello = ControlMessage::Hello { protocol: PROTOCOL_VERSION, config: config.stage.clone() };
@@ -116,7 +117,7 @@ pub async fn run_show(
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), ControlError> {
     let url = format!("ws://{}", config.stage_listen);
-    let mut ws = open(config, &url, CONNECT_PATIENCE).await?;
+    let mut ws = open(config, &url, Some(CONNECT_PATIENCE)).await?;
     notify("READY=1");
     tracing::info!(stage = %config.stage_listen, "stage ready; the show starts");
 
@@ -134,11 +135,10 @@ pub async fn run_show(
     loop {
         while outstanding.len() < LOOKAHEAD {
             let Some(cue) = script.next_cue() else { break };
-            if send(&mut ws, &ControlMessage::Cue(cue.clone())).await {
-                outstanding.push_back(cue);
-            } else {
-                // Keep it; it is re-sent after the reconnect below.
-                outstanding.push_back(cue);
+            let sent = send(&mut ws, &ControlMessage::Cue(cue.clone())).await;
+            // Kept even when the send failed: it is re-sent after the reconnect below.
+            outstanding.push_back(cue);
+            if !sent {
                 break;
             }
         }
@@ -151,13 +151,28 @@ pub async fn run_show(
             message = ws.next() => {
                 match message {
                     Some(Ok(Message::Text(text))) => match serde_json::from_str::<StageEvent>(&text) {
+                        Ok(StageEvent::Ended { media_ts }) => {
+                            // Stopped on the stage's side (systemd stop, Ctrl-C): the show is over.
+                            tracing::info!(media_ms = media_ts_to_ms(media_ts), "the stage ended the show");
+                            notify("STOPPING=1");
+                            return Ok(());
+                        }
                         Ok(event) => on_event(event, &mut outstanding),
                         Err(e) => tracing::warn!(error = %e, "unreadable stage event ignored"),
                     },
                     Some(Ok(_)) => {}
                     None | Some(Err(_)) => {
                         tracing::warn!("lost the stage; reconnecting and re-sending unfinished cues");
-                        ws = open(config, &url, Duration::MAX).await?;
+                        let reopened = tokio::select! {
+                            reopened = open(config, &url, None) => Some(reopened?),
+                            _ = tokio::time::sleep_until(end_at.unwrap_or(far_future)) => None,
+                            _ = &mut stop => None,
+                        };
+                        let Some(reopened) = reopened else {
+                            tracing::warn!("the show ended while the stage was away");
+                            return Ok(());
+                        };
+                        ws = reopened;
                         for cue in &outstanding {
                             send(&mut ws, &ControlMessage::Cue(cue.clone())).await;
                         }

@@ -34,8 +34,48 @@ enum ConnectionEnd {
     ShowEnded,
 }
 
-/// Serves control connections until the show has ended.
+/// SIGTERM (systemd stop) or SIGINT (Ctrl-C).
+struct StopSignals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    fn new() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        Self { term: signal(SignalKind::terminate()).ok(), int: signal(SignalKind::interrupt()).ok() }
+    }
+
+    async fn recv(&mut self) {
+        let term = async {
+            match self.term.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let int = async {
+            match self.int.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! { _ = term => {}, _ = int => {} }
+    }
+}
+
+/// Asks a running pipeline to end the show (streams closed cleanly); false when none runs.
+fn end_show(pipeline: &Option<Pipeline>) -> bool {
+    tracing::info!("stop signal: ending the show");
+    pipeline.as_ref().is_some_and(|p| p.commands.send(Command::End).is_ok())
+}
+
+/// Serves control connections until the show has ended (by `end` or a stop signal).
 pub async fn serve(addr: SocketAddr) -> Result<(), StageError> {
+    let mut signals = StopSignals::new();
     let listener = TcpListener::bind(addr).await.map_err(|source| StageError::Listen { addr, source })?;
     tracing::info!(%addr, "stage listening for the control plane");
     let (events_tx, mut events_rx) = mpsc::channel::<StageEvent>(256);
@@ -54,6 +94,12 @@ pub async fn serve(addr: SocketAddr) -> Result<(), StageError> {
                 }
                 continue;
             }
+            _ = signals.recv() => {
+                if end_show(&pipeline) {
+                    continue; // `ended` arrives once the streams are closed
+                }
+                break;
+            }
         };
         let ws = match tokio_tungstenite::accept_async(stream).await {
             Ok(ws) => ws,
@@ -62,7 +108,7 @@ pub async fn serve(addr: SocketAddr) -> Result<(), StageError> {
                 continue;
             }
         };
-        match connection(ws, &mut pipeline, &events_tx, &mut events_rx).await {
+        match connection(ws, &mut pipeline, &events_tx, &mut events_rx, &mut signals).await {
             ConnectionEnd::ShowEnded => break,
             ConnectionEnd::Disconnected => tracing::warn!("control plane disconnected; the stream goes on"),
         }
@@ -85,9 +131,15 @@ async fn connection(
     pipeline: &mut Option<Pipeline>,
     events_tx: &mpsc::Sender<StageEvent>,
     events_rx: &mut mpsc::Receiver<StageEvent>,
+    signals: &mut StopSignals,
 ) -> ConnectionEnd {
     loop {
         tokio::select! {
+            _ = signals.recv() => {
+                if !end_show(pipeline) {
+                    return ConnectionEnd::ShowEnded;
+                }
+            }
             message = ws.next() => {
                 let text = match message {
                     None | Some(Err(_)) => return ConnectionEnd::Disconnected,

@@ -201,8 +201,8 @@ fn run_media(
     let mut late_frames = 0u64;
     let mut last_frame: Vec<u8> = Vec::new();
     let frame_len = Duration::from_nanos(1_000_000_000 / u64::from(fps));
+    let lead = frame_len * LEAD_FRAMES as u32;
     let clock_start = Instant::now();
-    let mut ending = false;
 
     let mut index = 0u64;
     loop {
@@ -210,9 +210,8 @@ fn run_media(
         let tick_end = frame_ts(index + 1, fps);
 
         // Pace against the wall clock.
-        let due = clock_start + frame_len * index as u32;
+        let due = clock_start + Duration::from_nanos(index * 1_000_000_000 / u64::from(fps));
         let now = Instant::now();
-        let lead = frame_len * LEAD_FRAMES as u32;
         if due > now + lead {
             std::thread::sleep(due - lead - now);
         } else if now > due + frame_len {
@@ -220,7 +219,7 @@ fn run_media(
         }
 
         // Commands from the control plane.
-        loop {
+        let ending = loop {
             match commands.try_recv() {
                 Ok(Command::Cue(cue)) => {
                     let duplicate = !known.insert(cue.id.clone());
@@ -237,13 +236,10 @@ fn run_media(
                         }
                     }
                 }
-                Ok(Command::End) | Err(TryRecvError::Disconnected) => ending = true,
-                Err(TryRecvError::Empty) => break,
+                Ok(Command::End) | Err(TryRecvError::Disconnected) => break true,
+                Err(TryRecvError::Empty) => break false,
             }
-            if ending {
-                break;
-            }
-        }
+        };
         if ending {
             break;
         }

@@ -123,9 +123,11 @@ async fn run(config_path: PathBuf, outputs: Vec<String>, run_for: Option<f64>) -
             None
         }
     };
-    // The stage exits by itself once the control plane has ended the show.
-    if tokio::time::timeout(Duration::from_secs(15), stage.wait()).await.is_err() {
-        stop(&mut stage, "emcee-stage", Duration::from_secs(5)).await;
+    // After a clean end the stage exits by itself once its streams are closed; after a
+    // failure of the control plane it is asked to end the show now.
+    let clean = status.as_ref().is_none_or(|s| s.success());
+    if !clean || tokio::time::timeout(Duration::from_secs(15), stage.wait()).await.is_err() {
+        stop(&mut stage, "emcee-stage", Duration::from_secs(10)).await;
     }
     match status {
         Some(s) if s.success() => ExitCode::SUCCESS,
