@@ -31,7 +31,7 @@ fn run_show(config: &std::path::Path, seconds: u32) -> Result<()> {
     Ok(())
 }
 
-fn write_show(dir: &std::path::Path, url: &str) -> Result<std::path::PathBuf> {
+fn write_show(dir: &std::path::Path, urls: &[String]) -> Result<std::path::PathBuf> {
     std::fs::write(
         dir.join("script.txt"),
         "Hello, and welcome to the show.\nThis kettle boils a litre of water in three minutes.\nThank you for watching, and goodbye!\n",
@@ -57,11 +57,9 @@ voice = "en-us"
 
 [stage]
 listen = "127.0.0.1:{stage}"
-
-[[output]]
-url = "{url}"
-"##,
-        stage = free_port()
+{outputs}"##,
+        stage = free_port(),
+        outputs = urls.iter().map(|u| format!("\n[[output]]\nurl = \"{u}\"\n")).collect::<String>()
     );
     let path = dir.join("show.toml");
     std::fs::write(&path, config)?;
@@ -89,10 +87,15 @@ fn a_three_sentence_show_arrives_clean_at_nginx_rtmp() -> Result<()> {
     let _one = ONE_SHOW_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = scratch_dir("rtmp-show")?;
     let nginx = Nginx::start(&dir.join("nginx"))?;
-    let config = write_show(&dir, &nginx.url("show"))?;
+    // Two outputs: every configured destination gets the whole show.
+    let config = write_show(&dir, &[nginx.url("show"), nginx.url("second")])?;
     run_show(&config, 20)?;
-    drop(nginx); // finalise the recording
+    drop(nginx); // finalise the recordings
     let rec = dir.join("nginx/rec/show.flv");
+    let second = dir.join("nginx/rec/second.flv");
+    ensure!(probe::decode_errors(&second)?.trim().is_empty(), "decode errors on the second output");
+    let (first_frames, second_frames) = (probe::packets(&rec, "v")?.len(), probe::packets(&second, "v")?.len());
+    ensure!(first_frames == second_frames, "outputs got {first_frames} and {second_frames} video frames");
 
     // Exactly one H.264 stream at the configured size and rate, one AAC 48 kHz stream.
     let streams = probe::streams(&rec)?;
@@ -199,7 +202,7 @@ fn ffmpeg_as_the_rtmp_server_receives_a_clean_stream() -> Result<()> {
         Command::new("ss").args(["-Hltn", &format!("sport = :{port}")]).output().is_ok_and(|o| !o.stdout.is_empty())
     });
     ensure!(listening, "ffmpeg did not listen on {port}");
-    let config = write_show(&dir, &url)?;
+    let config = write_show(&dir, std::slice::from_ref(&url))?;
     run_show(&config, 8)?;
     let deadline = Instant::now() + Duration::from_secs(10);
     while server.try_wait()?.is_none() && Instant::now() < deadline {

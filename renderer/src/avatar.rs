@@ -143,7 +143,8 @@ pub fn default_avatar() -> Mesh {
             radii: [0.82, 1.02, 0.86],
             color: HAIR,
             head: true,
-            keep: |d| d[1] > 0.25 || (d[2] < -0.2 && d[1] > -0.5),
+            // Higher at the front so the brows show; down to the nape at the back.
+            keep: |d| d[1] > 0.5 || (d[1] > 0.25 && d[2] < 0.55) || (d[2] < -0.2 && d[1] > -0.5),
         },
         no_morph,
     );
