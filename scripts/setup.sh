@@ -9,7 +9,9 @@ packages=(
   espeak-ng espeak-ng-data libespeak-ng-dev   # TTS, run in a child process (GPL stays out)
   mesa-vulkan-drivers libvulkan1  # lavapipe: Vulkan on the CPU when there is no GPU
   nasm                            # openh264's assembly
-  pkg-config iproute2             # ss, used by the tests
+  pkg-config g++                  # openh264 and fdk-aac are built from vendored C/C++
+  iproute2                        # ss, used by the tests
+  systemd                         # systemd-analyze verify for the units
 )
 missing=()
 for p in "${packages[@]}"; do
