@@ -66,8 +66,29 @@ pub enum ControlMessage {
     Hello { protocol: u32, config: StageConfig },
     /// A cue to perform.
     Cue(Cue),
+    /// Stop one cue (`id`) or every cue not yet finished (`id` absent): the one playing is cut
+    /// as `when` says; queued ones are dropped. Each gets `finished {was_stopped: true}`.
+    Stop {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        #[serde(default)]
+        when: StopWhen,
+    },
     /// End the show: finish nothing new, flush the encoders, close the streams, exit.
     End,
+}
+
+/// Where a stop cuts the speech that is playing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopWhen {
+    /// At once (with a few milliseconds of fade so it does not click).
+    Now,
+    /// At the next phoneme boundary: the word is cut between two sounds, the mouth closes.
+    #[default]
+    Phoneme,
+    /// When the sentence ends.
+    SentenceEnd,
 }
 
 /// One unit of work for the stage. Only `say` exists in the walking skeleton.
@@ -183,6 +204,14 @@ mod tests {
         let json = serde_json::to_string(&msg).unwrap();
         assert_eq!(json, r#"{"type":"cue","id":"s1","kind":"say","text":"Hello"}"#);
         assert_eq!(serde_json::from_str::<ControlMessage>(&json).unwrap(), msg);
+    }
+
+    #[test]
+    fn stop_defaults_to_all_at_the_next_phoneme() {
+        let msg: ControlMessage = serde_json::from_str(r#"{"type":"stop"}"#).unwrap();
+        assert_eq!(msg, ControlMessage::Stop { id: None, when: StopWhen::Phoneme });
+        let msg: ControlMessage = serde_json::from_str(r#"{"type":"stop","id":"a","when":"sentence_end"}"#).unwrap();
+        assert_eq!(msg, ControlMessage::Stop { id: Some("a".into()), when: StopWhen::SentenceEnd });
     }
 
     #[test]

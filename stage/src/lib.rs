@@ -6,11 +6,13 @@
 //!   and forwards lifecycle events back. The pipeline keeps running between connections, so a
 //!   restarted control plane finds the stream still live.
 //! - [`pipeline`]: the clock and the media threads (speech → pose → frame → packet → sink).
+//! - [`speech_queue`]: cue lifecycle, interrupts (stop at a phoneme boundary), audio per tick.
 //! - [`idle`]: blinks, head sway, breathing.
 #![forbid(unsafe_code)]
 
 pub mod idle;
 pub mod pipeline;
+pub mod speech_queue;
 
 use std::net::SocketAddr;
 
@@ -215,6 +217,13 @@ async fn handle(
                 None
             }
             None => Some(StageEvent::Rejected { reason: format!("cue `{}` before hello", cue.id) }),
+        },
+        ControlMessage::Stop { id, when } => match pipeline.as_ref() {
+            Some(p) => {
+                let _ = p.commands.send(Command::Stop { id, when });
+                None
+            }
+            None => Some(StageEvent::Rejected { reason: "stop before hello".into() }),
         },
         ControlMessage::End => match pipeline.as_ref() {
             Some(p) => {

@@ -10,25 +10,22 @@
 //! The clock is the 48 kHz audio sample counter; frame `n` is at `n·48000/fps`. Frames are never
 //! skipped: when the machine is slow, frames leave late (counted) but every timestamp is exact.
 
-use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use emcee_encoder::{EncoderSettings, I420Frame, OpenH264Encoder, VideoEncoder};
-use emcee_protocol::{Cue, CueAction, Health, OutputHealth, StageConfig, StageEvent, MEDIA_CLOCK_HZ};
+use emcee_protocol::{Cue, CueAction, Health, OutputHealth, StageConfig, StageEvent, StopWhen, MEDIA_CLOCK_HZ};
 use emcee_renderer::{Pose, Renderer};
 use emcee_speech::espeak::{default_bridge_path, EspeakVoice};
-use emcee_speech::viseme::MouthTrack;
 use emcee_speech::Utterance;
 use emcee_stream::aac::{AacEncoder, AacFrame};
 use emcee_stream::flv;
 use emcee_stream::rtmp::{Distributor, MediaPacket, StreamHeaders};
 
 use crate::idle;
+use crate::speech_queue::{Accepted, SpeechQueue};
 
-/// Silence between two sentences (300 ms), like a speaker taking a breath.
-const SENTENCE_GAP: u64 = MEDIA_CLOCK_HZ * 3 / 10;
 /// How far the media clock may run ahead of the wall clock, in frames: enough to absorb jitter,
 /// small enough to keep latency low.
 const LEAD_FRAMES: u64 = 2;
@@ -49,6 +46,7 @@ pub enum PipelineError {
 
 pub enum Command {
     Cue(Cue),
+    Stop { id: Option<String>, when: StopWhen },
     End,
 }
 
@@ -119,14 +117,6 @@ struct Parts {
     distributor: Distributor,
 }
 
-struct Playing {
-    id: String,
-    utterance: Utterance,
-    track: MouthTrack,
-    position: usize,
-    started_at: u64,
-}
-
 enum VideoJob {
     Frame { index: u64, media_ts: u64, i420: Vec<u8>, audio: Vec<AacFrame> },
     End { audio: Vec<AacFrame> },
@@ -193,11 +183,8 @@ fn run_media(
         }
     };
 
-    let mut known: HashSet<String> = HashSet::new();
-    let mut finished: HashMap<String, u64> = HashMap::new();
-    let mut ready: VecDeque<(String, Utterance)> = VecDeque::new();
-    let mut playing: Option<Playing> = None;
-    let mut gap_until = 0u64;
+    let mut queue = SpeechQueue::default();
+    let mut lifecycle = Vec::new();
     let mut late_frames = 0u64;
     let mut last_frame: Vec<u8> = Vec::new();
     let frame_len = Duration::from_nanos(1_000_000_000 / u64::from(fps));
@@ -222,20 +209,20 @@ fn run_media(
         let ending = loop {
             match commands.try_recv() {
                 Ok(Command::Cue(cue)) => {
-                    let duplicate = !known.insert(cue.id.clone());
+                    let accepted = queue.accept(&cue.id);
+                    let duplicate = accepted != Accepted::New;
                     emit(&events, StageEvent::Accepted { id: cue.id.clone(), duplicate });
-                    if duplicate {
-                        if let Some(&media_ts) = finished.get(&cue.id) {
-                            emit(&events, StageEvent::Finished { id: cue.id, was_stopped: false, media_ts });
-                        }
-                        continue;
-                    }
-                    match cue.action {
-                        CueAction::Say { text } => {
+                    match (accepted, cue.action) {
+                        (Accepted::New, CueAction::Say { text }) => {
                             let _ = speech_tx.send((cue.id, text));
                         }
+                        (Accepted::Duplicate { finished: Some(media_ts) }, _) => {
+                            emit(&events, StageEvent::Finished { id: cue.id, was_stopped: false, media_ts });
+                        }
+                        (Accepted::Duplicate { finished: None }, _) => {}
                     }
                 }
+                Ok(Command::Stop { id, when }) => queue.stop(id.as_deref(), when, tick_start, &mut lifecycle),
                 Ok(Command::End) | Err(TryRecvError::Disconnected) => break true,
                 Err(TryRecvError::Empty) => break false,
             }
@@ -245,20 +232,17 @@ fn run_media(
         }
         while let Ok((id, result)) = spoken_rx.try_recv() {
             match result {
-                Ok(u) => ready.push_back((id, u)),
+                Ok(u) => queue.synthesized(&id, u),
                 Err(reason) => {
                     tracing::warn!(cue = %id, %reason, "speech failed");
+                    queue.failed(&id);
                     emit(&events, StageEvent::Failed { id, reason });
                 }
             }
         }
 
         // The pose at this frame's media time.
-        let mouth = playing
-            .as_ref()
-            .filter(|p| p.started_at <= tick_start)
-            .map(|p| p.track.pose_at(tick_start - p.started_at))
-            .unwrap_or_default();
+        let mouth = queue.mouth(tick_start);
         let (head_yaw, head_pitch, head_roll) = idle::head_sway(tick_start);
         let pose = Pose {
             jaw_open: mouth.open,
@@ -271,32 +255,10 @@ fn run_media(
         };
 
         // This tick's audio: speech where there is some, silence elsewhere.
-        let need = (tick_end - tick_start) as usize;
-        let mut pcm: Vec<i16> = Vec::with_capacity(need);
-        while pcm.len() < need {
-            let now_ts = tick_start + pcm.len() as u64;
-            if playing.is_none() && now_ts >= gap_until {
-                if let Some((id, utterance)) = ready.pop_front() {
-                    emit(&events, StageEvent::Started { id: id.clone(), media_ts: now_ts });
-                    let track = MouthTrack::new(&utterance.phonemes, &utterance.pcm);
-                    playing = Some(Playing { id, utterance, track, position: 0, started_at: now_ts });
-                }
-            }
-            let Some(p) = playing.as_mut() else {
-                pcm.resize(need, 0);
-                break;
-            };
-            let take = (need - pcm.len()).min(p.utterance.pcm.len() - p.position);
-            pcm.extend_from_slice(&p.utterance.pcm[p.position..p.position + take]);
-            p.position += take;
-            if p.position >= p.utterance.pcm.len() {
-                let end_ts = tick_start + pcm.len() as u64;
-                let id = p.id.clone();
-                finished.insert(id.clone(), end_ts);
-                emit(&events, StageEvent::Finished { id, was_stopped: false, media_ts: end_ts });
-                playing = None;
-                gap_until = end_ts + SENTENCE_GAP;
-            }
+        let mut pcm: Vec<i16> = Vec::with_capacity((tick_end - tick_start) as usize);
+        queue.fill(tick_start, (tick_end - tick_start) as usize, &mut pcm, &mut lifecycle);
+        for event in lifecycle.drain(..) {
+            emit(&events, event);
         }
         let interleaved: Vec<i16> = pcm.iter().flat_map(|&s| std::iter::repeat_n(s, channels)).collect();
         let mut audio = Vec::new();
@@ -335,8 +297,9 @@ fn run_media(
 
     // End of show: the sentence in progress is cut, audio ends exactly where the video ends.
     let end_ts = frame_ts(index, fps);
-    if let Some(p) = playing.take() {
-        emit(&events, StageEvent::Finished { id: p.id, was_stopped: true, media_ts: end_ts });
+    queue.end(end_ts, &mut lifecycle);
+    for event in lifecycle.drain(..) {
+        emit(&events, event);
     }
     let mut audio = Vec::new();
     if let Err(e) = aac.finish(end_ts, &mut audio) {

@@ -1,0 +1,280 @@
+//! What the stage is saying and will say: cues in acceptance order, their synthesized speech,
+//! the utterance playing, and how a stop cuts it. Pure logic on the media clock (no threads), so
+//! the media loop stays short and every rule here is unit-tested.
+//!
+//! Lifecycle per cue id: accepted → (synthesized) → started → finished{was_stopped}. Ids are
+//! idempotent: a known id is never played twice, and a re-sent finished id is answered with its
+//! original `finished` event.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use emcee_protocol::{StageEvent, StopWhen, MEDIA_CLOCK_HZ};
+use emcee_speech::viseme::{MouthPose, MouthTrack};
+use emcee_speech::Utterance;
+
+/// Silence between two sentences (300 ms), like a speaker taking a breath.
+pub const SENTENCE_GAP: u64 = MEDIA_CLOCK_HZ * 3 / 10;
+/// Fade applied where speech is cut, so the cut does not click (4 ms).
+const CUT_FADE: usize = 192;
+
+struct Playing {
+    id: String,
+    utterance: Utterance,
+    track: MouthTrack,
+    position: usize,
+    started_at: u64,
+    /// Where the speech stops early (a sample index into the utterance), after a stop.
+    cut_at: Option<usize>,
+}
+
+/// What `accept` found.
+#[derive(Debug, PartialEq)]
+pub enum Accepted {
+    New,
+    /// Known already; `finished` holds its end time if it has finished.
+    Duplicate {
+        finished: Option<u64>,
+    },
+}
+
+#[derive(Default)]
+pub struct SpeechQueue {
+    known: HashSet<String>,
+    finished: HashMap<String, u64>,
+    /// Accepted, not started, in order; `None` until synthesized.
+    waiting: VecDeque<(String, Option<Utterance>)>,
+    playing: Option<Playing>,
+    /// No sentence starts before this media time: the pause after the previous one.
+    gap_until: u64,
+}
+
+impl SpeechQueue {
+    pub fn accept(&mut self, id: &str) -> Accepted {
+        if !self.known.insert(id.to_string()) {
+            return Accepted::Duplicate { finished: self.finished.get(id).copied() };
+        }
+        self.waiting.push_back((id.to_string(), None));
+        Accepted::New
+    }
+
+    /// Speech for `id` is ready. Dropped if the cue was stopped meanwhile.
+    pub fn synthesized(&mut self, id: &str, utterance: Utterance) {
+        if let Some(slot) = self.waiting.iter_mut().find(|w| w.0 == id) {
+            slot.1 = Some(utterance);
+        }
+    }
+
+    /// Synthesis failed: the cue is dropped (the caller reports `failed`).
+    pub fn failed(&mut self, id: &str) {
+        self.waiting.retain(|w| w.0 != id);
+        self.finished.insert(id.to_string(), 0);
+    }
+
+    fn finish(&mut self, id: String, was_stopped: bool, media_ts: u64, events: &mut Vec<StageEvent>) {
+        self.finished.insert(id.clone(), media_ts);
+        events.push(StageEvent::Finished { id, was_stopped, media_ts });
+    }
+
+    /// Stops `id` (or everything unfinished) at media time `now`.
+    pub fn stop(&mut self, id: Option<&str>, when: StopWhen, now: u64, events: &mut Vec<StageEvent>) {
+        let matches = |candidate: &str| id.is_none_or(|i| i == candidate);
+        // Waiting cues never start.
+        let (dropped, kept): (Vec<_>, Vec<_>) = self.waiting.drain(..).partition(|w| matches(&w.0));
+        self.waiting = kept.into();
+        for (dropped_id, _) in dropped {
+            self.finish(dropped_id, true, now, events);
+        }
+        let Some(p) = self.playing.as_mut().filter(|p| matches(&p.id)) else { return };
+        let position = p.position;
+        let cut = match when {
+            StopWhen::SentenceEnd => return,
+            StopWhen::Now => position,
+            StopWhen::Phoneme => {
+                // The first phoneme boundary at or after the current position, in the
+                // utterance's own sample offsets; the end of the speech if none is left.
+                p.utterance
+                    .phonemes
+                    .iter()
+                    .map(|ph| ph.start as usize)
+                    .find(|&start| start >= position)
+                    .unwrap_or(p.utterance.pcm.len())
+            }
+        };
+        let cut = cut.min(p.utterance.pcm.len());
+        let fade_end = (cut + CUT_FADE).min(p.utterance.pcm.len());
+        // Fade over the few samples after the cut point, then end there.
+        for (k, s) in p.utterance.pcm[cut..fade_end].iter_mut().enumerate() {
+            *s = (f32::from(*s) * (1.0 - k as f32 / CUT_FADE as f32)) as i16;
+        }
+        p.cut_at = Some(fade_end);
+    }
+
+    /// The mouth at frame time `t`.
+    pub fn mouth(&self, t: u64) -> MouthPose {
+        self.playing
+            .as_ref()
+            .filter(|p| p.started_at <= t)
+            .filter(|p| p.cut_at.is_none_or(|cut| t - p.started_at < cut as u64))
+            .map(|p| p.track.pose_at(t - p.started_at))
+            .unwrap_or_default()
+    }
+
+    /// Appends `need` samples starting at media time `start`: speech where there is some,
+    /// silence elsewhere. Lifecycle events go to `events`.
+    pub fn fill(&mut self, start: u64, need: usize, pcm: &mut Vec<i16>, events: &mut Vec<StageEvent>) {
+        let target = pcm.len() + need;
+        let base = pcm.len();
+        while pcm.len() < target {
+            let now = start + (pcm.len() - base) as u64;
+            if self.playing.is_none() && now >= self.gap_until {
+                let ready = self.waiting.front().is_some_and(|w| w.1.is_some());
+                if ready {
+                    if let Some((id, Some(utterance))) = self.waiting.pop_front() {
+                        events.push(StageEvent::Started { id: id.clone(), media_ts: now });
+                        let track = MouthTrack::new(&utterance.phonemes, &utterance.pcm);
+                        self.playing =
+                            Some(Playing { id, utterance, track, position: 0, started_at: now, cut_at: None });
+                    }
+                }
+            }
+            let Some(p) = self.playing.as_mut() else {
+                pcm.resize(target, 0);
+                break;
+            };
+            let end = p.cut_at.unwrap_or(p.utterance.pcm.len());
+            let take = (target - pcm.len()).min(end.saturating_sub(p.position));
+            pcm.extend_from_slice(&p.utterance.pcm[p.position..p.position + take]);
+            p.position += take;
+            if p.position >= end {
+                let was_stopped = p.cut_at.is_some_and(|c| c < p.utterance.pcm.len());
+                let end_ts = start + (pcm.len() - base) as u64;
+                let id = p.id.clone();
+                self.playing = None;
+                self.gap_until = end_ts + SENTENCE_GAP;
+                self.finish(id, was_stopped, end_ts, events);
+            }
+        }
+    }
+
+    /// Ends the show at `now`: whatever plays is cut, everything waiting is dropped.
+    pub fn end(&mut self, now: u64, events: &mut Vec<StageEvent>) {
+        for (id, _) in std::mem::take(&mut self.waiting) {
+            self.finish(id, true, now, events);
+        }
+        if let Some(p) = self.playing.take() {
+            self.finish(p.id, true, now, events);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use emcee_speech::viseme::PhonemeSpan;
+
+    /// 0.5 s of a constant "vowel" with phoneme boundaries every 100 ms.
+    fn utterance() -> Utterance {
+        let phonemes = (0..5).map(|i| PhonemeSpan { ipa: "a".into(), start: i * 4800, end: (i + 1) * 4800 }).collect();
+        Utterance { pcm: vec![1000; 24_000], phonemes }
+    }
+
+    fn run(q: &mut SpeechQueue, from: u64, ticks: u64) -> (Vec<i16>, Vec<StageEvent>) {
+        let (mut pcm, mut events) = (Vec::new(), Vec::new());
+        for t in 0..ticks {
+            q.fill(from + t * 1600, 1600, &mut pcm, &mut events);
+        }
+        (pcm, events)
+    }
+
+    #[test]
+    fn plays_in_order_with_a_gap_and_exact_timestamps() {
+        let mut q = SpeechQueue::default();
+        assert_eq!(q.accept("a"), Accepted::New);
+        assert_eq!(q.accept("b"), Accepted::New);
+        q.synthesized("b", utterance()); // out of order: "a" still blocks "b"
+        let (_, events) = run(&mut q, 0, 3);
+        assert!(events.is_empty(), "nothing ready in order yet: {events:?}");
+        q.synthesized("a", utterance());
+        let (pcm, events) = run(&mut q, 4800, 40);
+        assert_eq!(
+            events,
+            vec![
+                StageEvent::Started { id: "a".into(), media_ts: 4800 },
+                StageEvent::Finished { id: "a".into(), was_stopped: false, media_ts: 28_800 },
+                StageEvent::Started { id: "b".into(), media_ts: 28_800 + SENTENCE_GAP },
+                StageEvent::Finished { id: "b".into(), was_stopped: false, media_ts: 28_800 + SENTENCE_GAP + 24_000 },
+            ]
+        );
+        // The gap is silence.
+        assert!(pcm[24_000 + 100..24_000 + 14_000].iter().all(|&s| s == 0));
+    }
+
+    #[test]
+    fn duplicates_are_not_played_twice() {
+        let mut q = SpeechQueue::default();
+        q.accept("a");
+        q.synthesized("a", utterance());
+        run(&mut q, 0, 20);
+        assert_eq!(q.accept("a"), Accepted::Duplicate { finished: Some(24_000) });
+        let (_, events) = run(&mut q, 32_000, 20);
+        assert!(events.is_empty());
+    }
+
+    #[test]
+    fn a_stop_cuts_at_the_next_phoneme_boundary_and_drops_the_queue() {
+        let mut q = SpeechQueue::default();
+        q.accept("a");
+        q.accept("b");
+        q.synthesized("a", utterance());
+        q.synthesized("b", utterance());
+        let (_, events) = run(&mut q, 0, 4); // 6400 samples into "a"
+        assert_eq!(events.len(), 1);
+        let mut events = Vec::new();
+        q.stop(None, StopWhen::Phoneme, 6400, &mut events);
+        assert_eq!(events, vec![StageEvent::Finished { id: "b".into(), was_stopped: true, media_ts: 6400 }]);
+        let (pcm, events) = run(&mut q, 6400, 10);
+        // Next boundary after 6400 is 9600; the fade adds 192 samples.
+        let cut_ts = 9600 + CUT_FADE as u64;
+        assert_eq!(events, vec![StageEvent::Finished { id: "a".into(), was_stopped: true, media_ts: cut_ts }]);
+        let cut_in_pcm = (cut_ts - 6400) as usize;
+        assert!(pcm[cut_in_pcm..].iter().all(|&s| s == 0), "silence after the cut");
+        assert!(pcm[cut_in_pcm - 10] < 1000, "faded");
+        // The mouth is closed once the cut has happened.
+        assert_eq!(q.mouth(cut_ts + 1600).open, 0.0);
+        // A late synthesis result for the stopped cue is ignored.
+        q.synthesized("b", utterance());
+        let (_, events) = run(&mut q, 22_400, 30);
+        assert!(events.is_empty());
+    }
+
+    #[test]
+    fn stop_at_sentence_end_lets_the_sentence_finish() {
+        let mut q = SpeechQueue::default();
+        q.accept("a");
+        q.synthesized("a", utterance());
+        run(&mut q, 0, 2);
+        let mut events = Vec::new();
+        q.stop(Some("a"), StopWhen::SentenceEnd, 3200, &mut events);
+        assert!(events.is_empty());
+        let (_, events) = run(&mut q, 3200, 20);
+        assert_eq!(events, vec![StageEvent::Finished { id: "a".into(), was_stopped: false, media_ts: 24_000 }]);
+    }
+
+    #[test]
+    fn stopping_one_waiting_cue_leaves_the_others() {
+        let mut q = SpeechQueue::default();
+        for id in ["a", "b", "c"] {
+            q.accept(id);
+            q.synthesized(id, utterance());
+        }
+        let mut events = Vec::new();
+        q.stop(Some("b"), StopWhen::Now, 0, &mut events);
+        assert_eq!(events, vec![StageEvent::Finished { id: "b".into(), was_stopped: true, media_ts: 0 }]);
+        let (_, events) = run(&mut q, 0, 60);
+        let started: Vec<_> = events
+            .iter()
+            .filter_map(|e| if let StageEvent::Started { id, .. } = e { Some(id.as_str()) } else { None })
+            .collect();
+        assert_eq!(started, ["a", "c"]);
+    }
+}
