@@ -12,6 +12,7 @@
 pub mod config;
 pub mod control;
 pub mod notify;
+pub mod scheduler;
 pub mod script;
 
 /// Exit status for a bad configuration (EX_CONFIG from sysexits.h), as systemd units expect.

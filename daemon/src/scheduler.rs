@@ -1,0 +1,426 @@
+//! The scheduler: which sentence the show says next. A pure state machine — inputs in, outputs
+//! out, no I/O, no clock of its own — so every rule is tested without a stage or a database.
+//!
+//! Two queues feed it:
+//! - the **script**: sentences in order, from a persisted [`Offset`]; looped for 24/7 shows;
+//! - the **interactions**: operator lines and answers, by priority then arrival.
+//!
+//! Exactly one cue is in flight at a time. An interaction that arrives while a script sentence
+//! plays cuts it at the next phoneme boundary; once the interaction has been said, the script
+//! resumes by saying the cut sentence again from its start (same offset, next attempt). The
+//! offset advances only when a sentence finishes uncut, so a crash replays at most one sentence.
+
+use std::collections::VecDeque;
+
+use emcee_protocol::{Cue, CueAction, StopWhen};
+use serde::Serialize;
+
+/// Where the script is: the sentence playing or next to play.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Offset {
+    /// How many times the script has looped.
+    pub pass: u64,
+    /// Index of the sentence.
+    pub sentence: usize,
+    /// How many times this sentence has been started and cut before (for unique cue ids).
+    pub attempt: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InteractionKind {
+    /// A line typed by the operator: said as is.
+    Operator,
+    /// An answer to a viewer's question.
+    Answer,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Interaction {
+    /// Durable id (the database row).
+    pub id: i64,
+    pub kind: InteractionKind,
+    pub text: String,
+    /// Higher first.
+    pub priority: i32,
+}
+
+/// The live room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Room {
+    /// Not started (or stopped): the stream shows the idle avatar.
+    Idle,
+    Live,
+    /// The current sentence finishes, then nothing new starts until resumed.
+    Paused,
+    /// Ending gracefully: the current sentence finishes, then the show ends.
+    Ending,
+    Ended,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomCommand {
+    Start,
+    Stop,
+    Pause,
+    Resume,
+    Skip,
+}
+
+/// What the one cue in flight is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    Script(Offset),
+    Interaction(Interaction),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct InFlight {
+    cue: Cue,
+    source: Source,
+    /// A stop was requested; `skip` means the script moves on afterwards.
+    stopping: Option<Stopping>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Stopping {
+    Interrupt,
+    Skip,
+}
+
+/// Why a room command could not be carried out.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("cannot {command} while the room is {room:?}")]
+pub struct RoomError {
+    pub command: &'static str,
+    pub room: Room,
+}
+
+/// What the driver must do, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Persist the offset before the cue for it is sent.
+    SaveOffset(Offset),
+    /// Send this cue to the stage.
+    Send { cue: Cue, source: Source },
+    /// Ask the stage to stop the cue in flight.
+    Stop { id: String, when: StopWhen },
+    /// The interaction is done (said, cut by a skip, or failed): remove it from the durable queue.
+    InteractionDone { id: i64 },
+    /// End the show (streams closed).
+    End,
+}
+
+pub struct Scheduler {
+    script: Vec<String>,
+    looped: bool,
+    offset: Offset,
+    interactions: VecDeque<Interaction>,
+    in_flight: Option<InFlight>,
+    room: Room,
+}
+
+impl Scheduler {
+    /// A scheduler at `offset` (from the store), with interactions that were queued before.
+    pub fn new(script: Vec<String>, looped: bool, offset: Offset, queued: Vec<Interaction>) -> Self {
+        // An offset past the end (a shorter script, or the last sentence finished) wraps or ends
+        // in `next`; one beyond any sentence of this script starts it over.
+        let offset = if offset.sentence <= script.len() { offset } else { Offset::default() };
+        let mut s = Self { script, looped, offset, interactions: VecDeque::new(), in_flight: None, room: Room::Idle };
+        for i in queued {
+            s.insert(i);
+        }
+        s
+    }
+
+    pub fn room(&self) -> Room {
+        self.room
+    }
+
+    pub fn offset(&self) -> Offset {
+        self.offset
+    }
+
+    pub fn script_len(&self) -> usize {
+        self.script.len()
+    }
+
+    pub fn queued_interactions(&self) -> usize {
+        self.interactions.len()
+    }
+
+    /// The cue in flight and what it is.
+    pub fn in_flight(&self) -> Option<(&Cue, &Source)> {
+        self.in_flight.as_ref().map(|f| (&f.cue, &f.source))
+    }
+
+    fn insert(&mut self, interaction: Interaction) {
+        // Stable: equal priorities keep arrival order.
+        let at =
+            self.interactions.iter().position(|q| q.priority < interaction.priority).unwrap_or(self.interactions.len());
+        self.interactions.insert(at, interaction);
+    }
+
+    fn script_cue(&self) -> Cue {
+        let o = self.offset;
+        Cue {
+            id: format!("s{}.{}.{}", o.pass, o.sentence, o.attempt),
+            action: CueAction::Say { text: self.script[o.sentence].clone() },
+        }
+    }
+
+    /// Starts the next cue if the room allows and nothing is in flight.
+    fn next(&mut self, out: &mut Vec<Output>) {
+        if self.in_flight.is_some() {
+            return;
+        }
+        match self.room {
+            Room::Live => {}
+            Room::Ending => {
+                self.room = Room::Ended;
+                out.push(Output::End);
+                return;
+            }
+            Room::Idle | Room::Paused | Room::Ended => return,
+        }
+        if let Some(interaction) = self.interactions.pop_front() {
+            let cue =
+                Cue { id: format!("i{}", interaction.id), action: CueAction::Say { text: interaction.text.clone() } };
+            let source = Source::Interaction(interaction);
+            out.push(Output::Send { cue: cue.clone(), source: source.clone() });
+            self.in_flight = Some(InFlight { cue, source, stopping: None });
+            return;
+        }
+        if self.offset.sentence >= self.script.len() {
+            if self.looped && !self.script.is_empty() {
+                self.offset = Offset { pass: self.offset.pass + 1, sentence: 0, attempt: 0 };
+            } else {
+                // The queues ran dry: end gracefully.
+                self.room = Room::Ended;
+                out.push(Output::End);
+                return;
+            }
+        }
+        out.push(Output::SaveOffset(self.offset));
+        let cue = self.script_cue();
+        let source = Source::Script(self.offset);
+        out.push(Output::Send { cue: cue.clone(), source: source.clone() });
+        self.in_flight = Some(InFlight { cue, source, stopping: None });
+    }
+
+    /// A new interaction (already stored durably).
+    pub fn interaction(&mut self, interaction: Interaction) -> Vec<Output> {
+        let mut out = Vec::new();
+        self.insert(interaction);
+        if let Some(f) = self.in_flight.as_mut() {
+            // Interactions cut script sentences; they wait for other interactions.
+            if matches!(f.source, Source::Script(_)) && f.stopping.is_none() && self.room == Room::Live {
+                f.stopping = Some(Stopping::Interrupt);
+                out.push(Output::Stop { id: f.cue.id.clone(), when: StopWhen::Phoneme });
+            }
+        }
+        self.next(&mut out);
+        out
+    }
+
+    /// The stage finished (or gave up on) cue `id`.
+    pub fn finished(&mut self, id: &str, was_stopped: bool) -> Vec<Output> {
+        let mut out = Vec::new();
+        let Some(f) = self.in_flight.take_if(|f| f.cue.id == id) else {
+            return out; // not ours (a late event after a restart): nothing to do
+        };
+        match f.source {
+            Source::Script(o) => {
+                let skipped = f.stopping == Some(Stopping::Skip);
+                self.offset = if !was_stopped || skipped {
+                    Offset { pass: o.pass, sentence: o.sentence + 1, attempt: 0 }
+                } else {
+                    // Cut: the same sentence is said again from its start, under a new cue id.
+                    Offset { attempt: o.attempt + 1, ..o }
+                };
+                // Persisted now, not only when the next sentence starts: a paused or ending room
+                // starts none, and a crash must not replay a finished sentence.
+                out.push(Output::SaveOffset(self.offset));
+            }
+            Source::Interaction(i) => out.push(Output::InteractionDone { id: i.id }),
+        }
+        self.next(&mut out);
+        out
+    }
+
+    /// The stage could not perform cue `id` (e.g. speech failed): skip it.
+    pub fn failed(&mut self, id: &str) -> Vec<Output> {
+        if let Some(f) = self.in_flight.as_mut().filter(|f| f.cue.id == id) {
+            f.stopping = Some(Stopping::Skip);
+        }
+        self.finished(id, true)
+    }
+
+    /// The stage connection was replaced: the cue in flight must be sent again.
+    pub fn resend(&self) -> Option<Cue> {
+        self.in_flight.as_ref().map(|f| f.cue.clone())
+    }
+
+    pub fn command(&mut self, command: RoomCommand) -> Result<Vec<Output>, RoomError> {
+        let mut out = Vec::new();
+        let refuse = |command: &'static str, room| Err(RoomError { command, room });
+        match (command, self.room) {
+            (RoomCommand::Start, Room::Idle | Room::Ended) => self.room = Room::Live,
+            (RoomCommand::Start, room) => return refuse("start", room),
+            (RoomCommand::Pause, Room::Live) => self.room = Room::Paused,
+            (RoomCommand::Pause, room) => return refuse("pause", room),
+            (RoomCommand::Resume, Room::Paused) => self.room = Room::Live,
+            (RoomCommand::Resume, room) => return refuse("resume", room),
+            (RoomCommand::Stop, Room::Live | Room::Paused) => self.room = Room::Ending,
+            (RoomCommand::Stop, room) => return refuse("stop", room),
+            (RoomCommand::Skip, Room::Live | Room::Paused) => {
+                let Some(f) = self.in_flight.as_mut() else { return refuse("skip (nothing is playing)", self.room) };
+                f.stopping = Some(Stopping::Skip);
+                out.push(Output::Stop { id: f.cue.id.clone(), when: StopWhen::Phoneme });
+            }
+            (RoomCommand::Skip, room) => return refuse("skip", room),
+        }
+        self.next(&mut out);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn script(n: usize) -> Vec<String> {
+        (1..=n).map(|i| format!("Sentence {i}.")).collect()
+    }
+
+    fn sent(out: &[Output]) -> Vec<String> {
+        out.iter().filter_map(|o| if let Output::Send { cue, .. } = o { Some(cue.id.clone()) } else { None }).collect()
+    }
+
+    fn line(id: i64, priority: i32) -> Interaction {
+        Interaction { id, kind: InteractionKind::Operator, text: format!("Line {id}."), priority }
+    }
+
+    #[test]
+    fn plays_the_script_in_order_saving_the_offset_first_then_ends_when_dry() {
+        let mut s = Scheduler::new(script(2), false, Offset::default(), vec![]);
+        let out = s.command(RoomCommand::Start).unwrap();
+        assert_eq!(out[0], Output::SaveOffset(Offset { pass: 0, sentence: 0, attempt: 0 }));
+        assert_eq!(sent(&out), ["s0.0.0"]);
+        let out = s.finished("s0.0.0", false);
+        assert_eq!(sent(&out), ["s0.1.0"]);
+        let out = s.finished("s0.1.0", false);
+        assert_eq!(out, vec![Output::SaveOffset(Offset { pass: 0, sentence: 2, attempt: 0 }), Output::End]);
+        assert_eq!(s.room(), Room::Ended);
+    }
+
+    #[test]
+    fn loops_for_24_7() {
+        let mut s = Scheduler::new(script(2), true, Offset::default(), vec![]);
+        s.command(RoomCommand::Start).unwrap();
+        s.finished("s0.0.0", false);
+        let out = s.finished("s0.1.0", false);
+        assert_eq!(sent(&out), ["s1.0.0"]);
+    }
+
+    #[test]
+    fn an_interaction_cuts_the_sentence_and_the_script_resumes_with_it() {
+        let mut s = Scheduler::new(script(3), false, Offset::default(), vec![]);
+        s.command(RoomCommand::Start).unwrap();
+        s.finished("s0.0.0", false); // now saying sentence 1
+        let out = s.interaction(line(7, 0));
+        assert_eq!(out, vec![Output::Stop { id: "s0.1.0".into(), when: StopWhen::Phoneme }]);
+        // A second interaction while the first stop is pending does not stop twice.
+        assert!(s.interaction(line(8, 0)).is_empty());
+        let out = s.finished("s0.1.0", true);
+        // The cut is persisted with the next attempt number before anything else plays.
+        assert_eq!(out[0], Output::SaveOffset(Offset { pass: 0, sentence: 1, attempt: 1 }));
+        assert_eq!(sent(&out), ["i7"]);
+        let out = s.finished("i7", false);
+        assert_eq!(out[0], Output::InteractionDone { id: 7 });
+        assert_eq!(sent(&out), ["i8"]);
+        // Interactions do not cut each other; afterwards the cut sentence is said again.
+        let out = s.finished("i8", false);
+        assert_eq!(out[1], Output::SaveOffset(Offset { pass: 0, sentence: 1, attempt: 1 }));
+        assert_eq!(sent(&out), ["s0.1.1"]);
+        assert_eq!(sent(&s.finished("s0.1.1", false)), ["s0.2.0"]);
+    }
+
+    #[test]
+    fn higher_priority_goes_first_equal_priority_keeps_arrival_order() {
+        let mut s = Scheduler::new(script(1), false, Offset::default(), vec![line(1, 0), line(2, 5), line(3, 0)]);
+        let mut order = sent(&s.command(RoomCommand::Start).unwrap());
+        for _ in 0..3 {
+            let last = order.last().unwrap().clone();
+            order.extend(sent(&s.finished(&last, false)));
+        }
+        assert_eq!(order, ["i2", "i1", "i3", "s0.0.0"]);
+    }
+
+    #[test]
+    fn a_sentence_finishing_on_its_own_before_the_stop_lands_still_advances() {
+        let mut s = Scheduler::new(script(2), false, Offset::default(), vec![]);
+        s.command(RoomCommand::Start).unwrap();
+        s.interaction(line(1, 0));
+        // The stage reports a normal finish: the cut came too late, nothing to repeat.
+        let out = s.finished("s0.0.0", false);
+        assert_eq!(sent(&out), ["i1"]);
+        let out = s.finished("i1", false);
+        assert_eq!(sent(&out), ["s0.1.0"]);
+    }
+
+    #[test]
+    fn skip_moves_past_the_sentence_and_persists_it() {
+        let mut s = Scheduler::new(script(3), false, Offset::default(), vec![]);
+        s.command(RoomCommand::Start).unwrap();
+        let out = s.command(RoomCommand::Skip).unwrap();
+        assert_eq!(out, vec![Output::Stop { id: "s0.0.0".into(), when: StopWhen::Phoneme }]);
+        let out = s.finished("s0.0.0", true);
+        assert_eq!(out[0], Output::SaveOffset(Offset { pass: 0, sentence: 1, attempt: 0 }));
+        assert_eq!(sent(&out), ["s0.1.0"]);
+    }
+
+    #[test]
+    fn pause_holds_after_the_sentence_and_resume_continues() {
+        let mut s = Scheduler::new(script(3), false, Offset::default(), vec![]);
+        s.command(RoomCommand::Start).unwrap();
+        assert!(s.command(RoomCommand::Pause).unwrap().is_empty());
+        assert!(sent(&s.finished("s0.0.0", false)).is_empty());
+        // Interactions queue while paused; no cut, nothing plays.
+        assert!(s.interaction(line(4, 0)).is_empty());
+        assert_eq!(sent(&s.command(RoomCommand::Resume).unwrap()), ["i4"]);
+        assert!(s.command(RoomCommand::Resume).is_err());
+    }
+
+    #[test]
+    fn stop_ends_after_the_current_sentence() {
+        let mut s = Scheduler::new(script(3), false, Offset::default(), vec![]);
+        s.command(RoomCommand::Start).unwrap();
+        assert!(s.command(RoomCommand::Stop).unwrap().is_empty());
+        let advanced = Offset { pass: 0, sentence: 1, attempt: 0 };
+        assert_eq!(s.finished("s0.0.0", false), vec![Output::SaveOffset(advanced), Output::End]);
+        assert!(s.command(RoomCommand::Pause).is_err());
+        // The room can be started again; the script goes on where it was.
+        assert_eq!(sent(&s.command(RoomCommand::Start).unwrap()), ["s0.1.0"]);
+    }
+
+    #[test]
+    fn resumes_from_a_persisted_offset_with_the_same_cue_id() {
+        let offset = Offset { pass: 2, sentence: 1, attempt: 3 };
+        let mut s = Scheduler::new(script(3), true, offset, vec![]);
+        assert_eq!(sent(&s.command(RoomCommand::Start).unwrap()), ["s2.1.3"]);
+        assert_eq!(s.resend().unwrap().id, "s2.1.3");
+        // An offset beyond a shorter script starts over.
+        let s = Scheduler::new(script(1), true, Offset { sentence: 5, ..offset }, vec![]);
+        assert_eq!(s.offset(), Offset::default());
+    }
+
+    #[test]
+    fn failures_and_foreign_events_do_not_stall_the_show() {
+        let mut s = Scheduler::new(script(2), false, Offset::default(), vec![]);
+        s.command(RoomCommand::Start).unwrap();
+        assert!(s.finished("not-mine", false).is_empty());
+        assert_eq!(sent(&s.failed("s0.0.0")), ["s0.1.0"]);
+    }
+}
