@@ -39,6 +39,13 @@ fn write_show(dir: &std::path::Path, urls: &[String]) -> Result<std::path::PathB
     let config = format!(
         r##"[show]
 script = "script.txt"
+when_done = "idle"
+
+[state]
+dir = "state"
+
+[api]
+listen = "127.0.0.1:{api}"
 
 [video]
 width = {W}
@@ -59,6 +66,7 @@ voice = "en-us"
 listen = "127.0.0.1:{stage}"
 {outputs}"##,
         stage = free_port(),
+        api = free_port(),
         outputs = urls.iter().map(|u| format!("\n[[output]]\nurl = \"{u}\"\n")).collect::<String>()
     );
     let path = dir.join("show.toml");

@@ -8,6 +8,8 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use emcee_protocol::{AudioConfig, AvatarConfig, RtmpUrl, StageConfig, VideoConfig};
+
+use crate::scheduler::WhenDone;
 use toml_edit::{ImDocument, Item, Table};
 
 /// A validated configuration.
@@ -15,8 +17,17 @@ use toml_edit::{ImDocument, Item, Table};
 pub struct Config {
     /// The script: one sentence per line.
     pub script: PathBuf,
-    /// Play the script again from the top when it ends (24/7 shows).
-    pub looped: bool,
+    /// What happens when the script is done: end, loop, or idle.
+    pub when_done: WhenDone,
+    /// Start the live room as soon as the stage is ready.
+    pub autostart: bool,
+    /// Where the state database lives.
+    pub state_dir: PathBuf,
+    /// The local HTTP API.
+    pub api_listen: SocketAddr,
+    /// The API's bearer token; created (mode 0600) if missing. A systemd credential named
+    /// `api-token` takes precedence.
+    pub token_file: PathBuf,
     /// Where the stage accepts the control plane.
     pub stage_listen: SocketAddr,
     pub stage: StageConfig,
@@ -50,7 +61,9 @@ impl fmt::Display for ConfigErrors {
 }
 
 const SECTIONS: &[(&str, &[&str])] = &[
-    ("show", &["script", "loop"]),
+    ("show", &["script", "when_done", "autostart"]),
+    ("state", &["dir"]),
+    ("api", &["listen", "token_file"]),
     ("video", &["width", "height", "fps", "bitrate_kbps", "keyframe_interval_s"]),
     ("audio", &["bitrate_kbps", "channels"]),
     ("avatar", &["background", "voice", "words_per_minute"]),
@@ -183,6 +196,7 @@ impl Config {
         };
         let (show, video, audio, avatar, stage) =
             (section("show"), section("video"), section("audio"), section("avatar"), section("stage"));
+        let (state, api) = (section("state"), section("api"));
 
         // [show]
         let script = match c.string(show, "show", "script") {
@@ -197,12 +211,24 @@ impl Config {
                 PathBuf::new()
             }
         };
-        let looped = match show.and_then(|t| t.get("loop")) {
-            None => false,
-            Some(item) => item.as_bool().unwrap_or_else(|| {
-                c.error(item.span(), "[show] loop must be true or false");
-                false
-            }),
+        let mut flag =
+            |table: Option<&Table>, section: &str, key: &str, default: bool| match table.and_then(|t| t.get(key)) {
+                None => default,
+                Some(item) => item.as_bool().unwrap_or_else(|| {
+                    c.error(item.span(), format!("[{section}] {key} must be true or false"));
+                    default
+                }),
+            };
+        let autostart = flag(show, "show", "autostart", true);
+        let when_done = match c.string(show, "show", "when_done") {
+            None => WhenDone::End,
+            Some(("end", _)) => WhenDone::End,
+            Some(("loop", _)) => WhenDone::Loop,
+            Some(("idle", _)) => WhenDone::Idle,
+            Some((other, item)) => {
+                c.error(item.span(), format!("[show] when_done = \"{other}\": use \"end\", \"loop\" or \"idle\""));
+                WhenDone::End
+            }
         };
 
         // [video]
@@ -267,6 +293,27 @@ impl Config {
             }),
         };
 
+        // [state], [api]
+        let state_dir = match c.string(state, "state", "dir") {
+            Some((s, _)) => base.join(s),
+            None => PathBuf::from("/var/lib/emcee"),
+        };
+        let api_listen = match c.string(api, "api", "listen") {
+            None => SocketAddr::from(([127, 0, 0, 1], 7610)),
+            Some((s, item)) => s.parse().unwrap_or_else(|_| {
+                c.error(item.span(), format!("[api] listen = \"{s}\" is not an address like \"127.0.0.1:7610\""));
+                SocketAddr::from(([127, 0, 0, 1], 7610))
+            }),
+        };
+        let token_file = match c.string(api, "api", "token_file") {
+            Some((s, _)) => base.join(s),
+            None => state_dir.join("api-token"),
+        };
+        if api_listen == stage_listen {
+            let span = api.and_then(|t| t.get("listen")).and_then(|i| i.span());
+            c.error(span, format!("[api] listen and [stage] listen are both {api_listen}"));
+        }
+
         // [[output]]
         let mut urls = Vec::new();
         match root.get("output") {
@@ -305,7 +352,11 @@ impl Config {
         }
         Ok(Config {
             script,
-            looped,
+            when_done,
+            autostart,
+            state_dir,
+            api_listen,
+            token_file,
             stage_listen,
             stage: StageConfig {
                 video: VideoConfig { width, height, fps, bitrate_kbps, keyframe_interval_frames },

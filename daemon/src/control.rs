@@ -1,26 +1,29 @@
-//! The show loop of the control plane: connect to the stage, say hello, feed it the script's
-//! sentences as `say` cues, follow their lifecycle, and end the show.
+//! The show loop of the control plane: the one owner of the show's state. It connects to the
+//! stage, feeds the [`Scheduler`] with the stage's lifecycle events and the API's calls, carries
+//! out what the scheduler decides (persist, send, stop, end) and writes the audit log.
 //!
-//! The stage may restart at any time: we reconnect, say hello again and re-send every cue that
-//! has not finished (cue ids are idempotent on the stage side).
+//! The stage may restart at any time: we reconnect, say hello again and re-send the cue in
+//! flight (cue ids are idempotent on the stage side, so a stage that survived does not replay it).
 
-use std::collections::VecDeque;
+use std::collections::HashMap;
 use std::time::Duration;
 
-use emcee_protocol::{media_ts_to_ms, ControlMessage, Cue, CueAction, StageEvent, PROTOCOL_VERSION};
+use emcee_protocol::{media_ts_to_ms, ControlMessage, CueAction, StageEvent, PROTOCOL_VERSION};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use crate::api::{ApiCall, Playing, Status};
 use crate::config::Config;
 use crate::notify::notify;
+use crate::scheduler::{InteractionKind, Output, RoomCommand, Scheduler, Source};
+use crate::store::{script_key, Store, StoreError};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// Cues sent ahead of the one playing, so speech is synthesized before it is needed.
-const LOOKAHEAD: usize = 2;
 const CONNECT_PATIENCE: Duration = Duration::from_secs(60);
 const END_PATIENCE: Duration = Duration::from_secs(20);
 
@@ -32,40 +35,17 @@ pub enum ControlError {
     Refused(String),
     #[error("the stage did not confirm the end of the show within {END_PATIENCE:?}")]
     EndTimeout,
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
-/// How the show ends.
+/// How the show ends besides the room ending itself.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Ending {
-    /// After the script (unless looped).
-    ScriptDone,
-    /// After this long, whatever is playing.
+    /// When the room ends (queues dry, or a stop command).
+    RoomEnds,
+    /// After this long at the latest, whatever is playing.
     After(Duration),
-}
-
-struct Script {
-    sentences: Vec<String>,
-    looped: bool,
-    next: usize,
-    pass: u64,
-}
-
-impl Script {
-    fn next_cue(&mut self) -> Option<Cue> {
-        if self.next >= self.sentences.len() {
-            if !self.looped {
-                return None;
-            }
-            self.next = 0;
-            self.pass += 1;
-        }
-        let i = self.next;
-        self.next += 1;
-        Some(Cue {
-            id: format!("script-{}-{}", self.pass, i + 1),
-            action: CueAction::Say { text: self.sentences[i].clone() },
-        })
-    }
 }
 
 /// Connects, retrying every 200 ms until `patience` runs out (`None`: forever).
@@ -109,44 +89,170 @@ async fn open(config: &Config, url: &str, patience: Option<Duration>) -> Result<
     }
 }
 
-/// Runs the show to its end. `stop` resolves when the operator (or a signal) ends it early.
+fn source_name(source: &Source) -> &'static str {
+    match source {
+        Source::Script(_) => "script",
+        Source::Interaction(i) => match i.kind {
+            InteractionKind::Operator => "operator",
+            InteractionKind::Answer => "answer",
+        },
+    }
+}
+
+/// The show's state and the effects of the scheduler's decisions.
+struct Show {
+    scheduler: Scheduler,
+    store: Store,
+    script_key: String,
+    /// Source and text of every cue sent and not yet finished, for the audit log.
+    cues: HashMap<String, (&'static str, String)>,
+    end_requested: bool,
+    stage_connected: bool,
+}
+
+impl Show {
+    fn log_store<T>(result: Result<T, StoreError>) {
+        if let Err(e) = result {
+            // The show goes on (viewers first); the operator sees this in the journal.
+            tracing::error!(error = %e, "state database write failed");
+        }
+    }
+
+    async fn apply(&mut self, ws: &mut Ws, outputs: Vec<Output>) {
+        for output in outputs {
+            match output {
+                Output::SaveOffset(o) => Self::log_store(self.store.save_offset(&self.script_key, o)),
+                Output::Send { cue, source } => {
+                    let CueAction::Say { text } = &cue.action;
+                    self.cues.insert(cue.id.clone(), (source_name(&source), text.clone()));
+                    send(ws, &ControlMessage::Cue(cue)).await;
+                }
+                Output::Stop { id, when } => {
+                    send(ws, &ControlMessage::Stop { id: Some(id), when }).await;
+                }
+                Output::InteractionDone { id } => Self::log_store(self.store.interaction_done(id)),
+                Output::End => self.end_requested = true,
+            }
+        }
+    }
+
+    fn audit(&self, cue: &str, event: &str, media_ts: u64) {
+        let (source, text) = self.cues.get(cue).map_or(("unknown", ""), |(s, t)| (*s, t.as_str()));
+        Self::log_store(self.store.audit(cue, source, text, event, media_ts_to_ms(media_ts)));
+    }
+
+    async fn on_event(&mut self, ws: &mut Ws, event: StageEvent) {
+        match event {
+            StageEvent::Started { id, media_ts } => {
+                tracing::info!(cue = %id, media_ms = media_ts_to_ms(media_ts), "started");
+                self.audit(&id, "started", media_ts);
+            }
+            StageEvent::Finished { id, was_stopped, media_ts } => {
+                tracing::info!(cue = %id, was_stopped, media_ms = media_ts_to_ms(media_ts), "finished");
+                self.audit(&id, if was_stopped { "cut" } else { "finished" }, media_ts);
+                self.cues.remove(&id);
+                let outputs = self.scheduler.finished(&id, was_stopped);
+                self.apply(ws, outputs).await;
+            }
+            StageEvent::Failed { id, reason } => {
+                tracing::warn!(cue = %id, %reason, "cue failed; skipping it");
+                self.audit(&id, "failed", 0);
+                self.cues.remove(&id);
+                let outputs = self.scheduler.failed(&id);
+                self.apply(ws, outputs).await;
+            }
+            StageEvent::Rejected { reason } => tracing::warn!(%reason, "the stage rejected a message"),
+            StageEvent::Health(h) => {
+                tracing::debug!(frames = h.frames, late = h.late_frames, encoder = %h.encoder, "health")
+            }
+            StageEvent::Accepted { .. } | StageEvent::Ready { .. } | StageEvent::Ended { .. } => {}
+        }
+    }
+
+    async fn on_call(&mut self, ws: &mut Ws, call: ApiCall) {
+        match call {
+            ApiCall::Status(reply) => {
+                let playing = self.scheduler.in_flight().map(|(cue, source)| {
+                    let CueAction::Say { text } = &cue.action;
+                    Playing { cue: cue.id.clone(), source: source_name(source).into(), text: text.clone() }
+                });
+                let _ = reply.send(Status {
+                    room: self.scheduler.room(),
+                    offset: self.scheduler.offset(),
+                    script_sentences: self.scheduler.script_len(),
+                    queued_interactions: self.scheduler.queued_interactions(),
+                    playing,
+                    stage_connected: self.stage_connected,
+                });
+            }
+            ApiCall::Say { text, priority, reply } => {
+                // Stored before it is acknowledged: an accepted line survives any crash.
+                match self.store.enqueue(InteractionKind::Operator, &text, priority) {
+                    Ok(interaction) => {
+                        let id = interaction.id;
+                        let outputs = self.scheduler.interaction(interaction);
+                        self.apply(ws, outputs).await;
+                        let _ = reply.send(Ok(id));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e.to_string()));
+                    }
+                }
+            }
+            ApiCall::Room { command, reply } => match self.scheduler.command(command) {
+                Ok(outputs) => {
+                    self.apply(ws, outputs).await;
+                    let _ = reply.send(Ok(self.scheduler.room()));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e.to_string()));
+                }
+            },
+        }
+    }
+}
+
+/// Runs the show to its end. `stop` resolves when a signal ends it early; `calls` carries the
+/// API's requests.
 pub async fn run_show(
     config: &Config,
     sentences: Vec<String>,
     ending: Ending,
     stop: impl std::future::Future<Output = ()>,
+    store: Store,
+    mut calls: mpsc::Receiver<ApiCall>,
 ) -> Result<(), ControlError> {
+    let key = script_key(&sentences);
+    let offset = store.offset(&key)?;
+    let queued = store.queued()?;
+    if !queued.is_empty() || offset.sentence > 0 || offset.pass > 0 {
+        tracing::info!(sentence = offset.sentence, pass = offset.pass, queued = queued.len(), "resuming");
+    }
+    let scheduler = Scheduler::new(sentences, config.when_done, offset, queued);
+    let mut show =
+        Show { scheduler, store, script_key: key, cues: HashMap::new(), end_requested: false, stage_connected: false };
+
     let url = format!("ws://{}", config.stage_listen);
     let mut ws = open(config, &url, Some(CONNECT_PATIENCE)).await?;
+    show.stage_connected = true;
     notify("READY=1");
-    tracing::info!(stage = %config.stage_listen, "stage ready; the show starts");
+    tracing::info!(stage = %config.stage_listen, "stage ready");
+    if config.autostart {
+        if let Ok(outputs) = show.scheduler.command(RoomCommand::Start) {
+            show.apply(&mut ws, outputs).await;
+        }
+    }
 
-    let mut script = Script { sentences, looped: config.looped, next: 0, pass: 0 };
-    let mut outstanding: VecDeque<Cue> = VecDeque::new();
     let end_at = match ending {
         Ending::After(d) => Some(Instant::now() + d),
-        Ending::ScriptDone => None,
+        Ending::RoomEnds => None,
     };
     let far_future = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
     let watchdog = crate::notify::watchdog_interval().unwrap_or(Duration::from_secs(3600));
     let mut watchdog_tick = tokio::time::interval(watchdog);
     tokio::pin!(stop);
 
-    loop {
-        while outstanding.len() < LOOKAHEAD {
-            let Some(cue) = script.next_cue() else { break };
-            let sent = send(&mut ws, &ControlMessage::Cue(cue.clone())).await;
-            // Kept even when the send failed: it is re-sent after the reconnect below.
-            outstanding.push_back(cue);
-            if !sent {
-                break;
-            }
-        }
-        if outstanding.is_empty() && end_at.is_none() {
-            tracing::info!("script finished; ending the show");
-            break;
-        }
-
+    while !show.end_requested {
         tokio::select! {
             message = ws.next() => {
                 match message {
@@ -157,12 +263,13 @@ pub async fn run_show(
                             notify("STOPPING=1");
                             return Ok(());
                         }
-                        Ok(event) => on_event(event, &mut outstanding),
+                        Ok(event) => show.on_event(&mut ws, event).await,
                         Err(e) => tracing::warn!(error = %e, "unreadable stage event ignored"),
                     },
                     Some(Ok(_)) => {}
                     None | Some(Err(_)) => {
-                        tracing::warn!("lost the stage; reconnecting and re-sending unfinished cues");
+                        tracing::warn!("lost the stage; reconnecting and re-sending the cue in flight");
+                        show.stage_connected = false;
                         let reopened = tokio::select! {
                             reopened = open(config, &url, None) => Some(reopened?),
                             _ = tokio::time::sleep_until(end_at.unwrap_or(far_future)) => None,
@@ -173,12 +280,13 @@ pub async fn run_show(
                             return Ok(());
                         };
                         ws = reopened;
-                        for cue in &outstanding {
-                            send(&mut ws, &ControlMessage::Cue(cue.clone())).await;
-                        }
+                        show.stage_connected = true;
+                        let outputs = show.scheduler.resend();
+                        show.apply(&mut ws, outputs).await;
                     }
                 }
             }
+            Some(call) = calls.recv() => show.on_call(&mut ws, call).await,
             _ = tokio::time::sleep_until(end_at.unwrap_or(far_future)) => {
                 tracing::info!("run time is up; ending the show");
                 break;
@@ -195,37 +303,16 @@ pub async fn run_show(
     send(&mut ws, &ControlMessage::End).await;
     let wait_for_end = async {
         while let Some(message) = ws.next().await {
-            if let Ok(Message::Text(text)) = message {
-                if let Ok(event) = serde_json::from_str::<StageEvent>(&text) {
-                    if let StageEvent::Ended { media_ts } = event {
-                        tracing::info!(media_ms = media_ts_to_ms(media_ts), "the stage closed the stream");
-                        return;
-                    }
-                    on_event(event, &mut outstanding);
+            let Ok(Message::Text(text)) = message else { continue };
+            match serde_json::from_str::<StageEvent>(&text) {
+                Ok(StageEvent::Ended { media_ts }) => {
+                    tracing::info!(media_ms = media_ts_to_ms(media_ts), "the stage closed the stream");
+                    return;
                 }
+                Ok(event) => show.on_event(&mut ws, event).await,
+                Err(_) => {}
             }
         }
     };
     tokio::time::timeout(END_PATIENCE, wait_for_end).await.map_err(|_| ControlError::EndTimeout)
-}
-
-fn on_event(event: StageEvent, outstanding: &mut VecDeque<Cue>) {
-    match event {
-        StageEvent::Started { id, media_ts } => {
-            tracing::info!(cue = %id, media_ms = media_ts_to_ms(media_ts), "started")
-        }
-        StageEvent::Finished { id, was_stopped, media_ts } => {
-            tracing::info!(cue = %id, was_stopped, media_ms = media_ts_to_ms(media_ts), "finished");
-            outstanding.retain(|c| c.id != id);
-        }
-        StageEvent::Failed { id, reason } => {
-            tracing::warn!(cue = %id, %reason, "cue failed; skipping it");
-            outstanding.retain(|c| c.id != id);
-        }
-        StageEvent::Rejected { reason } => tracing::warn!(%reason, "the stage rejected a message"),
-        StageEvent::Health(h) => {
-            tracing::debug!(frames = h.frames, late = h.late_frames, encoder = %h.encoder, "health")
-        }
-        StageEvent::Accepted { .. } | StageEvent::Ready { .. } | StageEvent::Ended { .. } => {}
-    }
 }

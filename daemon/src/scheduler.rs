@@ -13,10 +13,10 @@
 use std::collections::VecDeque;
 
 use emcee_protocol::{Cue, CueAction, StopWhen};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Where the script is: the sentence playing or next to play.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Offset {
     /// How many times the script has looped.
     pub pass: u64,
@@ -45,8 +45,20 @@ pub struct Interaction {
     pub priority: i32,
 }
 
+/// What the room does when the script is done and no interaction is waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenDone {
+    /// End the show gracefully: the streams are closed.
+    End,
+    /// Start the script again (24/7 shows).
+    Loop,
+    /// Stay live and silent (the avatar idles), ready for interactions.
+    Idle,
+}
+
 /// The live room.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Room {
     /// Not started (or stopped): the stream shows the idle avatar.
@@ -114,7 +126,7 @@ pub enum Output {
 
 pub struct Scheduler {
     script: Vec<String>,
-    looped: bool,
+    when_done: WhenDone,
     offset: Offset,
     interactions: VecDeque<Interaction>,
     in_flight: Option<InFlight>,
@@ -123,11 +135,12 @@ pub struct Scheduler {
 
 impl Scheduler {
     /// A scheduler at `offset` (from the store), with interactions that were queued before.
-    pub fn new(script: Vec<String>, looped: bool, offset: Offset, queued: Vec<Interaction>) -> Self {
+    pub fn new(script: Vec<String>, when_done: WhenDone, offset: Offset, queued: Vec<Interaction>) -> Self {
         // An offset past the end (a shorter script, or the last sentence finished) wraps or ends
         // in `next`; one beyond any sentence of this script starts it over.
         let offset = if offset.sentence <= script.len() { offset } else { Offset::default() };
-        let mut s = Self { script, looped, offset, interactions: VecDeque::new(), in_flight: None, room: Room::Idle };
+        let mut s =
+            Self { script, when_done, offset, interactions: VecDeque::new(), in_flight: None, room: Room::Idle };
         for i in queued {
             s.insert(i);
         }
@@ -193,13 +206,17 @@ impl Scheduler {
             return;
         }
         if self.offset.sentence >= self.script.len() {
-            if self.looped && !self.script.is_empty() {
-                self.offset = Offset { pass: self.offset.pass + 1, sentence: 0, attempt: 0 };
-            } else {
-                // The queues ran dry: end gracefully.
-                self.room = Room::Ended;
-                out.push(Output::End);
-                return;
+            match self.when_done {
+                WhenDone::Loop if !self.script.is_empty() => {
+                    self.offset = Offset { pass: self.offset.pass + 1, sentence: 0, attempt: 0 };
+                }
+                WhenDone::Idle => return,
+                WhenDone::End | WhenDone::Loop => {
+                    // The queues ran dry: end gracefully.
+                    self.room = Room::Ended;
+                    out.push(Output::End);
+                    return;
+                }
             }
         }
         out.push(Output::SaveOffset(self.offset));
@@ -257,9 +274,15 @@ impl Scheduler {
         self.finished(id, true)
     }
 
-    /// The stage connection was replaced: the cue in flight must be sent again.
-    pub fn resend(&self) -> Option<Cue> {
-        self.in_flight.as_ref().map(|f| f.cue.clone())
+    /// The stage connection was replaced: the cue in flight is sent again (and its pending
+    /// stop, if one was asked for).
+    pub fn resend(&self) -> Vec<Output> {
+        let Some(f) = &self.in_flight else { return Vec::new() };
+        let mut out = vec![Output::Send { cue: f.cue.clone(), source: f.source.clone() }];
+        if f.stopping.is_some() {
+            out.push(Output::Stop { id: f.cue.id.clone(), when: StopWhen::Phoneme });
+        }
+        out
     }
 
     pub fn command(&mut self, command: RoomCommand) -> Result<Vec<Output>, RoomError> {
@@ -304,7 +327,7 @@ mod tests {
 
     #[test]
     fn plays_the_script_in_order_saving_the_offset_first_then_ends_when_dry() {
-        let mut s = Scheduler::new(script(2), false, Offset::default(), vec![]);
+        let mut s = Scheduler::new(script(2), WhenDone::End, Offset::default(), vec![]);
         let out = s.command(RoomCommand::Start).unwrap();
         assert_eq!(out[0], Output::SaveOffset(Offset { pass: 0, sentence: 0, attempt: 0 }));
         assert_eq!(sent(&out), ["s0.0.0"]);
@@ -317,7 +340,7 @@ mod tests {
 
     #[test]
     fn loops_for_24_7() {
-        let mut s = Scheduler::new(script(2), true, Offset::default(), vec![]);
+        let mut s = Scheduler::new(script(2), WhenDone::Loop, Offset::default(), vec![]);
         s.command(RoomCommand::Start).unwrap();
         s.finished("s0.0.0", false);
         let out = s.finished("s0.1.0", false);
@@ -325,8 +348,19 @@ mod tests {
     }
 
     #[test]
+    fn idle_when_done_waits_for_interactions_without_ending() {
+        let mut s = Scheduler::new(script(1), WhenDone::Idle, Offset::default(), vec![]);
+        s.command(RoomCommand::Start).unwrap();
+        let out = s.finished("s0.0.0", false);
+        assert!(sent(&out).is_empty() && !out.contains(&Output::End));
+        assert_eq!(s.room(), Room::Live);
+        assert_eq!(sent(&s.interaction(line(1, 0))), ["i1"]);
+        assert!(sent(&s.finished("i1", false)).is_empty());
+    }
+
+    #[test]
     fn an_interaction_cuts_the_sentence_and_the_script_resumes_with_it() {
-        let mut s = Scheduler::new(script(3), false, Offset::default(), vec![]);
+        let mut s = Scheduler::new(script(3), WhenDone::End, Offset::default(), vec![]);
         s.command(RoomCommand::Start).unwrap();
         s.finished("s0.0.0", false); // now saying sentence 1
         let out = s.interaction(line(7, 0));
@@ -349,7 +383,8 @@ mod tests {
 
     #[test]
     fn higher_priority_goes_first_equal_priority_keeps_arrival_order() {
-        let mut s = Scheduler::new(script(1), false, Offset::default(), vec![line(1, 0), line(2, 5), line(3, 0)]);
+        let mut s =
+            Scheduler::new(script(1), WhenDone::End, Offset::default(), vec![line(1, 0), line(2, 5), line(3, 0)]);
         let mut order = sent(&s.command(RoomCommand::Start).unwrap());
         for _ in 0..3 {
             let last = order.last().unwrap().clone();
@@ -360,7 +395,7 @@ mod tests {
 
     #[test]
     fn a_sentence_finishing_on_its_own_before_the_stop_lands_still_advances() {
-        let mut s = Scheduler::new(script(2), false, Offset::default(), vec![]);
+        let mut s = Scheduler::new(script(2), WhenDone::End, Offset::default(), vec![]);
         s.command(RoomCommand::Start).unwrap();
         s.interaction(line(1, 0));
         // The stage reports a normal finish: the cut came too late, nothing to repeat.
@@ -372,7 +407,7 @@ mod tests {
 
     #[test]
     fn skip_moves_past_the_sentence_and_persists_it() {
-        let mut s = Scheduler::new(script(3), false, Offset::default(), vec![]);
+        let mut s = Scheduler::new(script(3), WhenDone::End, Offset::default(), vec![]);
         s.command(RoomCommand::Start).unwrap();
         let out = s.command(RoomCommand::Skip).unwrap();
         assert_eq!(out, vec![Output::Stop { id: "s0.0.0".into(), when: StopWhen::Phoneme }]);
@@ -383,7 +418,7 @@ mod tests {
 
     #[test]
     fn pause_holds_after_the_sentence_and_resume_continues() {
-        let mut s = Scheduler::new(script(3), false, Offset::default(), vec![]);
+        let mut s = Scheduler::new(script(3), WhenDone::End, Offset::default(), vec![]);
         s.command(RoomCommand::Start).unwrap();
         assert!(s.command(RoomCommand::Pause).unwrap().is_empty());
         assert!(sent(&s.finished("s0.0.0", false)).is_empty());
@@ -395,7 +430,7 @@ mod tests {
 
     #[test]
     fn stop_ends_after_the_current_sentence() {
-        let mut s = Scheduler::new(script(3), false, Offset::default(), vec![]);
+        let mut s = Scheduler::new(script(3), WhenDone::End, Offset::default(), vec![]);
         s.command(RoomCommand::Start).unwrap();
         assert!(s.command(RoomCommand::Stop).unwrap().is_empty());
         let advanced = Offset { pass: 0, sentence: 1, attempt: 0 };
@@ -408,17 +443,17 @@ mod tests {
     #[test]
     fn resumes_from_a_persisted_offset_with_the_same_cue_id() {
         let offset = Offset { pass: 2, sentence: 1, attempt: 3 };
-        let mut s = Scheduler::new(script(3), true, offset, vec![]);
+        let mut s = Scheduler::new(script(3), WhenDone::Loop, offset, vec![]);
         assert_eq!(sent(&s.command(RoomCommand::Start).unwrap()), ["s2.1.3"]);
-        assert_eq!(s.resend().unwrap().id, "s2.1.3");
+        assert_eq!(sent(&s.resend()), ["s2.1.3"]);
         // An offset beyond a shorter script starts over.
-        let s = Scheduler::new(script(1), true, Offset { sentence: 5, ..offset }, vec![]);
+        let s = Scheduler::new(script(1), WhenDone::Loop, Offset { sentence: 5, ..offset }, vec![]);
         assert_eq!(s.offset(), Offset::default());
     }
 
     #[test]
     fn failures_and_foreign_events_do_not_stall_the_show() {
-        let mut s = Scheduler::new(script(2), false, Offset::default(), vec![]);
+        let mut s = Scheduler::new(script(2), WhenDone::End, Offset::default(), vec![]);
         s.command(RoomCommand::Start).unwrap();
         assert!(s.finished("not-mine", false).is_empty());
         assert_eq!(sent(&s.failed("s0.0.0")), ["s0.1.0"]);

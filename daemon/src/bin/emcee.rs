@@ -1,6 +1,8 @@
 //! `emcee`: the command line.
 //!
 //! - `emcee check FILE`: validate a configuration; every error with line and column; exit 78.
+//! - `emcee status|say|start|stop|pause|resume|skip|log [--config FILE]`: talk to the running
+//!   control plane over its local API (token from the configured token file).
 //! - `emcee run --config FILE [--output URL]... [--run-for SECONDS]`: run the whole show in the
 //!   foreground: the stage (`emcee-stage`) and the control plane (`emceed`) as two processes,
 //!   as systemd runs them on the appliance.
@@ -10,6 +12,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use emcee_daemon::client::{ApiClient, ClientError};
 use emcee_daemon::config::Config;
 use emcee_daemon::{script, EXIT_CONFIG};
 use tokio::process::{Child, Command};
@@ -36,6 +39,75 @@ enum Verb {
         #[arg(long)]
         run_for: Option<f64>,
     },
+    /// The room, the script offset and the queues, as JSON.
+    Status(ApiArgs),
+    /// Have the host say an operator line now (cuts the script sentence, which resumes after).
+    Say {
+        text: String,
+        /// Higher goes first among queued lines (-100..100).
+        #[arg(long, default_value_t = 0)]
+        priority: i32,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Start the live room.
+    Start(ApiArgs),
+    /// End the show gracefully after the current sentence.
+    Stop(ApiArgs),
+    /// Hold after the current sentence.
+    Pause(ApiArgs),
+    /// Continue after a pause.
+    Resume(ApiArgs),
+    /// Cut the current sentence and go on with the next.
+    Skip(ApiArgs),
+    /// The audit log of every utterance, as JSON lines.
+    Log {
+        /// Only records after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        since: i64,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct ApiArgs {
+    /// The daemon's configuration (for the API address and token file).
+    #[arg(long, default_value = "/etc/emcee/emcee.toml")]
+    config: PathBuf,
+}
+
+/// EX_UNAVAILABLE: the daemon is not running.
+const EXIT_UNAVAILABLE: u8 = 69;
+
+fn api_call(
+    args: &ApiArgs,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> Result<serde_json::Value, ExitCode> {
+    let config = Config::load(&args.config, &[]).map_err(|errors| {
+        eprintln!("{errors}");
+        ExitCode::from(EXIT_CONFIG as u8)
+    })?;
+    let fail = |e: ClientError| {
+        eprintln!("emcee: {e}");
+        match e {
+            ClientError::Unreachable { .. } => ExitCode::from(EXIT_UNAVAILABLE),
+            _ => ExitCode::FAILURE,
+        }
+    };
+    ApiClient::for_config(&config).map_err(fail)?.call(method, path, body.as_ref()).map_err(fail)
+}
+
+fn print_json(result: Result<serde_json::Value, ExitCode>) -> ExitCode {
+    match result {
+        Ok(v) => {
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
 }
 
 fn sibling(name: &str) -> PathBuf {
@@ -150,5 +222,30 @@ async fn main() -> ExitCode {
             Err(code) => code,
         },
         Verb::Run { config, outputs, run_for } => run(config, outputs, run_for).await,
+        Verb::Status(api) => print_json(api_call(&api, "GET", "/v1/status", None)),
+        Verb::Say { text, priority, api } => print_json(api_call(
+            &api,
+            "POST",
+            "/v1/say",
+            Some(serde_json::json!({ "text": text, "priority": priority })),
+        )),
+        Verb::Start(api) => print_json(api_call(&api, "POST", "/v1/room/start", None)),
+        Verb::Stop(api) => print_json(api_call(&api, "POST", "/v1/room/stop", None)),
+        Verb::Pause(api) => print_json(api_call(&api, "POST", "/v1/room/pause", None)),
+        Verb::Resume(api) => print_json(api_call(&api, "POST", "/v1/room/resume", None)),
+        Verb::Skip(api) => print_json(api_call(&api, "POST", "/v1/room/skip", None)),
+        Verb::Log { since, api } => match api_call(&api, "GET", &format!("/v1/log?since={since}"), None) {
+            Ok(serde_json::Value::Array(records)) => {
+                for r in records {
+                    println!("{r}");
+                }
+                ExitCode::SUCCESS
+            }
+            Ok(other) => {
+                println!("{other}");
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
     }
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 use clap::Parser;
 use emcee_daemon::config::Config;
 use emcee_daemon::control::{run_show, Ending};
-use emcee_daemon::{script, EXIT_CONFIG};
+use emcee_daemon::store::Store;
+use emcee_daemon::{api, script, EXIT_CONFIG};
 
 #[derive(Parser)]
 #[command(version, about = "emcee control plane")]
@@ -59,8 +60,20 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("--run-for {s}: must be a positive number of seconds");
             std::process::exit(EXIT_CONFIG);
         }
-        None => Ending::ScriptDone,
+        None => Ending::RoomEnds,
     };
-    run_show(&config, sentences, ending, shutdown_signal()).await?;
+    let store = Store::open(&config.state_dir)?;
+    let log_reader = Store::open(&config.state_dir)?;
+    let token = api::load_or_create_token(&config.token_file)?;
+    let listener = api::bind(config.api_listen).await?;
+    let (calls_tx, calls_rx) = tokio::sync::mpsc::channel(64);
+    let app = api::router(token, calls_tx, log_reader);
+    tracing::info!(addr = %config.api_listen, "API listening");
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "API server stopped");
+        }
+    });
+    run_show(&config, sentences, ending, shutdown_signal(), store, calls_rx).await?;
     Ok(())
 }

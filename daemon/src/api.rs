@@ -1,0 +1,275 @@
+//! The local HTTP API (see `docs/api.yaml`): bearer-token auth, JSON in and out, JSON errors.
+//!
+//! Handlers never touch the scheduler directly: they send an [`ApiCall`] to the show loop and
+//! wait for its answer, so there is one owner of the show's state. The audit log is read from
+//! the database directly (SQLite WAL readers do not block the writer).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::scheduler::{Offset, Room, RoomCommand};
+use crate::store::{AuditRecord, Store};
+
+/// Longest line the API accepts for the host to say.
+pub const MAX_TEXT_CHARS: usize = 600;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("API token file {path}: {reason}")]
+    Token { path: String, reason: String },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+}
+
+/// What the show loop is asked to do; each carries its reply channel.
+pub enum ApiCall {
+    Status(oneshot::Sender<Status>),
+    Say { text: String, priority: i32, reply: oneshot::Sender<Result<i64, String>> },
+    Room { command: RoomCommand, reply: oneshot::Sender<Result<Room, String>> },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Playing {
+    pub cue: String,
+    pub source: String,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Status {
+    pub room: Room,
+    pub offset: Offset,
+    pub script_sentences: usize,
+    pub queued_interactions: usize,
+    pub playing: Option<Playing>,
+    pub stage_connected: bool,
+}
+
+/// Reads the bearer token: a systemd credential `api-token` if present, else `file`, which is
+/// created with a fresh random token (mode 0600) when missing.
+pub fn load_or_create_token(file: &Path) -> Result<String, ApiError> {
+    let err = |path: &Path, reason: String| ApiError::Token { path: path.display().to_string(), reason };
+    let credential = std::env::var_os("CREDENTIALS_DIRECTORY").map(|d| PathBuf::from(d).join("api-token"));
+    let path = credential.filter(|p| p.exists()).unwrap_or_else(|| file.to_path_buf());
+    if !path.exists() {
+        use std::io::{Read, Write};
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut random = [0u8; 24];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut random))
+            .map_err(|e| err(&path, format!("no randomness for a new token: {e}")))?;
+        let token: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| err(&path, e.to_string()))?;
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut f| writeln!(f, "{token}"))
+            .map_err(|e| err(&path, format!("cannot create it: {e}")))?;
+        return Ok(token);
+    }
+    let token = std::fs::read_to_string(&path).map_err(|e| err(&path, e.to_string()))?.trim().to_string();
+    if token.len() < 16 {
+        return Err(err(&path, "a token must be at least 16 characters".into()));
+    }
+    Ok(token)
+}
+
+#[derive(Clone)]
+struct AppState {
+    token: Arc<str>,
+    calls: mpsc::Sender<ApiCall>,
+    log: Arc<Mutex<Store>>,
+}
+
+/// A JSON error response: `{"error": "..."}`.
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
+}
+
+/// Constant-time comparison, so the token cannot be guessed byte by byte from timings.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn require_token(State(state): State<AppState>, headers: HeaderMap, request: Request, next: Next) -> Response {
+    let presented =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        Some(token) if same(token.trim().as_bytes(), state.token.as_bytes()) => next.run(request).await,
+        Some(_) => {
+            let mut r = error(StatusCode::UNAUTHORIZED, "the bearer token is wrong");
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            r
+        }
+        None => {
+            let mut r = error(StatusCode::UNAUTHORIZED, "missing `Authorization: Bearer <token>` header");
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            r
+        }
+    }
+}
+
+async fn ask_show<T>(state: &AppState, make: impl FnOnce(oneshot::Sender<T>) -> ApiCall) -> Result<T, Response> {
+    let (tx, rx) = oneshot::channel();
+    let unavailable = || error(StatusCode::SERVICE_UNAVAILABLE, "the show is not running");
+    state.calls.send(make(tx)).await.map_err(|_| unavailable())?;
+    rx.await.map_err(|_| unavailable())
+}
+
+async fn status(State(state): State<AppState>) -> Response {
+    match ask_show(&state, ApiCall::Status).await {
+        Ok(s) => Json(s).into_response(),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SayBody {
+    text: String,
+    #[serde(default)]
+    priority: i32,
+}
+
+/// Parses a JSON body with a precise error (line, column, what was wrong).
+fn parse_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Response> {
+    serde_json::from_slice(body).map_err(|e| error(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}")))
+}
+
+async fn say(State(state): State<AppState>, body: Bytes) -> Response {
+    let body: SayBody = match parse_body(&body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let text = body.text.trim().to_string();
+    if text.is_empty() {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "`text` is empty");
+    }
+    if text.chars().count() > MAX_TEXT_CHARS {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, format!("`text` is longer than {MAX_TEXT_CHARS} characters"));
+    }
+    if !(-100..=100).contains(&body.priority) {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "`priority` must be between -100 and 100");
+    }
+    match ask_show(&state, |reply| ApiCall::Say { text, priority: body.priority, reply }).await {
+        Ok(Ok(id)) => {
+            (StatusCode::ACCEPTED, Json(serde_json::json!({ "id": id, "cue": format!("i{id}") }))).into_response()
+        }
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(r) => r,
+    }
+}
+
+async fn room(State(state): State<AppState>, UrlPath(command): UrlPath<String>) -> Response {
+    let command = match command.as_str() {
+        "start" => RoomCommand::Start,
+        "stop" => RoomCommand::Stop,
+        "pause" => RoomCommand::Pause,
+        "resume" => RoomCommand::Resume,
+        "skip" => RoomCommand::Skip,
+        other => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("no room command `{other}`: use start, stop, pause, resume or skip"),
+            )
+        }
+    };
+    match ask_show(&state, |reply| ApiCall::Room { command, reply }).await {
+        Ok(Ok(room)) => Json(serde_json::json!({ "room": room })).into_response(),
+        Ok(Err(e)) => error(StatusCode::CONFLICT, e),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogQuery {
+    #[serde(default)]
+    since: i64,
+    #[serde(default = "default_limit")]
+    limit: u32,
+}
+
+fn default_limit() -> u32 {
+    1000
+}
+
+async fn audit_log(
+    State(state): State<AppState>,
+    query: Result<Query<LogQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(q)) = query else { return error(StatusCode::BAD_REQUEST, "query: since=<seq>&limit=<1..10000>") };
+    if !(1..=10_000).contains(&q.limit) {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "`limit` must be 1..10000");
+    }
+    let records: Result<Vec<AuditRecord>, String> = match state.log.lock() {
+        Ok(store) => store.audit_since(q.since, q.limit).map_err(|e| e.to_string()),
+        Err(_) => Err("audit log unavailable".into()),
+    };
+    match records {
+        Ok(r) => Json(r).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "no such endpoint; see docs/api.yaml")
+}
+
+pub fn router(token: String, calls: mpsc::Sender<ApiCall>, log: Store) -> Router {
+    let state = AppState { token: token.into(), calls, log: Arc::new(Mutex::new(log)) };
+    let authed = Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/say", post(say))
+        .route("/v1/room/{command}", post(room))
+        .route("/v1/log", get(audit_log))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new().route("/healthz", get(|| async { "ok" })).merge(authed).fallback(not_found).with_state(state)
+}
+
+/// Binds the API (before the show starts, so a port clash is reported at once).
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ApiError> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|source| ApiError::Listen { addr, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_comparison_needs_every_byte() {
+        assert!(same(b"abcdef", b"abcdef"));
+        assert!(!same(b"abcdef", b"abcdeg"));
+        assert!(!same(b"abc", b"abcdef"));
+    }
+
+    #[test]
+    fn a_missing_token_file_is_created_private_and_then_reused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("emcee-token-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let file = dir.join("api-token");
+        let first = load_or_create_token(&file).unwrap();
+        assert_eq!(first.len(), 48);
+        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(load_or_create_token(&file).unwrap(), first);
+        std::fs::write(&file, "short\n").unwrap();
+        assert!(load_or_create_token(&file).unwrap_err().to_string().contains("at least 16"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

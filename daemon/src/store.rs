@@ -1,0 +1,243 @@
+//! Durable state in SQLite (WAL, `synchronous=FULL`): the script offset, the interaction queue
+//! and the audit log of every utterance. Every write is its own transaction, committed before
+//! the control plane acts on it, so a crash or power cut loses nothing that was acknowledged.
+
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+use crate::scheduler::{Interaction, InteractionKind, Offset};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state database {path}: {source}")]
+    Open { path: String, source: rusqlite::Error },
+    #[error("cannot create the state directory {path}: {source}")]
+    Dir { path: String, source: std::io::Error },
+    #[error("state database: {0}")]
+    Sql(#[from] rusqlite::Error),
+}
+
+/// One line of the audit log.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditRecord {
+    pub seq: i64,
+    pub cue: String,
+    /// `script`, `operator` or `answer`.
+    pub source: String,
+    pub text: String,
+    /// `started`, `finished`, `cut` or `failed`.
+    pub event: String,
+    /// Wall-clock time, Unix milliseconds.
+    pub wall_ms: i64,
+    /// Media time at the stage, milliseconds (0 for `failed`).
+    pub media_ms: i64,
+}
+
+pub struct Store {
+    conn: Connection,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS script_offset (
+    script_key TEXT PRIMARY KEY,
+    pass INTEGER NOT NULL,
+    sentence INTEGER NOT NULL,
+    attempt INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS interaction (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    text TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL,
+    done INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    cue TEXT NOT NULL,
+    source TEXT NOT NULL,
+    text TEXT NOT NULL,
+    event TEXT NOT NULL,
+    wall_ms INTEGER NOT NULL,
+    media_ms INTEGER NOT NULL
+);
+";
+
+fn kind_name(kind: InteractionKind) -> &'static str {
+    match kind {
+        InteractionKind::Operator => "operator",
+        InteractionKind::Answer => "answer",
+    }
+}
+
+/// A stable key for a script's content, so an edited script starts from its beginning.
+pub fn script_key(sentences: &[String]) -> String {
+    // FNV-1a: stable across builds and platforms (std's hasher is not).
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for s in sentences {
+        for b in s.bytes().chain([0u8]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Store {
+    /// Opens (creating if needed) `dir/state.db`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir { path: dir.display().to_string(), source })?;
+        let path = dir.join("state.db");
+        let open_err = |source| StoreError::Open { path: path.display().to_string(), source };
+        let conn = Connection::open(&path).map_err(open_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
+        // FULL: a committed write survives power loss, not only a process crash.
+        conn.pragma_update(None, "synchronous", "FULL").map_err(open_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(open_err)?;
+        conn.execute_batch(SCHEMA).map_err(open_err)?;
+        Ok(Self { conn })
+    }
+
+    pub fn offset(&self, script_key: &str) -> Result<Offset, StoreError> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT pass, sentence, attempt FROM script_offset WHERE script_key = ?1",
+                params![script_key],
+                |r| {
+                    Ok(Offset {
+                        pass: r.get::<_, i64>(0)? as u64,
+                        sentence: r.get::<_, i64>(1)? as usize,
+                        attempt: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?;
+        Ok(row.unwrap_or_default())
+    }
+
+    pub fn save_offset(&self, script_key: &str, o: Offset) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO script_offset (script_key, pass, sentence, attempt) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(script_key) DO UPDATE SET pass = ?2, sentence = ?3, attempt = ?4",
+            params![script_key, o.pass as i64, o.sentence as i64, o.attempt],
+        )?;
+        Ok(())
+    }
+
+    /// Stores a new interaction durably and returns it with its id.
+    pub fn enqueue(&self, kind: InteractionKind, text: &str, priority: i32) -> Result<Interaction, StoreError> {
+        self.conn.execute(
+            "INSERT INTO interaction (kind, text, priority, created_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![kind_name(kind), text, priority, now_ms()],
+        )?;
+        Ok(Interaction { id: self.conn.last_insert_rowid(), kind, text: text.to_string(), priority })
+    }
+
+    /// Interactions not yet done, in arrival order.
+    pub fn queued(&self) -> Result<Vec<Interaction>, StoreError> {
+        let mut stmt =
+            self.conn.prepare("SELECT id, kind, text, priority FROM interaction WHERE done = 0 ORDER BY id")?;
+        let rows = stmt.query_map([], |r| {
+            let kind: String = r.get(1)?;
+            Ok(Interaction {
+                id: r.get(0)?,
+                kind: if kind == "answer" { InteractionKind::Answer } else { InteractionKind::Operator },
+                text: r.get(2)?,
+                priority: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn interaction_done(&self, id: i64) -> Result<(), StoreError> {
+        self.conn.execute("UPDATE interaction SET done = 1 WHERE id = ?1", params![id])?;
+        Ok(())
+    }
+
+    pub fn audit(&self, cue: &str, source: &str, text: &str, event: &str, media_ms: u64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO audit (cue, source, text, event, wall_ms, media_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![cue, source, text, event, now_ms(), media_ms as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Audit records with `seq > since`, oldest first, at most `limit`.
+    pub fn audit_since(&self, since: i64, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT seq, cue, source, text, event, wall_ms, media_ms FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![since, limit], |r| {
+            Ok(AuditRecord {
+                seq: r.get(0)?,
+                cue: r.get(1)?,
+                source: r.get(2)?,
+                text: r.get(3)?,
+                event: r.get(4)?,
+                wall_ms: r.get(5)?,
+                media_ms: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("emcee-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn offsets_and_queues_survive_reopening() {
+        let dir = temp_dir("reopen");
+        let key = script_key(&["a".into(), "b".into()]);
+        {
+            let store = Store::open(&dir).unwrap();
+            assert_eq!(store.offset(&key).unwrap(), Offset::default());
+            store.save_offset(&key, Offset { pass: 1, sentence: 2, attempt: 3 }).unwrap();
+            let a = store.enqueue(InteractionKind::Operator, "first", 0).unwrap();
+            store.enqueue(InteractionKind::Answer, "second", 5).unwrap();
+            store.interaction_done(a.id).unwrap();
+            store.audit("s0.0.0", "script", "a", "started", 1000).unwrap();
+        }
+        let store = Store::open(&dir).unwrap();
+        assert_eq!(store.offset(&key).unwrap(), Offset { pass: 1, sentence: 2, attempt: 3 });
+        let queued = store.queued().unwrap();
+        assert_eq!(queued.len(), 1);
+        assert_eq!(
+            (queued[0].text.as_str(), queued[0].kind, queued[0].priority),
+            ("second", InteractionKind::Answer, 5)
+        );
+        let log = store.audit_since(0, 10).unwrap();
+        assert_eq!(log.len(), 1);
+        assert_eq!((log[0].cue.as_str(), log[0].event.as_str(), log[0].media_ms), ("s0.0.0", "started", 1000));
+        assert!(store.audit_since(log[0].seq, 10).unwrap().is_empty());
+        let journal: String = store.conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+        assert_eq!(journal, "wal");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_edited_script_has_its_own_offset() {
+        assert_ne!(script_key(&["ab".into()]), script_key(&["a".into(), "b".into()]));
+        assert_eq!(script_key(&["x".into()]), script_key(&["x".into()]));
+    }
+
+    #[test]
+    fn an_unwritable_directory_is_a_clear_error() {
+        let err = Store::open(Path::new("/proc/emcee-cannot-be-here")).err().unwrap().to_string();
+        assert!(err.contains("/proc/emcee-cannot-be-here"), "{err}");
+    }
+}
