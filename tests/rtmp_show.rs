@@ -5,7 +5,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
-use emcee_e2e::{bin_dir, free_port, probe, scratch_dir, Nginx};
+use emcee_e2e::{bin_dir, free_port, probe, scratch_dir, write_show, Nginx};
 use emcee_renderer::avatar::MOUTH_CENTER;
 use emcee_renderer::camera::project_to_pixels;
 
@@ -13,6 +13,11 @@ const W: usize = 640;
 const H: usize = 360;
 const FPS: f64 = 30.0;
 const SAMPLES_PER_FRAME: usize = 1600;
+const SCRIPT: [&str; 3] = [
+    "Hello, and welcome to the show.",
+    "This kettle boils a litre of water in three minutes.",
+    "Thank you for watching, and goodbye!",
+];
 
 /// The shows run one at a time: two real-time shows on a 2-core machine would slow each other.
 static ONE_SHOW_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -29,49 +34,6 @@ fn run_show(config: &std::path::Path, seconds: u32) -> Result<()> {
     let limit = Duration::from_secs(u64::from(seconds) + 40);
     ensure!(started.elapsed() < limit, "the show took {:?}", started.elapsed());
     Ok(())
-}
-
-fn write_show(dir: &std::path::Path, urls: &[String]) -> Result<std::path::PathBuf> {
-    std::fs::write(
-        dir.join("script.txt"),
-        "Hello, and welcome to the show.\nThis kettle boils a litre of water in three minutes.\nThank you for watching, and goodbye!\n",
-    )?;
-    let config = format!(
-        r##"[show]
-script = "script.txt"
-when_done = "idle"
-
-[state]
-dir = "state"
-
-[api]
-listen = "127.0.0.1:{api}"
-
-[video]
-width = {W}
-height = {H}
-fps = 30
-bitrate_kbps = 1200
-keyframe_interval_s = 2.0
-
-[audio]
-bitrate_kbps = 128
-channels = 2
-
-[avatar]
-background = "#1f3550"
-voice = "en-us"
-
-[stage]
-listen = "127.0.0.1:{stage}"
-{outputs}"##,
-        stage = free_port(),
-        api = free_port(),
-        outputs = urls.iter().map(|u| format!("\n[[output]]\nurl = \"{u}\"\n")).collect::<String>()
-    );
-    let path = dir.join("show.toml");
-    std::fs::write(&path, config)?;
-    Ok(path)
 }
 
 /// Normalised cross-correlation of `a` against `b` shifted by `lag` (b[i + lag] paired with a[i]).
@@ -96,7 +58,7 @@ fn a_three_sentence_show_arrives_clean_at_nginx_rtmp() -> Result<()> {
     let dir = scratch_dir("rtmp-show")?;
     let nginx = Nginx::start(&dir.join("nginx"))?;
     // Two outputs: every configured destination gets the whole show.
-    let config = write_show(&dir, &[nginx.url("show"), nginx.url("second")])?;
+    let config = write_show(&dir, &SCRIPT, &[nginx.url("show"), nginx.url("second")], "idle")?;
     run_show(&config, 20)?;
     drop(nginx); // finalise the recordings
     let rec = dir.join("nginx/rec/show.flv");
@@ -210,7 +172,7 @@ fn ffmpeg_as_the_rtmp_server_receives_a_clean_stream() -> Result<()> {
         Command::new("ss").args(["-Hltn", &format!("sport = :{port}")]).output().is_ok_and(|o| !o.stdout.is_empty())
     });
     ensure!(listening, "ffmpeg did not listen on {port}");
-    let config = write_show(&dir, std::slice::from_ref(&url))?;
+    let config = write_show(&dir, &SCRIPT, std::slice::from_ref(&url), "idle")?;
     run_show(&config, 8)?;
     let deadline = Instant::now() + Duration::from_secs(10);
     while server.try_wait()?.is_none() && Instant::now() < deadline {

@@ -69,3 +69,45 @@ pub fn scratch_dir(name: &str) -> Result<PathBuf> {
     std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
     Ok(dir)
 }
+
+/// Writes `show.toml` and `script.txt` into `dir` for a 640×360@30 show publishing to `urls`.
+/// `when_done` is the `[show] when_done` policy; every port is a fresh loopback port.
+pub fn write_show(dir: &Path, sentences: &[&str], urls: &[String], when_done: &str) -> Result<PathBuf> {
+    std::fs::write(dir.join("script.txt"), sentences.join("\n") + "\n")?;
+    let outputs: String = urls.iter().map(|u| format!("\n[[output]]\nurl = \"{u}\"\n")).collect();
+    let config = format!(
+        r##"[show]
+script = "script.txt"
+when_done = "{when_done}"
+
+[state]
+dir = "state"
+
+[api]
+listen = "127.0.0.1:{api}"
+
+[video]
+width = 640
+height = 360
+fps = 30
+bitrate_kbps = 1200
+keyframe_interval_s = 2.0
+
+[audio]
+bitrate_kbps = 128
+channels = 2
+
+[avatar]
+background = "#1f3550"
+voice = "en-us"
+
+[stage]
+listen = "127.0.0.1:{stage}"
+{outputs}"##,
+        api = free_port(),
+        stage = free_port(),
+    );
+    let path = dir.join("show.toml");
+    std::fs::write(&path, config)?;
+    Ok(path)
+}

@@ -1,0 +1,124 @@
+//! Interrupt, answer and resume, end to end: a real show into nginx-rtmp, an operator line sent
+//! through the CLI while the first sentence plays, then the checks: the audit log has the cut,
+//! the line and the re-said sentence in order, and the recording sounds that way.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use emcee_daemon::store::{AuditRecord, Store};
+use emcee_e2e::{bin_dir, probe, scratch_dir, write_show, Nginx};
+
+const SCRIPT: [&str; 2] =
+    ["Our kettle has a smart thermostat, a one litre capacity, and a two year warranty.", "Thank you for watching."];
+
+fn emcee(args: &[&str], config: &std::path::Path) -> Result<std::process::Output> {
+    Ok(Command::new(bin_dir().join("emcee")).args(args).arg("--config").arg(config).output()?)
+}
+
+/// RMS of the recording's audio in [from_ms, to_ms).
+fn rms(pcm: &[i16], from_ms: i64, to_ms: i64) -> f64 {
+    let (a, b) = ((from_ms.max(0) * 48) as usize, ((to_ms * 48) as usize).min(pcm.len()));
+    if a >= b {
+        return 0.0;
+    }
+    (pcm[a..b].iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / (b - a) as f64).sqrt()
+}
+
+/// Best normalised correlation of two windows of `len_ms`, the second shifted sample by sample
+/// within ±20 ms (AAC frames fall differently on the two takes).
+fn similarity(pcm: &[i16], a_ms: i64, b_ms: i64, len_ms: i64) -> f64 {
+    let len = (len_ms * 48) as usize;
+    let a_start = (a_ms.max(0) * 48) as usize;
+    let Some(a) = pcm.get(a_start..a_start + len) else { return 0.0 };
+    let na: f64 = a.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt();
+    (-960i64..=960)
+        .filter_map(|shift| {
+            let start = usize::try_from(b_ms * 48 + shift).ok()?;
+            let b = pcm.get(start..start + len)?;
+            let dot: f64 = a.iter().zip(b).map(|(&x, &y)| f64::from(x) * f64::from(y)).sum();
+            let nb: f64 = b.iter().map(|&y| f64::from(y).powi(2)).sum::<f64>().sqrt();
+            Some(dot / (na * nb).max(1e-9))
+        })
+        .fold(f64::MIN, f64::max)
+}
+
+#[test]
+fn an_operator_line_cuts_in_and_the_cut_sentence_is_said_again() -> Result<()> {
+    let dir = scratch_dir("interrupt")?;
+    let nginx = Nginx::start(&dir.join("nginx"))?;
+    // `end`: the show also has to end by itself once its queues are dry.
+    let config = write_show(&dir, &SCRIPT, &[nginx.url("live")], "end")?;
+    let mut show = Command::new(bin_dir().join("emcee"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+
+    // Wait for the first sentence to start, then interrupt it about a second in.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        ensure!(Instant::now() < deadline, "the first sentence never started");
+        let out = emcee(&["log"], &config)?;
+        if String::from_utf8_lossy(&out.stdout).contains("\"event\":\"started\"") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1200));
+    let said = emcee(&["say", "Sorry to interrupt: the store closes in ten minutes."], &config)?;
+    ensure!(said.status.success(), "emcee say: {}", String::from_utf8_lossy(&said.stderr));
+    let reply: serde_json::Value = serde_json::from_slice(&said.stdout).context("say prints JSON")?;
+    ensure!(reply["cue"] == "i1", "reply {reply}");
+    let status = emcee(&["status"], &config)?;
+    ensure!(status.status.success(), "emcee status: {}", String::from_utf8_lossy(&status.stderr));
+
+    // The show ends on its own when the script is done.
+    let ended = (0..600).find_map(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        show.try_wait().ok().flatten()
+    });
+    let Some(code) = ended else {
+        let _ = show.kill();
+        bail!("the show did not end by itself after its script");
+    };
+    ensure!(code.success(), "emcee run: {code}");
+    drop(nginx);
+
+    // The audit log: cut, operator line, the same sentence again, then the rest.
+    let log: Vec<AuditRecord> = Store::open(&dir.join("state"))?.audit_since(0, 100)?;
+    let events: Vec<String> = log.iter().map(|r| format!("{} {}", r.cue, r.event)).collect();
+    let expected = [
+        "s0.0.0 started",
+        "s0.0.0 cut",
+        "i1 started",
+        "i1 finished",
+        "s0.0.1 started",
+        "s0.0.1 finished",
+        "s0.1.0 started",
+        "s0.1.0 finished",
+    ];
+    ensure!(events == expected, "audit log {events:#?}");
+    ensure!(log[2].source == "operator" && log[2].text.starts_with("Sorry to interrupt"), "{:?}", log[2]);
+    ensure!(log[4].text == SCRIPT[0], "the cut sentence is said again whole: {:?}", log[4]);
+
+    // The recording sounds like the log says.
+    let rec = dir.join("nginx/rec/live.flv");
+    ensure!(probe::decode_errors(&rec)?.trim().is_empty(), "decode errors");
+    let pcm = probe::mono_audio(&rec)?;
+    let at = |i: usize| log[i].media_ms;
+    let (cut, line_start, line_end, again) = (at(1), at(2), at(3), at(4));
+    let speech = rms(&pcm, at(0) + 100, cut - 100);
+    let after_cut = rms(&pcm, cut + 60, line_start - 20);
+    let line = rms(&pcm, line_start + 100, line_end - 100);
+    eprintln!("rms: sentence {speech:.0}, after the cut {after_cut:.0}, operator line {line:.0}");
+    ensure!(speech > 800.0 && line > 800.0, "speech where the log says speech");
+    ensure!(after_cut < speech / 20.0, "silence after the cut: {after_cut:.0} vs {speech:.0}");
+    // The sentence restarts from its beginning: its first 600 ms sound like the first take's.
+    let same = similarity(&pcm, at(0), again, 600);
+    let different = similarity(&pcm, at(0), line_start, 600);
+    eprintln!("similarity of the re-said start {same:.2}, of the operator line {different:.2}");
+    ensure!(same > 0.6 && different < 0.3, "re-said start {same:.2}, operator line {different:.2}");
+    Ok(())
+}
