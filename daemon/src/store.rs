@@ -63,6 +63,9 @@ CREATE TABLE IF NOT EXISTS audit (
     wall_ms INTEGER NOT NULL,
     media_ms INTEGER NOT NULL
 );
+-- A restarted control plane may hear the same event again from a stage that kept running;
+-- it is the same utterance, recorded once.
+CREATE UNIQUE INDEX IF NOT EXISTS audit_once ON audit (cue, event, media_ms);
 ";
 
 fn kind_name(kind: InteractionKind) -> &'static str {
@@ -163,7 +166,7 @@ impl Store {
 
     pub fn audit(&self, cue: &str, source: &str, text: &str, event: &str, media_ms: u64) -> Result<(), StoreError> {
         self.conn.execute(
-            "INSERT INTO audit (cue, source, text, event, wall_ms, media_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT OR IGNORE INTO audit (cue, source, text, event, wall_ms, media_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![cue, source, text, event, now_ms(), media_ms as i64],
         )?;
         Ok(())
@@ -211,6 +214,7 @@ mod tests {
             store.enqueue(InteractionKind::Answer, "second", 5).unwrap();
             store.interaction_done(a.id).unwrap();
             store.audit("s0.0.0", "script", "a", "started", 1000).unwrap();
+            store.audit("s0.0.0", "script", "a", "started", 1000).unwrap(); // heard twice, kept once
         }
         let store = Store::open(&dir).unwrap();
         assert_eq!(store.offset(&key).unwrap(), Offset { pass: 1, sentence: 2, attempt: 3 });

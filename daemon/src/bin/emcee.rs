@@ -144,6 +144,45 @@ async fn stop(child: &mut Child, name: &str, patience: Duration) {
     }
 }
 
+/// Restarts allowed per process before `emcee run` gives up (systemd's StartLimitBurst).
+const MAX_RESTARTS: u32 = 20;
+const RESTART_DELAY: Duration = Duration::from_secs(1);
+
+struct Supervised {
+    config_path: PathBuf,
+    stage_listen: String,
+    outputs: Vec<String>,
+    deadline: Option<tokio::time::Instant>,
+}
+
+impl Supervised {
+    fn stage(&self) -> std::io::Result<Child> {
+        Command::new(sibling("emcee-stage")).arg("--listen").arg(&self.stage_listen).kill_on_drop(true).spawn()
+    }
+
+    fn control(&self) -> std::io::Result<Child> {
+        let mut control = Command::new(sibling("emceed"));
+        control.arg("--config").arg(&self.config_path).kill_on_drop(true);
+        for url in &self.outputs {
+            control.arg("--output").arg(url);
+        }
+        if let Some(deadline) = self.deadline {
+            // A restarted control plane gets what is left of the run time.
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now()).as_secs_f64().max(0.1);
+            control.arg("--run-for").arg(format!("{left:.3}"));
+        }
+        control.spawn()
+    }
+}
+
+/// Waits for a child that may already be gone (then never resolves).
+async fn wait_for(child: &mut Option<Child>) -> std::io::Result<std::process::ExitStatus> {
+    match child.as_mut() {
+        Some(c) => c.wait().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn run(config_path: PathBuf, outputs: Vec<String>, run_for: Option<f64>) -> ExitCode {
     let config = match check(&config_path, &outputs) {
         Ok(c) => c,
@@ -155,53 +194,78 @@ async fn run(config_path: PathBuf, outputs: Vec<String>, run_for: Option<f64>) -
             return ExitCode::from(EXIT_CONFIG as u8);
         }
     }
-    let mut stage = match Command::new(sibling("emcee-stage"))
-        .arg("--listen")
-        .arg(config.stage_listen.to_string())
-        .kill_on_drop(true)
-        .spawn()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("emcee: cannot start emcee-stage: {e}");
-            return ExitCode::FAILURE;
-        }
+    let plan = Supervised {
+        config_path,
+        stage_listen: config.stage_listen.to_string(),
+        outputs,
+        deadline: run_for.map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s)),
     };
-    let mut control = Command::new(sibling("emceed"));
-    control.arg("--config").arg(&config_path).kill_on_drop(true);
-    for url in &outputs {
-        control.arg("--output").arg(url);
-    }
-    if let Some(s) = run_for {
-        control.arg("--run-for").arg(s.to_string());
-    }
-    let mut control = match control.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("emcee: cannot start emceed: {e}");
-            stop(&mut stage, "emcee-stage", Duration::from_secs(5)).await;
+    let (mut stage, mut control) = match (plan.stage(), plan.control()) {
+        (Ok(s), Ok(c)) => (Some(s), Some(c)),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("emcee: cannot start emcee-stage and emceed: {e}");
             return ExitCode::FAILURE;
         }
     };
     println!("emcee: streaming to {}", config.stage.outputs.join(", "));
 
-    // Ctrl-C goes to the whole process group; both children end the show themselves. We only
-    // wait for them.
+    // Like systemd with Restart=on-failure: a process that crashes is started again; the
+    // control plane resumes from its state database, the stage from the cues re-sent to it.
+    let (mut stage_restarts, mut control_restarts) = (0u32, 0u32);
+    // Set once the stage has closed the streams: the show is over, nothing is restarted.
+    let mut show_over = false;
     let interrupted = tokio::signal::ctrl_c();
-    let status = tokio::select! {
-        status = control.wait() => status.ok(),
-        _ = interrupted => {
-            stop(&mut control, "emceed", Duration::from_secs(25)).await;
-            None
+    tokio::pin!(interrupted);
+    let outcome: Option<std::process::ExitStatus> = loop {
+        tokio::select! {
+            status = wait_for(&mut control) => {
+                match status {
+                    Ok(s) if s.success() || s.code() == Some(EXIT_CONFIG) => break Some(s),
+                    other => {
+                        control_restarts += 1;
+                        eprintln!("emcee: emceed ended ({other:?}); restart {control_restarts}");
+                        let out_of_time = plan.deadline.is_some_and(|d| d <= tokio::time::Instant::now());
+                        if show_over || out_of_time || control_restarts > MAX_RESTARTS {
+                            break other.ok();
+                        }
+                        tokio::time::sleep(RESTART_DELAY).await;
+                        control = plan.control().ok();
+                    }
+                }
+            }
+            status = wait_for(&mut stage) => {
+                stage = None;
+                match status {
+                    Ok(s) if s.success() => show_over = true, // the control plane follows
+                    other => {
+                        stage_restarts += 1;
+                        eprintln!("emcee: emcee-stage ended ({other:?}); restart {stage_restarts}");
+                        if stage_restarts > MAX_RESTARTS {
+                            break other.ok();
+                        }
+                        tokio::time::sleep(RESTART_DELAY).await;
+                        stage = plan.stage().ok();
+                    }
+                }
+            }
+            _ = &mut interrupted => {
+                // Ctrl-C reached both children too; they end the show themselves.
+                if let Some(c) = control.as_mut() {
+                    stop(c, "emceed", Duration::from_secs(25)).await;
+                }
+                break None;
+            }
         }
     };
-    // After a clean end the stage exits by itself once its streams are closed; after a
-    // failure of the control plane it is asked to end the show now.
-    let clean = status.as_ref().is_none_or(|s| s.success());
-    if !clean || tokio::time::timeout(Duration::from_secs(15), stage.wait()).await.is_err() {
-        stop(&mut stage, "emcee-stage", Duration::from_secs(10)).await;
+    // After a clean end the stage exits by itself once its streams are closed; otherwise it is
+    // asked to end the show now.
+    let clean = outcome.as_ref().is_none_or(|s| s.success());
+    if let Some(mut s) = stage.take() {
+        if !clean || tokio::time::timeout(Duration::from_secs(15), s.wait()).await.is_err() {
+            stop(&mut s, "emcee-stage", Duration::from_secs(10)).await;
+        }
     }
-    match status {
+    match outcome {
         Some(s) if s.success() => ExitCode::SUCCESS,
         Some(s) => {
             eprintln!("emcee: the control plane exited with {s}");
