@@ -122,3 +122,69 @@ fn an_operator_line_cuts_in_and_the_cut_sentence_is_said_again() -> Result<()> {
     ensure!(same > 0.6 && different < 0.3, "re-said start {same:.2}, operator line {different:.2}");
     Ok(())
 }
+
+/// A room outside its schedule window streams nothing; lines wait durably; `start` opens it.
+#[test]
+fn a_closed_room_waits_queues_lines_and_opens_on_start() -> Result<()> {
+    let dir = scratch_dir("closed-room")?;
+    let nginx = Nginx::start(&dir.join("nginx"))?;
+    let config = write_show(&dir, &SCRIPT[1..], &[nginx.url("room")], "end")?;
+    // A window twelve hours from now: the room is closed for this whole test.
+    let hour = (jiff_hour_utc() + 12) % 24;
+    let mut text = std::fs::read_to_string(&config)?;
+    text.push_str(&format!(
+        "\n[[schedule]]\ndays = [\"daily\"]\nstart = \"{hour:02}:00\"\nend = \"{hour:02}:30\"\ntime_zone = \"UTC\"\n"
+    ));
+    std::fs::write(&config, text)?;
+    let mut show = Command::new(bin_dir().join("emcee"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+
+    let status = wait_for_api(&config)?;
+    ensure!(status["room"] == "idle" && status["stage_connected"] == false, "{status}");
+    let said = emcee(&["say", "Welcome, early visitors."], &config)?;
+    ensure!(said.status.success(), "say: {}", String::from_utf8_lossy(&said.stderr));
+    std::thread::sleep(Duration::from_secs(2));
+    ensure!(!dir.join("nginx/rec/room.flv").exists(), "a closed room must not stream");
+    let status: serde_json::Value = serde_json::from_slice(&emcee(&["status"], &config)?.stdout)?;
+    ensure!(status["queued_interactions"] == 1, "{status}");
+    let refused = emcee(&["skip"], &config)?;
+    ensure!(refused.status.code() == Some(1), "skip in a closed room is refused");
+
+    ensure!(emcee(&["start"], &config)?.status.success(), "start");
+    let ended = (0..400).find_map(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        show.try_wait().ok().flatten()
+    });
+    let Some(code) = ended else {
+        let _ = show.kill();
+        bail!("the show did not end after its script");
+    };
+    ensure!(code.success(), "emcee run: {code}");
+    drop(nginx);
+    let log = Store::open(&dir.join("state"))?.audit_since(0, 100)?;
+    let order: Vec<String> = log.iter().filter(|r| r.event == "finished").map(|r| r.cue.clone()).collect();
+    ensure!(order == ["i1", "s0.0.0"], "queued line first, then the script: {order:?}");
+    ensure!(probe::decode_errors(&dir.join("nginx/rec/room.flv"))?.trim().is_empty());
+    Ok(())
+}
+
+fn jiff_hour_utc() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() / 3600 % 24)
+}
+
+/// Polls `emcee status` until the daemon answers.
+fn wait_for_api(config: &std::path::Path) -> Result<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = emcee(&["status"], config)?;
+        if out.status.success() {
+            return Ok(serde_json::from_slice(&out.stdout)?);
+        }
+        ensure!(Instant::now() < deadline, "the API never answered: {}", String::from_utf8_lossy(&out.stderr));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -9,18 +9,21 @@ use std::path::{Path, PathBuf};
 
 use emcee_protocol::{AudioConfig, AvatarConfig, RtmpUrl, StageConfig, VideoConfig};
 
+use crate::schedule::{self, Schedule, Window};
 use crate::scheduler::WhenDone;
 use toml_edit::{ImDocument, Item, Table};
 
 /// A validated configuration.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// The script: one sentence per line.
     pub script: PathBuf,
     /// What happens when the script is done: end, loop, or idle.
     pub when_done: WhenDone,
-    /// Start the live room as soon as the stage is ready.
+    /// Start the live room as soon as the daemon is up (ignored when there is a schedule).
     pub autostart: bool,
+    /// Windows in which the room opens and closes by itself.
+    pub schedule: Schedule,
     /// Where the state database lives.
     pub state_dir: PathBuf,
     /// The local HTTP API.
@@ -69,6 +72,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
     ("avatar", &["background", "voice", "words_per_minute"]),
     ("stage", &["listen"]),
     ("output", &["url"]),
+    ("schedule", &["days", "start", "end", "time_zone"]),
 ];
 
 struct Checker<'a> {
@@ -153,6 +157,49 @@ fn parse_colour(s: &str) -> Option<[u8; 3]> {
     Some([byte(0)?, byte(2)?, byte(4)?])
 }
 
+/// One `[[schedule]]` table; errors are recorded in `c`.
+fn schedule_window(c: &mut Checker<'_>, table: &Table) -> Option<Window> {
+    let mut days = [false; 7];
+    match table.get("days") {
+        None => days = [true; 7],
+        Some(item) => match item.as_array() {
+            Some(list) if !list.is_empty() => {
+                for day in list.iter() {
+                    match day.as_str().map(|d| schedule::parse_day(d, &mut days)) {
+                        Some(Ok(())) => {}
+                        Some(Err(e)) => c.error(day.span(), format!("[[schedule]] days: {e}")),
+                        None => c.error(day.span(), "[[schedule]] days are names like \"mon\""),
+                    }
+                }
+            }
+            _ => c.error(item.span(), "[[schedule]] days = [\"mon\", …] (or leave it out for every day)"),
+        },
+    }
+    let mut time = |key: &str| -> Option<jiff::civil::Time> {
+        let Some((text, item)) = c.string(Some(table), "schedule", key) else {
+            if table.get(key).is_none() {
+                c.error(table.span(), format!("[[schedule]] needs {key} = \"HH:MM\""));
+            }
+            return None;
+        };
+        schedule::parse_time(text).map_err(|e| c.error(item.span(), format!("[[schedule]] {key}: {e}"))).ok()
+    };
+    let (start, end) = (time("start"), time("end"));
+    let tz = match c.string(Some(table), "schedule", "time_zone") {
+        None => Some(jiff::tz::TimeZone::system()),
+        Some((name, item)) => schedule::parse_time_zone(name)
+            .map_err(|e| c.error(item.span(), format!("[[schedule]] time_zone: {e}")))
+            .ok(),
+    };
+    if let (Some(start), Some(end)) = (start, end) {
+        if start == end {
+            c.error(table.get("end").and_then(|i| i.span()), "[[schedule]] start and end are the same time");
+            return None;
+        }
+    }
+    Some(Window { days, start: start?, end: end?, tz: tz? })
+}
+
 impl Config {
     /// Reads and validates `path`. `outputs`, when not empty, replace the file's outputs.
     pub fn load(path: &Path, outputs: &[String]) -> Result<Self, ConfigErrors> {
@@ -179,8 +226,8 @@ impl Config {
         c.unknown_keys(root, &names, "the file");
         let mut section = |name: &str| -> Option<&Table> {
             let item = root.get(name)?;
-            if name == "output" {
-                return None; // an array of tables, read below
+            if name == "output" || name == "schedule" {
+                return None; // arrays of tables, read below
             }
             match item.as_table() {
                 Some(t) => {
@@ -333,6 +380,21 @@ impl Config {
             }
             Some(item) => c.error(item.span(), "outputs are written as [[output]] tables with a url"),
         }
+        // [[schedule]]
+        let mut windows = Vec::new();
+        match root.get("schedule") {
+            None => {}
+            Some(Item::ArrayOfTables(array)) => {
+                for table in array.iter() {
+                    c.unknown_keys(table, &["days", "start", "end", "time_zone"], "[[schedule]]");
+                    if let Some(w) = schedule_window(&mut c, table) {
+                        windows.push(w);
+                    }
+                }
+            }
+            Some(item) => c.error(item.span(), "schedule windows are written as [[schedule]] tables"),
+        }
+
         if !outputs.is_empty() {
             urls.clear();
             for url in outputs {
@@ -354,6 +416,7 @@ impl Config {
             script,
             when_done,
             autostart,
+            schedule: Schedule { windows },
             state_dir,
             api_listen,
             token_file,
@@ -446,6 +509,23 @@ url = "http://x/live/k"
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].line, 2);
         assert!(errors[0].message.starts_with("not valid TOML"));
+    }
+
+    #[test]
+    fn schedule_windows_are_read_and_checked() {
+        let text = format!("{GOOD}\n[[schedule]]\ndays = [\"weekdays\"]\nstart = \"09:00\"\nend = \"21:00\"\ntime_zone = \"Asia/Shanghai\"\n");
+        let c = Config::parse(&text, Path::new("."), &[]).unwrap();
+        assert_eq!(c.schedule.windows.len(), 1);
+        assert_eq!(c.schedule.windows[0].days, [true, true, true, true, true, false, false]);
+        let bad = format!(
+            "{GOOD}\n[[schedule]]\ndays = [\"funday\"]\nstart = \"9am\"\nend = \"21:00\"\ntime_zone = \"Mars/Base\"\n"
+        );
+        let errors = Config::parse(&bad, Path::new("."), &[]).unwrap_err();
+        let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(errors.len(), 3, "{messages:#?}");
+        assert!(messages.iter().any(|m| m.contains("funday")));
+        assert!(messages.iter().any(|m| m.contains("9am")));
+        assert!(messages.iter().any(|m| m.contains("Mars/Base")));
     }
 
     #[test]

@@ -169,22 +169,26 @@ impl Show {
         }
     }
 
+    fn answer_status(&self, call: ApiCall) {
+        if let ApiCall::Status(reply) = call {
+            let playing = self.scheduler.in_flight().map(|(cue, source)| {
+                let CueAction::Say { text } = &cue.action;
+                Playing { cue: cue.id.clone(), source: source_name(source).into(), text: text.clone() }
+            });
+            let _ = reply.send(Status {
+                room: self.scheduler.room(),
+                offset: self.scheduler.offset(),
+                script_sentences: self.scheduler.script_len(),
+                queued_interactions: self.scheduler.queued_interactions(),
+                playing,
+                stage_connected: self.stage_connected,
+            });
+        }
+    }
+
     async fn on_call(&mut self, ws: &mut Ws, call: ApiCall) {
         match call {
-            ApiCall::Status(reply) => {
-                let playing = self.scheduler.in_flight().map(|(cue, source)| {
-                    let CueAction::Say { text } = &cue.action;
-                    Playing { cue: cue.id.clone(), source: source_name(source).into(), text: text.clone() }
-                });
-                let _ = reply.send(Status {
-                    room: self.scheduler.room(),
-                    offset: self.scheduler.offset(),
-                    script_sentences: self.scheduler.script_len(),
-                    queued_interactions: self.scheduler.queued_interactions(),
-                    playing,
-                    stage_connected: self.stage_connected,
-                });
-            }
+            status @ ApiCall::Status(_) => self.answer_status(status),
             ApiCall::Say { text, priority, reply } => {
                 // Stored before it is acknowledged: an accepted line survives any crash.
                 match self.store.enqueue(InteractionKind::Operator, &text, priority) {
@@ -212,6 +216,74 @@ impl Show {
     }
 }
 
+/// Why the wait before going live ended.
+enum GoLive {
+    Now,
+    Quit,
+}
+
+fn instant_of(t: jiff::Timestamp) -> Instant {
+    let now = jiff::Timestamp::now();
+    let ahead = now.duration_until(t).unsigned_abs();
+    if t > now {
+        Instant::now() + ahead
+    } else {
+        Instant::now()
+    }
+}
+
+/// Before the stage is asked to stream: answers the API (lines are queued durably) and waits
+/// for the room to open — at once with `autostart`, at a schedule window, or on `start`.
+async fn wait_to_go_live(
+    show: &mut Show,
+    config: &Config,
+    calls: &mut mpsc::Receiver<ApiCall>,
+    end_at: Option<Instant>,
+    stop: &mut (impl std::future::Future<Output = ()> + Unpin),
+) -> GoLive {
+    let schedule = &config.schedule;
+    if (schedule.is_empty() && config.autostart) || schedule.is_open(jiff::Timestamp::now()) {
+        return GoLive::Now;
+    }
+    tracing::info!("the room is closed; waiting for its schedule or a start command");
+    let far_future = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
+    let watchdog = crate::notify::watchdog_interval().unwrap_or(Duration::from_secs(3600));
+    let mut watchdog_tick = tokio::time::interval(watchdog);
+    loop {
+        let next_change = schedule.next_change(jiff::Timestamp::now()).map_or(far_future, instant_of);
+        tokio::select! {
+            Some(call) = calls.recv() => match call {
+                ApiCall::Room { command: RoomCommand::Start, reply } => {
+                    let _ = reply.send(Ok(crate::scheduler::Room::Live));
+                    return GoLive::Now;
+                }
+                ApiCall::Room { command, reply } => {
+                    let _ = reply.send(show.scheduler.command(command).map(|_| show.scheduler.room()).map_err(|e| e.to_string()));
+                }
+                ApiCall::Say { text, priority, reply } => {
+                    let result = show.store.enqueue(InteractionKind::Operator, &text, priority).map(|i| {
+                        let id = i.id;
+                        // The room is idle: the line only joins the queue.
+                        let _ = show.scheduler.interaction(i);
+                        id
+                    });
+                    let _ = reply.send(result.map_err(|e| e.to_string()));
+                }
+                status @ ApiCall::Status(_) => show.answer_status(status),
+            },
+            _ = tokio::time::sleep_until(next_change) => {
+                if schedule.is_open(jiff::Timestamp::now()) {
+                    tracing::info!("schedule window opens");
+                    return GoLive::Now;
+                }
+            }
+            _ = tokio::time::sleep_until(end_at.unwrap_or(far_future)) => return GoLive::Quit,
+            _ = &mut *stop => return GoLive::Quit,
+            _ = watchdog_tick.tick() => notify("WATCHDOG=1"),
+        }
+    }
+}
+
 /// Runs the show to its end. `stop` resolves when a signal ends it early; `calls` carries the
 /// API's requests.
 pub async fn run_show(
@@ -232,17 +304,6 @@ pub async fn run_show(
     let mut show =
         Show { scheduler, store, script_key: key, cues: HashMap::new(), end_requested: false, stage_connected: false };
 
-    let url = format!("ws://{}", config.stage_listen);
-    let mut ws = open(config, &url, Some(CONNECT_PATIENCE)).await?;
-    show.stage_connected = true;
-    notify("READY=1");
-    tracing::info!(stage = %config.stage_listen, "stage ready");
-    if config.autostart {
-        if let Ok(outputs) = show.scheduler.command(RoomCommand::Start) {
-            show.apply(&mut ws, outputs).await;
-        }
-    }
-
     let end_at = match ending {
         Ending::After(d) => Some(Instant::now() + d),
         Ending::RoomEnds => None,
@@ -251,6 +312,19 @@ pub async fn run_show(
     let watchdog = crate::notify::watchdog_interval().unwrap_or(Duration::from_secs(3600));
     let mut watchdog_tick = tokio::time::interval(watchdog);
     tokio::pin!(stop);
+    // Up: the API answers from here on, whether or not the room is open.
+    notify("READY=1");
+    if let GoLive::Quit = wait_to_go_live(&mut show, config, &mut calls, end_at, &mut stop).await {
+        return Ok(());
+    }
+
+    let url = format!("ws://{}", config.stage_listen);
+    let mut ws = open(config, &url, Some(CONNECT_PATIENCE)).await?;
+    show.stage_connected = true;
+    tracing::info!(stage = %config.stage_listen, "stage ready; the room opens");
+    if let Ok(outputs) = show.scheduler.command(RoomCommand::Start) {
+        show.apply(&mut ws, outputs).await;
+    }
 
     while !show.end_requested {
         tokio::select! {
@@ -287,6 +361,16 @@ pub async fn run_show(
                 }
             }
             Some(call) = calls.recv() => show.on_call(&mut ws, call).await,
+            _ = tokio::time::sleep_until(
+                config.schedule.next_change(jiff::Timestamp::now()).map_or(far_future, instant_of)
+            ) => {
+                if !config.schedule.is_open(jiff::Timestamp::now()) {
+                    tracing::info!("schedule window closes; ending the show after this sentence");
+                    if let Ok(outputs) = show.scheduler.command(RoomCommand::Stop) {
+                        show.apply(&mut ws, outputs).await;
+                    }
+                }
+            }
             _ = tokio::time::sleep_until(end_at.unwrap_or(far_future)) => {
                 tracing::info!("run time is up; ending the show");
                 break;

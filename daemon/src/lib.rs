@@ -18,6 +18,7 @@ pub mod client;
 pub mod config;
 pub mod control;
 pub mod notify;
+pub mod schedule;
 pub mod scheduler;
 pub mod script;
 pub mod store;
