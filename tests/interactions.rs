@@ -132,6 +132,9 @@ fn a_closed_room_waits_queues_lines_and_opens_on_start() -> Result<()> {
     // A window twelve hours from now: the room is closed for this whole test.
     let hour = (jiff_hour_utc() + 12) % 24;
     let mut text = std::fs::read_to_string(&config)?;
+    // Products, so questions have answers.
+    std::fs::copy(emcee_e2e::workspace_root().join("examples/products.toml"), dir.join("products.toml"))?;
+    text = text.replace("[state]", "[content]\nproducts = \"products.toml\"\n\n[state]");
     text.push_str(&format!(
         "\n[[schedule]]\ndays = [\"daily\"]\nstart = \"{hour:02}:00\"\nend = \"{hour:02}:30\"\ntime_zone = \"UTC\"\n"
     ));
@@ -147,10 +150,22 @@ fn a_closed_room_waits_queues_lines_and_opens_on_start() -> Result<()> {
     ensure!(status["room"] == "idle" && status["stage_connected"] == false, "{status}");
     let said = emcee(&["say", "Welcome, early visitors."], &config)?;
     ensure!(said.status.success(), "say: {}", String::from_utf8_lossy(&said.stderr));
+    // A viewer's question, answered from the products' FAQ; the same question again is not
+    // answered twice.
+    let asked: serde_json::Value =
+        serde_json::from_slice(&emcee(&["ask", "How long is the warranty?"], &config)?.stdout)?;
+    ensure!(asked["matched"] == true && asked["cue"] == "i2", "{asked}");
+    ensure!(asked["answer"].as_str().is_some_and(|a| a.contains("two year")), "{asked}");
+    let again: serde_json::Value =
+        serde_json::from_slice(&emcee(&["ask", "how long is the warranty"], &config)?.stdout)?;
+    ensure!(again["duplicate"] == true && again["cue"] == "i2", "{again}");
+    let off_topic: serde_json::Value =
+        serde_json::from_slice(&emcee(&["ask", "Who won the match last night?"], &config)?.stdout)?;
+    ensure!(off_topic["matched"] == false && off_topic["cue"] == "i3", "{off_topic}");
     std::thread::sleep(Duration::from_secs(2));
     ensure!(!dir.join("nginx/rec/room.flv").exists(), "a closed room must not stream");
     let status: serde_json::Value = serde_json::from_slice(&emcee(&["status"], &config)?.stdout)?;
-    ensure!(status["queued_interactions"] == 1, "{status}");
+    ensure!(status["queued_interactions"] == 3, "{status}");
     let refused = emcee(&["skip"], &config)?;
     ensure!(refused.status.code() == Some(1), "skip in a closed room is refused");
 
@@ -167,7 +182,9 @@ fn a_closed_room_waits_queues_lines_and_opens_on_start() -> Result<()> {
     drop(nginx);
     let log = Store::open(&dir.join("state"))?.audit_since(0, 100)?;
     let order: Vec<String> = log.iter().filter(|r| r.event == "finished").map(|r| r.cue.clone()).collect();
-    ensure!(order == ["i1", "s0.0.0"], "queued line first, then the script: {order:?}");
+    ensure!(order == ["i1", "i2", "i3", "s0.0.0"], "queued lines first, then the script: {order:?}");
+    let answer = log.iter().find(|r| r.cue == "i2").map(|r| (r.source.clone(), r.text.clone()));
+    ensure!(answer.as_ref().is_some_and(|(s, t)| s == "answer" && t.contains("two year")), "{answer:?}");
     ensure!(probe::decode_errors(&dir.join("nginx/rec/room.flv"))?.trim().is_empty());
     Ok(())
 }

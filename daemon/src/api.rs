@@ -36,7 +36,21 @@ pub enum ApiError {
 pub enum ApiCall {
     Status(oneshot::Sender<Status>),
     Say { text: String, priority: i32, reply: oneshot::Sender<Result<i64, String>> },
+    Ask { question: String, reply: oneshot::Sender<Result<Asked, String>> },
     Room { command: RoomCommand, reply: oneshot::Sender<Result<Room, String>> },
+}
+
+/// What became of a viewer's question.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Asked {
+    /// The queued answer's id (`i<id>` in the audit log).
+    pub id: i64,
+    pub answer: String,
+    pub confidence: f64,
+    /// False when the holding line is said instead of an answer.
+    pub matched: bool,
+    /// True when the same question was asked moments ago: its answer is already queued.
+    pub duplicate: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -151,18 +165,57 @@ fn parse_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Response>
     serde_json::from_slice(body).map_err(|e| error(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}")))
 }
 
+/// A line for the host: trimmed, not empty, not too long.
+fn checked_text(text: &str) -> Result<String, Response> {
+    let text = text.trim().to_string();
+    if text.is_empty() {
+        return Err(error(StatusCode::UNPROCESSABLE_ENTITY, "`text` is empty"));
+    }
+    if text.chars().count() > MAX_TEXT_CHARS {
+        return Err(error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("`text` is longer than {MAX_TEXT_CHARS} characters"),
+        ));
+    }
+    Ok(text)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AskBody {
+    text: String,
+}
+
+async fn ask(State(state): State<AppState>, body: Bytes) -> Response {
+    let body: AskBody = match parse_body(&body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let question = match checked_text(&body.text) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    match ask_show(&state, |reply| ApiCall::Ask { question, reply }).await {
+        Ok(Ok(asked)) => {
+            let status = if asked.duplicate { StatusCode::OK } else { StatusCode::ACCEPTED };
+            let mut json = serde_json::to_value(&asked).unwrap_or_default();
+            json["cue"] = serde_json::Value::String(format!("i{}", asked.id));
+            (status, Json(json)).into_response()
+        }
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(r) => r,
+    }
+}
+
 async fn say(State(state): State<AppState>, body: Bytes) -> Response {
     let body: SayBody = match parse_body(&body) {
         Ok(b) => b,
         Err(r) => return r,
     };
-    let text = body.text.trim().to_string();
-    if text.is_empty() {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "`text` is empty");
-    }
-    if text.chars().count() > MAX_TEXT_CHARS {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, format!("`text` is longer than {MAX_TEXT_CHARS} characters"));
-    }
+    let text = match checked_text(&body.text) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
     if !(-100..=100).contains(&body.priority) {
         return error(StatusCode::UNPROCESSABLE_ENTITY, "`priority` must be between -100 and 100");
     }
@@ -236,6 +289,7 @@ pub fn router(token: String, calls: mpsc::Sender<ApiCall>, log: Store) -> Router
     let authed = Router::new()
         .route("/v1/status", get(status))
         .route("/v1/say", post(say))
+        .route("/v1/ask", post(ask))
         .route("/v1/room/{command}", post(room))
         .route("/v1/log", get(audit_log))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));

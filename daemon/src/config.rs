@@ -24,6 +24,12 @@ pub struct Config {
     pub autostart: bool,
     /// Windows in which the room opens and closes by itself.
     pub schedule: Schedule,
+    /// The products file (materials with their FAQ), if any.
+    pub products: Option<PathBuf>,
+    /// Answers below this confidence (0…1) are replaced by the holding line.
+    pub min_confidence: f64,
+    /// Said when no answer is good enough.
+    pub holding_line: String,
     /// Where the state database lives.
     pub state_dir: PathBuf,
     /// The local HTTP API.
@@ -66,6 +72,8 @@ impl fmt::Display for ConfigErrors {
 const SECTIONS: &[(&str, &[&str])] = &[
     ("show", &["script", "when_done", "autostart"]),
     ("state", &["dir"]),
+    ("content", &["products"]),
+    ("answers", &["min_confidence", "holding_line"]),
     ("api", &["listen", "token_file"]),
     ("video", &["width", "height", "fps", "bitrate_kbps", "keyframe_interval_s"]),
     ("audio", &["bitrate_kbps", "channels"]),
@@ -75,13 +83,14 @@ const SECTIONS: &[(&str, &[&str])] = &[
     ("schedule", &["days", "start", "end", "time_zone"]),
 ];
 
-struct Checker<'a> {
-    source: &'a str,
-    errors: Vec<ConfigError>,
+/// Collects every problem of one TOML file, with positions (shared with the content files).
+pub(crate) struct Checker<'a> {
+    pub(crate) source: &'a str,
+    pub(crate) errors: Vec<ConfigError>,
 }
 
 impl Checker<'_> {
-    fn error(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
+    pub(crate) fn error(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
         let offset = span.map_or(0, |s| s.start).min(self.source.len());
         let before = &self.source[..offset];
         let line = before.matches('\n').count() + 1;
@@ -89,7 +98,7 @@ impl Checker<'_> {
         self.errors.push(ConfigError { line, column, message: message.into() });
     }
 
-    fn unknown_keys(&mut self, table: &Table, allowed: &[&str], context: &str) {
+    pub(crate) fn unknown_keys(&mut self, table: &Table, allowed: &[&str], context: &str) {
         for (key, _) in table.iter() {
             if !allowed.contains(&key) {
                 let hint = closest(key, allowed).map(|c| format!("; did you mean `{c}`?")).unwrap_or_default();
@@ -98,7 +107,14 @@ impl Checker<'_> {
         }
     }
 
-    fn integer(&mut self, table: Option<&Table>, section: &str, key: &str, default: i64, range: Range<i64>) -> i64 {
+    pub(crate) fn integer(
+        &mut self,
+        table: Option<&Table>,
+        section: &str,
+        key: &str,
+        default: i64,
+        range: Range<i64>,
+    ) -> i64 {
         let Some(item) = table.and_then(|t| t.get(key)) else { return default };
         match item.as_integer() {
             Some(v) if range.contains(&v) => v,
@@ -116,7 +132,12 @@ impl Checker<'_> {
         }
     }
 
-    fn string<'t>(&mut self, table: Option<&'t Table>, section: &str, key: &str) -> Option<(&'t str, &'t Item)> {
+    pub(crate) fn string<'t>(
+        &mut self,
+        table: Option<&'t Table>,
+        section: &str,
+        key: &str,
+    ) -> Option<(&'t str, &'t Item)> {
         let item = table.and_then(|t| t.get(key))?;
         match item.as_str() {
             Some(s) => Some((s, item)),
@@ -244,6 +265,7 @@ impl Config {
         let (show, video, audio, avatar, stage) =
             (section("show"), section("video"), section("audio"), section("avatar"), section("stage"));
         let (state, api) = (section("state"), section("api"));
+        let (content, answers) = (section("content"), section("answers"));
 
         // [show]
         let script = match c.string(show, "show", "script") {
@@ -380,6 +402,27 @@ impl Config {
             }
             Some(item) => c.error(item.span(), "outputs are written as [[output]] tables with a url"),
         }
+        // [content], [answers]
+        let products = c.string(content, "content", "products").map(|(s, _)| base.join(s));
+        let min_confidence = match answers.and_then(|t| t.get("min_confidence")) {
+            None => 0.5,
+            Some(item) => match item.as_float() {
+                Some(v) if (0.0..=1.0).contains(&v) => v,
+                _ => {
+                    c.error(item.span(), "[answers] min_confidence must be a number from 0.0 to 1.0");
+                    0.5
+                }
+            },
+        };
+        let holding_line = match c.string(answers, "answers", "holding_line") {
+            Some((s, _)) if !s.trim().is_empty() => s.trim().to_string(),
+            Some((_, item)) => {
+                c.error(item.span(), "[answers] holding_line is empty");
+                String::new()
+            }
+            None => "Great question! Let me check that and come back to you.".to_string(),
+        };
+
         // [[schedule]]
         let mut windows = Vec::new();
         match root.get("schedule") {
@@ -417,6 +460,9 @@ impl Config {
             when_done,
             autostart,
             schedule: Schedule { windows },
+            products,
+            min_confidence,
+            holding_line,
             state_dir,
             api_listen,
             token_file,

@@ -16,10 +16,11 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::api::{ApiCall, Playing, Status};
+use crate::answer::Answerer;
+use crate::api::{ApiCall, Asked, Playing, Status};
 use crate::config::Config;
 use crate::notify::notify;
-use crate::scheduler::{InteractionKind, Output, RoomCommand, Scheduler, Source};
+use crate::scheduler::{Interaction, InteractionKind, Output, RoomCommand, Scheduler, Source};
 use crate::store::{script_key, Store, StoreError};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -108,7 +109,14 @@ struct Show {
     cues: HashMap<String, (&'static str, String)>,
     end_requested: bool,
     stage_connected: bool,
+    answerer: Answerer,
+    /// Questions answered lately (normalised text → answer, when), so a question repeated in
+    /// the chat is answered once.
+    recent_questions: HashMap<String, (Asked, Instant)>,
 }
+
+/// A repeated question within this long gets the queued answer, not a second one.
+const QUESTION_DEDUP: Duration = Duration::from_secs(60);
 
 impl Show {
     fn log_store<T>(result: Result<T, StoreError>) {
@@ -169,6 +177,44 @@ impl Show {
         }
     }
 
+    /// Stores a line durably (before anyone is told it is accepted) and hands it to the scheduler.
+    fn enqueue(
+        &mut self,
+        kind: InteractionKind,
+        text: &str,
+        priority: i32,
+    ) -> Result<(Interaction, Vec<Output>), StoreError> {
+        let interaction = self.store.enqueue(kind, text, priority)?;
+        let outputs = self.scheduler.interaction(interaction.clone());
+        Ok((interaction, outputs))
+    }
+
+    /// Answers a viewer's question from the products; a repeat within a minute is not queued again.
+    fn ask(&mut self, question: &str) -> Result<(Asked, Vec<Output>), StoreError> {
+        let key = question
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase();
+        self.recent_questions.retain(|_, (_, at)| at.elapsed() < QUESTION_DEDUP);
+        if let Some((asked, _)) = self.recent_questions.get(&key) {
+            return Ok((Asked { duplicate: true, ..asked.clone() }, Vec::new()));
+        }
+        let answer = self.answerer.answer(question);
+        tracing::info!(question, answer = %answer.text, confidence = answer.confidence, "question answered");
+        let (interaction, outputs) = self.enqueue(InteractionKind::Answer, &answer.text, 0)?;
+        let asked = Asked {
+            id: interaction.id,
+            answer: answer.text,
+            confidence: answer.confidence,
+            matched: answer.matched,
+            duplicate: false,
+        };
+        self.recent_questions.insert(key, (asked.clone(), Instant::now()));
+        Ok((asked, outputs))
+    }
+
     fn answer_status(&self, call: ApiCall) {
         if let ApiCall::Status(reply) = call {
             let playing = self.scheduler.in_flight().map(|(cue, source)| {
@@ -189,20 +235,24 @@ impl Show {
     async fn on_call(&mut self, ws: &mut Ws, call: ApiCall) {
         match call {
             status @ ApiCall::Status(_) => self.answer_status(status),
-            ApiCall::Say { text, priority, reply } => {
-                // Stored before it is acknowledged: an accepted line survives any crash.
-                match self.store.enqueue(InteractionKind::Operator, &text, priority) {
-                    Ok(interaction) => {
-                        let id = interaction.id;
-                        let outputs = self.scheduler.interaction(interaction);
-                        self.apply(ws, outputs).await;
-                        let _ = reply.send(Ok(id));
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(e.to_string()));
-                    }
+            ApiCall::Say { text, priority, reply } => match self.enqueue(InteractionKind::Operator, &text, priority) {
+                Ok((interaction, outputs)) => {
+                    self.apply(ws, outputs).await;
+                    let _ = reply.send(Ok(interaction.id));
                 }
-            }
+                Err(e) => {
+                    let _ = reply.send(Err(e.to_string()));
+                }
+            },
+            ApiCall::Ask { question, reply } => match self.ask(&question) {
+                Ok((asked, outputs)) => {
+                    self.apply(ws, outputs).await;
+                    let _ = reply.send(Ok(asked));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e.to_string()));
+                }
+            },
             ApiCall::Room { command, reply } => match self.scheduler.command(command) {
                 Ok(outputs) => {
                     self.apply(ws, outputs).await;
@@ -260,14 +310,13 @@ async fn wait_to_go_live(
                 ApiCall::Room { command, reply } => {
                     let _ = reply.send(show.scheduler.command(command).map(|_| show.scheduler.room()).map_err(|e| e.to_string()));
                 }
+                // The room is idle: lines only join the queue (the scheduler sends nothing).
                 ApiCall::Say { text, priority, reply } => {
-                    let result = show.store.enqueue(InteractionKind::Operator, &text, priority).map(|i| {
-                        let id = i.id;
-                        // The room is idle: the line only joins the queue.
-                        let _ = show.scheduler.interaction(i);
-                        id
-                    });
+                    let result = show.enqueue(InteractionKind::Operator, &text, priority).map(|(i, _)| i.id);
                     let _ = reply.send(result.map_err(|e| e.to_string()));
+                }
+                ApiCall::Ask { question, reply } => {
+                    let _ = reply.send(show.ask(&question).map(|(asked, _)| asked).map_err(|e| e.to_string()));
                 }
                 status @ ApiCall::Status(_) => show.answer_status(status),
             },
@@ -292,6 +341,7 @@ pub async fn run_show(
     ending: Ending,
     stop: impl std::future::Future<Output = ()>,
     store: Store,
+    answerer: Answerer,
     mut calls: mpsc::Receiver<ApiCall>,
 ) -> Result<(), ControlError> {
     let key = script_key(&sentences);
@@ -301,8 +351,16 @@ pub async fn run_show(
         tracing::info!(sentence = offset.sentence, pass = offset.pass, queued = queued.len(), "resuming");
     }
     let scheduler = Scheduler::new(sentences, config.when_done, offset, queued);
-    let mut show =
-        Show { scheduler, store, script_key: key, cues: HashMap::new(), end_requested: false, stage_connected: false };
+    let mut show = Show {
+        scheduler,
+        store,
+        script_key: key,
+        cues: HashMap::new(),
+        end_requested: false,
+        stage_connected: false,
+        answerer,
+        recent_questions: HashMap::new(),
+    };
 
     let end_at = match ending {
         Ending::After(d) => Some(Instant::now() + d),

@@ -13,9 +13,11 @@
 //! Binaries: `emceed` (the control-plane daemon) and `emcee` (the CLI: `run`, `check`).
 #![forbid(unsafe_code)]
 
+pub mod answer;
 pub mod api;
 pub mod client;
 pub mod config;
+pub mod content;
 pub mod control;
 pub mod notify;
 pub mod schedule;

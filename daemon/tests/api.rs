@@ -37,6 +37,9 @@ async fn serve() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
                 ApiCall::Say { reply, .. } => {
                     let _ = reply.send(Ok(7));
                 }
+                ApiCall::Ask { reply, .. } => {
+                    let _ = reply.send(Err("no answers in this test".into()));
+                }
                 ApiCall::Room { reply, .. } => {
                     let _ = reply.send(Err("cannot start while the room is Live".into()));
                 }

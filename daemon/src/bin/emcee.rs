@@ -14,7 +14,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use emcee_daemon::client::{ApiClient, ClientError};
 use emcee_daemon::config::Config;
-use emcee_daemon::{script, EXIT_CONFIG};
+use emcee_daemon::{content, script, EXIT_CONFIG};
 use tokio::process::{Child, Command};
 
 #[derive(Parser)]
@@ -47,6 +47,12 @@ enum Verb {
         /// Higher goes first among queued lines (-100..100).
         #[arg(long, default_value_t = 0)]
         priority: i32,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// A viewer's question: answered from the products' FAQ and facts (or the holding line).
+    Ask {
+        text: String,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -127,6 +133,12 @@ fn check(file: &Path, outputs: &[String]) -> Result<Config, ExitCode> {
         eprintln!("{e}");
         ExitCode::from(EXIT_CONFIG as u8)
     })?;
+    if let Some(products) = &config.products {
+        content::load_products(products).map_err(|errors| {
+            eprintln!("{errors}");
+            ExitCode::from(EXIT_CONFIG as u8)
+        })?;
+    }
     Ok(config)
 }
 
@@ -293,6 +305,9 @@ async fn main() -> ExitCode {
             "/v1/say",
             Some(serde_json::json!({ "text": text, "priority": priority })),
         )),
+        Verb::Ask { text, api } => {
+            print_json(api_call(&api, "POST", "/v1/ask", Some(serde_json::json!({ "text": text }))))
+        }
         Verb::Start(api) => print_json(api_call(&api, "POST", "/v1/room/start", None)),
         Verb::Stop(api) => print_json(api_call(&api, "POST", "/v1/room/stop", None)),
         Verb::Pause(api) => print_json(api_call(&api, "POST", "/v1/room/pause", None)),

@@ -5,10 +5,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use emcee_daemon::answer::Answerer;
 use emcee_daemon::config::Config;
 use emcee_daemon::control::{run_show, Ending};
 use emcee_daemon::store::Store;
-use emcee_daemon::{api, script, EXIT_CONFIG};
+use emcee_daemon::{api, content, script, EXIT_CONFIG};
 
 #[derive(Parser)]
 #[command(version, about = "emcee control plane")]
@@ -54,6 +55,14 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(EXIT_CONFIG);
         }
     };
+    let products = match config.products.as_deref().map(content::load_products).transpose() {
+        Ok(p) => p.unwrap_or_default(),
+        Err(errors) => {
+            eprintln!("{errors}");
+            std::process::exit(EXIT_CONFIG);
+        }
+    };
+    let answerer = Answerer::new(&products, config.min_confidence, &config.holding_line);
     let ending = match args.run_for {
         Some(s) if s.is_finite() && s > 0.0 => Ending::After(Duration::from_secs_f64(s)),
         Some(s) => {
@@ -74,6 +83,6 @@ async fn main() -> anyhow::Result<()> {
             tracing::error!(error = %e, "API server stopped");
         }
     });
-    run_show(&config, sentences, ending, shutdown_signal(), store, calls_rx).await?;
+    run_show(&config, sentences, ending, shutdown_signal(), store, answerer, calls_rx).await?;
     Ok(())
 }
