@@ -14,8 +14,14 @@ use emcee_speech::Utterance;
 
 /// Silence between two sentences (300 ms), like a speaker taking a breath.
 pub const SENTENCE_GAP: u64 = MEDIA_CLOCK_HZ * 3 / 10;
+/// The shorter pause after an interrupted sentence (150 ms): the interruption is answered
+/// promptly, as a person would.
+pub const CUT_GAP: u64 = MEDIA_CLOCK_HZ * 3 / 20;
 /// Fade applied where speech is cut, so the cut does not click (4 ms).
 const CUT_FADE: usize = 192;
+/// A phoneme-boundary stop waits at most this long (100 ms); past it (a long vowel, a pause
+/// at a comma) it cuts at once, so an interruption is never slow.
+const MAX_BOUNDARY_WAIT: usize = 4_800;
 
 struct Playing {
     id: String,
@@ -92,12 +98,18 @@ impl SpeechQueue {
             StopWhen::Phoneme => {
                 // The first phoneme boundary at or after the current position, in the
                 // utterance's own sample offsets; the end of the speech if none is left.
-                p.utterance
+                let boundary = p
+                    .utterance
                     .phonemes
                     .iter()
                     .map(|ph| ph.start as usize)
                     .find(|&start| start >= position)
-                    .unwrap_or(p.utterance.pcm.len())
+                    .unwrap_or(p.utterance.pcm.len());
+                if boundary - position > MAX_BOUNDARY_WAIT {
+                    position
+                } else {
+                    boundary
+                }
             }
         };
         let cut = cut.min(p.utterance.pcm.len());
@@ -150,7 +162,7 @@ impl SpeechQueue {
                 let end_ts = start + (pcm.len() - base) as u64;
                 let id = p.id.clone();
                 self.playing = None;
-                self.gap_until = end_ts + SENTENCE_GAP;
+                self.gap_until = end_ts + if was_stopped { CUT_GAP } else { SENTENCE_GAP };
                 self.finish(id, was_stopped, end_ts, events);
             }
         }
@@ -245,6 +257,24 @@ mod tests {
         q.synthesized("b", utterance());
         let (_, events) = run(&mut q, 22_400, 30);
         assert!(events.is_empty());
+    }
+
+    #[test]
+    fn a_phoneme_stop_never_waits_more_than_100_ms() {
+        let mut q = SpeechQueue::default();
+        q.accept("a");
+        // One long 400 ms phoneme.
+        let u = Utterance {
+            pcm: vec![1000; 19_200],
+            phonemes: vec![PhonemeSpan { ipa: "a".into(), start: 0, end: 19_200 }],
+        };
+        q.synthesized("a", u);
+        run(&mut q, 0, 2);
+        let mut events = Vec::new();
+        q.stop(None, StopWhen::Phoneme, 3200, &mut events);
+        let (_, events) = run(&mut q, 3200, 4);
+        let cut = 3200 + CUT_FADE as u64;
+        assert_eq!(events, vec![StageEvent::Finished { id: "a".into(), was_stopped: true, media_ts: cut }]);
     }
 
     #[test]
