@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use emcee_protocol::{AudioConfig, AvatarConfig, RtmpUrl, StageConfig, VideoConfig};
+use emcee_protocol::{AudioConfig, AvatarConfig, RtmpUrl, StageConfig, StopWhen, VideoConfig};
 
 use crate::schedule::{self, Schedule, Window};
 use crate::scheduler::WhenDone;
@@ -20,6 +20,8 @@ pub struct Config {
     pub script: PathBuf,
     /// What happens when the script is done: end, loop, or idle.
     pub when_done: WhenDone,
+    /// Where an interaction cuts a script sentence.
+    pub interrupt: StopWhen,
     /// Start the live room as soon as the daemon is up (ignored when there is a schedule).
     pub autostart: bool,
     /// Windows in which the room opens and closes by itself.
@@ -30,6 +32,8 @@ pub struct Config {
     pub min_confidence: f64,
     /// Said when no answer is good enough.
     pub holding_line: String,
+    /// An answer not yet said after this many seconds is dropped (the chat has moved on).
+    pub answer_max_age_s: u64,
     /// Where the state database lives.
     pub state_dir: PathBuf,
     /// The local HTTP API.
@@ -70,10 +74,10 @@ impl fmt::Display for ConfigErrors {
 }
 
 const SECTIONS: &[(&str, &[&str])] = &[
-    ("show", &["script", "when_done", "autostart"]),
+    ("show", &["script", "when_done", "autostart", "interrupt"]),
     ("state", &["dir"]),
     ("content", &["products"]),
-    ("answers", &["min_confidence", "holding_line"]),
+    ("answers", &["min_confidence", "holding_line", "max_age_s"]),
     ("api", &["listen", "token_file"]),
     ("video", &["width", "height", "fps", "bitrate_kbps", "keyframe_interval_s"]),
     ("audio", &["bitrate_kbps", "channels"]),
@@ -300,6 +304,15 @@ impl Config {
             }
         };
 
+        let interrupt = match c.string(show, "show", "interrupt") {
+            None | Some(("phoneme", _)) => StopWhen::Phoneme,
+            Some(("sentence_end", _)) => StopWhen::SentenceEnd,
+            Some((other, item)) => {
+                c.error(item.span(), format!("[show] interrupt = \"{other}\": use \"phoneme\" or \"sentence_end\""));
+                StopWhen::Phoneme
+            }
+        };
+
         // [video]
         let width = c.integer(video, "video", "width", 1280, 16..3841) as u32;
         let height = c.integer(video, "video", "height", 720, 16..2161) as u32;
@@ -423,6 +436,8 @@ impl Config {
             None => "Great question! Let me check that and come back to you.".to_string(),
         };
 
+        let answer_max_age_s = c.integer(answers, "answers", "max_age_s", 120, 5..86_401) as u64;
+
         // [[schedule]]
         let mut windows = Vec::new();
         match root.get("schedule") {
@@ -458,11 +473,13 @@ impl Config {
         Ok(Config {
             script,
             when_done,
+            interrupt,
             autostart,
             schedule: Schedule { windows },
             products,
             min_confidence,
             holding_line,
+            answer_max_age_s,
             state_dir,
             api_listen,
             token_file,

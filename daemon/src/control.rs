@@ -21,7 +21,7 @@ use crate::api::{ApiCall, Asked, Playing, Status};
 use crate::config::Config;
 use crate::notify::notify;
 use crate::scheduler::{Interaction, InteractionKind, Output, RoomCommand, Scheduler, Source};
-use crate::store::{script_key, Store, StoreError};
+use crate::store::{now_ms, script_key, Store, StoreError};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -110,6 +110,7 @@ struct Show {
     end_requested: bool,
     stage_connected: bool,
     answerer: Answerer,
+    answer_max_age_ms: i64,
     /// Questions answered lately (normalised text → answer, when), so a question repeated in
     /// the chat is answered once.
     recent_questions: HashMap<String, (Asked, Instant)>,
@@ -139,6 +140,12 @@ impl Show {
                     send(ws, &ControlMessage::Stop { id: Some(id), when }).await;
                 }
                 Output::InteractionDone { id } => Self::log_store(self.store.interaction_done(id)),
+                Output::InteractionExpired(i) => {
+                    tracing::info!(id = i.id, text = %i.text, "stale answer dropped unsaid");
+                    let cue = format!("i{}", i.id);
+                    Self::log_store(self.store.audit(&cue, "answer", &i.text, "expired", 0));
+                    Self::log_store(self.store.interaction_done(i.id));
+                }
                 Output::End => self.end_requested = true,
             }
         }
@@ -159,14 +166,14 @@ impl Show {
                 tracing::info!(cue = %id, was_stopped, media_ms = media_ts_to_ms(media_ts), "finished");
                 self.audit(&id, if was_stopped { "cut" } else { "finished" }, media_ts);
                 self.cues.remove(&id);
-                let outputs = self.scheduler.finished(&id, was_stopped);
+                let outputs = self.scheduler.finished(&id, was_stopped, now_ms());
                 self.apply(ws, outputs).await;
             }
             StageEvent::Failed { id, reason } => {
                 tracing::warn!(cue = %id, %reason, "cue failed; skipping it");
                 self.audit(&id, "failed", 0);
                 self.cues.remove(&id);
-                let outputs = self.scheduler.failed(&id);
+                let outputs = self.scheduler.failed(&id, now_ms());
                 self.apply(ws, outputs).await;
             }
             StageEvent::Rejected { reason } => tracing::warn!(%reason, "the stage rejected a message"),
@@ -184,8 +191,10 @@ impl Show {
         text: &str,
         priority: i32,
     ) -> Result<(Interaction, Vec<Output>), StoreError> {
-        let interaction = self.store.enqueue(kind, text, priority)?;
-        let outputs = self.scheduler.interaction(interaction.clone());
+        // Answers go stale (the viewer has moved on); operator lines do not.
+        let expires_ms = (kind == InteractionKind::Answer).then(|| now_ms() + self.answer_max_age_ms);
+        let interaction = self.store.enqueue(kind, text, priority, expires_ms)?;
+        let outputs = self.scheduler.interaction(interaction.clone(), now_ms());
         Ok((interaction, outputs))
     }
 
@@ -253,7 +262,7 @@ impl Show {
                     let _ = reply.send(Err(e.to_string()));
                 }
             },
-            ApiCall::Room { command, reply } => match self.scheduler.command(command) {
+            ApiCall::Room { command, reply } => match self.scheduler.command(command, now_ms()) {
                 Ok(outputs) => {
                     self.apply(ws, outputs).await;
                     let _ = reply.send(Ok(self.scheduler.room()));
@@ -308,7 +317,7 @@ async fn wait_to_go_live(
                     return GoLive::Now;
                 }
                 ApiCall::Room { command, reply } => {
-                    let _ = reply.send(show.scheduler.command(command).map(|_| show.scheduler.room()).map_err(|e| e.to_string()));
+                    let _ = reply.send(show.scheduler.command(command, now_ms()).map(|_| show.scheduler.room()).map_err(|e| e.to_string()));
                 }
                 // The room is idle: lines only join the queue (the scheduler sends nothing).
                 ApiCall::Say { text, priority, reply } => {
@@ -350,7 +359,7 @@ pub async fn run_show(
     if !queued.is_empty() || offset.sentence > 0 || offset.pass > 0 {
         tracing::info!(sentence = offset.sentence, pass = offset.pass, queued = queued.len(), "resuming");
     }
-    let scheduler = Scheduler::new(sentences, config.when_done, offset, queued);
+    let scheduler = Scheduler::new(sentences, config.when_done, offset, queued).with_interrupt(config.interrupt);
     let mut show = Show {
         scheduler,
         store,
@@ -359,6 +368,7 @@ pub async fn run_show(
         end_requested: false,
         stage_connected: false,
         answerer,
+        answer_max_age_ms: (config.answer_max_age_s * 1000) as i64,
         recent_questions: HashMap::new(),
     };
 
@@ -380,7 +390,7 @@ pub async fn run_show(
     let mut ws = open(config, &url, Some(CONNECT_PATIENCE)).await?;
     show.stage_connected = true;
     tracing::info!(stage = %config.stage_listen, "stage ready; the room opens");
-    if let Ok(outputs) = show.scheduler.command(RoomCommand::Start) {
+    if let Ok(outputs) = show.scheduler.command(RoomCommand::Start, now_ms()) {
         show.apply(&mut ws, outputs).await;
     }
 
@@ -424,7 +434,7 @@ pub async fn run_show(
             ) => {
                 if !config.schedule.is_open(jiff::Timestamp::now()) {
                     tracing::info!("schedule window closes; ending the show after this sentence");
-                    if let Ok(outputs) = show.scheduler.command(RoomCommand::Stop) {
+                    if let Ok(outputs) = show.scheduler.command(RoomCommand::Stop, now_ms()) {
                         show.apply(&mut ws, outputs).await;
                     }
                 }

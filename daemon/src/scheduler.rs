@@ -43,6 +43,8 @@ pub struct Interaction {
     pub text: String,
     /// Higher first.
     pub priority: i32,
+    /// Unix ms after which it is stale and dropped unsaid (an answer nobody waits for).
+    pub expires_ms: Option<i64>,
 }
 
 /// What the room does when the script is done and no interaction is waiting.
@@ -120,6 +122,8 @@ pub enum Output {
     Stop { id: String, when: StopWhen },
     /// The interaction is done (said, cut by a skip, or failed): remove it from the durable queue.
     InteractionDone { id: i64 },
+    /// The interaction went stale before its turn: remove it unsaid.
+    InteractionExpired(Interaction),
     /// End the show (streams closed).
     End,
 }
@@ -131,6 +135,8 @@ pub struct Scheduler {
     interactions: VecDeque<Interaction>,
     in_flight: Option<InFlight>,
     room: Room,
+    /// Where an interaction cuts a script sentence.
+    interrupt: StopWhen,
 }
 
 impl Scheduler {
@@ -139,12 +145,26 @@ impl Scheduler {
         // An offset past the end (a shorter script, or the last sentence finished) wraps or ends
         // in `next`; one beyond any sentence of this script starts it over.
         let offset = if offset.sentence <= script.len() { offset } else { Offset::default() };
-        let mut s =
-            Self { script, when_done, offset, interactions: VecDeque::new(), in_flight: None, room: Room::Idle };
+        let mut s = Self {
+            script,
+            when_done,
+            offset,
+            interactions: VecDeque::new(),
+            in_flight: None,
+            room: Room::Idle,
+            interrupt: StopWhen::Phoneme,
+        };
         for i in queued {
             s.insert(i);
         }
         s
+    }
+
+    /// Interactions cut script sentences at `when` (default: the next phoneme boundary;
+    /// `SentenceEnd` lets the sentence finish first).
+    pub fn with_interrupt(mut self, when: StopWhen) -> Self {
+        self.interrupt = when;
+        self
     }
 
     pub fn room(&self) -> Room {
@@ -183,8 +203,8 @@ impl Scheduler {
         }
     }
 
-    /// Starts the next cue if the room allows and nothing is in flight.
-    fn next(&mut self, out: &mut Vec<Output>) {
+    /// Starts the next cue if the room allows and nothing is in flight. `now` is Unix ms.
+    fn next(&mut self, now: i64, out: &mut Vec<Output>) {
         if self.in_flight.is_some() {
             return;
         }
@@ -196,6 +216,10 @@ impl Scheduler {
                 return;
             }
             Room::Idle | Room::Paused | Room::Ended => return,
+        }
+        while let Some(stale) = self.interactions.front().filter(|i| i.expires_ms.is_some_and(|e| e <= now)) {
+            out.push(Output::InteractionExpired(stale.clone()));
+            self.interactions.pop_front();
         }
         if let Some(interaction) = self.interactions.pop_front() {
             let cue =
@@ -227,22 +251,22 @@ impl Scheduler {
     }
 
     /// A new interaction (already stored durably).
-    pub fn interaction(&mut self, interaction: Interaction) -> Vec<Output> {
+    pub fn interaction(&mut self, interaction: Interaction, now: i64) -> Vec<Output> {
         let mut out = Vec::new();
         self.insert(interaction);
         if let Some(f) = self.in_flight.as_mut() {
             // Interactions cut script sentences; they wait for other interactions.
             if matches!(f.source, Source::Script(_)) && f.stopping.is_none() && self.room == Room::Live {
                 f.stopping = Some(Stopping::Interrupt);
-                out.push(Output::Stop { id: f.cue.id.clone(), when: StopWhen::Phoneme });
+                out.push(Output::Stop { id: f.cue.id.clone(), when: self.interrupt });
             }
         }
-        self.next(&mut out);
+        self.next(now, &mut out);
         out
     }
 
     /// The stage finished (or gave up on) cue `id`.
-    pub fn finished(&mut self, id: &str, was_stopped: bool) -> Vec<Output> {
+    pub fn finished(&mut self, id: &str, was_stopped: bool, now: i64) -> Vec<Output> {
         let mut out = Vec::new();
         let Some(f) = self.in_flight.take_if(|f| f.cue.id == id) else {
             return out; // not ours (a late event after a restart): nothing to do
@@ -262,16 +286,16 @@ impl Scheduler {
             }
             Source::Interaction(i) => out.push(Output::InteractionDone { id: i.id }),
         }
-        self.next(&mut out);
+        self.next(now, &mut out);
         out
     }
 
     /// The stage could not perform cue `id` (e.g. speech failed): skip it.
-    pub fn failed(&mut self, id: &str) -> Vec<Output> {
+    pub fn failed(&mut self, id: &str, now: i64) -> Vec<Output> {
         if let Some(f) = self.in_flight.as_mut().filter(|f| f.cue.id == id) {
             f.stopping = Some(Stopping::Skip);
         }
-        self.finished(id, true)
+        self.finished(id, true, now)
     }
 
     /// The stage connection was replaced: the cue in flight is sent again (and its pending
@@ -285,7 +309,7 @@ impl Scheduler {
         out
     }
 
-    pub fn command(&mut self, command: RoomCommand) -> Result<Vec<Output>, RoomError> {
+    pub fn command(&mut self, command: RoomCommand, now: i64) -> Result<Vec<Output>, RoomError> {
         let mut out = Vec::new();
         let refuse = |command: &'static str, room| Err(RoomError { command, room });
         match (command, self.room) {
@@ -304,7 +328,7 @@ impl Scheduler {
             }
             (RoomCommand::Skip, room) => return refuse("skip", room),
         }
-        self.next(&mut out);
+        self.next(now, &mut out);
         Ok(out)
     }
 }
@@ -322,18 +346,18 @@ mod tests {
     }
 
     fn line(id: i64, priority: i32) -> Interaction {
-        Interaction { id, kind: InteractionKind::Operator, text: format!("Line {id}."), priority }
+        Interaction { id, kind: InteractionKind::Operator, text: format!("Line {id}."), priority, expires_ms: None }
     }
 
     #[test]
     fn plays_the_script_in_order_saving_the_offset_first_then_ends_when_dry() {
         let mut s = Scheduler::new(script(2), WhenDone::End, Offset::default(), vec![]);
-        let out = s.command(RoomCommand::Start).unwrap();
+        let out = s.command(RoomCommand::Start, 0).unwrap();
         assert_eq!(out[0], Output::SaveOffset(Offset { pass: 0, sentence: 0, attempt: 0 }));
         assert_eq!(sent(&out), ["s0.0.0"]);
-        let out = s.finished("s0.0.0", false);
+        let out = s.finished("s0.0.0", false, 0);
         assert_eq!(sent(&out), ["s0.1.0"]);
-        let out = s.finished("s0.1.0", false);
+        let out = s.finished("s0.1.0", false, 0);
         assert_eq!(out, vec![Output::SaveOffset(Offset { pass: 0, sentence: 2, attempt: 0 }), Output::End]);
         assert_eq!(s.room(), Room::Ended);
     }
@@ -341,54 +365,91 @@ mod tests {
     #[test]
     fn loops_for_24_7() {
         let mut s = Scheduler::new(script(2), WhenDone::Loop, Offset::default(), vec![]);
-        s.command(RoomCommand::Start).unwrap();
-        s.finished("s0.0.0", false);
-        let out = s.finished("s0.1.0", false);
+        s.command(RoomCommand::Start, 0).unwrap();
+        s.finished("s0.0.0", false, 0);
+        let out = s.finished("s0.1.0", false, 0);
         assert_eq!(sent(&out), ["s1.0.0"]);
     }
 
     #[test]
     fn idle_when_done_waits_for_interactions_without_ending() {
         let mut s = Scheduler::new(script(1), WhenDone::Idle, Offset::default(), vec![]);
-        s.command(RoomCommand::Start).unwrap();
-        let out = s.finished("s0.0.0", false);
+        s.command(RoomCommand::Start, 0).unwrap();
+        let out = s.finished("s0.0.0", false, 0);
         assert!(sent(&out).is_empty() && !out.contains(&Output::End));
         assert_eq!(s.room(), Room::Live);
-        assert_eq!(sent(&s.interaction(line(1, 0))), ["i1"]);
-        assert!(sent(&s.finished("i1", false)).is_empty());
+        assert_eq!(sent(&s.interaction(line(1, 0), 0)), ["i1"]);
+        assert!(sent(&s.finished("i1", false, 0)).is_empty());
     }
 
     #[test]
     fn an_interaction_cuts_the_sentence_and_the_script_resumes_with_it() {
         let mut s = Scheduler::new(script(3), WhenDone::End, Offset::default(), vec![]);
-        s.command(RoomCommand::Start).unwrap();
-        s.finished("s0.0.0", false); // now saying sentence 1
-        let out = s.interaction(line(7, 0));
+        s.command(RoomCommand::Start, 0).unwrap();
+        s.finished("s0.0.0", false, 0); // now saying sentence 1
+        let out = s.interaction(line(7, 0), 0);
         assert_eq!(out, vec![Output::Stop { id: "s0.1.0".into(), when: StopWhen::Phoneme }]);
         // A second interaction while the first stop is pending does not stop twice.
-        assert!(s.interaction(line(8, 0)).is_empty());
-        let out = s.finished("s0.1.0", true);
+        assert!(s.interaction(line(8, 0), 0).is_empty());
+        let out = s.finished("s0.1.0", true, 0);
         // The cut is persisted with the next attempt number before anything else plays.
         assert_eq!(out[0], Output::SaveOffset(Offset { pass: 0, sentence: 1, attempt: 1 }));
         assert_eq!(sent(&out), ["i7"]);
-        let out = s.finished("i7", false);
+        let out = s.finished("i7", false, 0);
         assert_eq!(out[0], Output::InteractionDone { id: 7 });
         assert_eq!(sent(&out), ["i8"]);
         // Interactions do not cut each other; afterwards the cut sentence is said again.
-        let out = s.finished("i8", false);
+        let out = s.finished("i8", false, 0);
         assert_eq!(out[1], Output::SaveOffset(Offset { pass: 0, sentence: 1, attempt: 1 }));
         assert_eq!(sent(&out), ["s0.1.1"]);
-        assert_eq!(sent(&s.finished("s0.1.1", false)), ["s0.2.0"]);
+        assert_eq!(sent(&s.finished("s0.1.1", false, 0)), ["s0.2.0"]);
+    }
+
+    #[test]
+    fn stale_answers_are_dropped_when_their_turn_comes_on_the_clock() {
+        let answer = |id, expires| Interaction {
+            id,
+            kind: InteractionKind::Answer,
+            text: format!("Answer {id}."),
+            priority: 0,
+            expires_ms: Some(expires),
+        };
+        let mut s = Scheduler::new(script(1), WhenDone::End, Offset::default(), vec![]);
+        s.command(RoomCommand::Start, 1_000).unwrap();
+        s.interaction(answer(1, 60_000), 2_000); // cuts the sentence
+        s.interaction(answer(2, 9_000), 2_000);
+        let out = s.finished("s0.0.0", true, 3_000);
+        assert_eq!(sent(&out), ["i1"]);
+        // Answer 1 takes until t = 10 s: answer 2 has gone stale by then and is never said.
+        let out = s.finished("i1", false, 10_000);
+        assert!(matches!(&out[1], Output::InteractionExpired(i) if i.id == 2), "{out:?}");
+        assert_eq!(sent(&out), ["s0.0.1"]);
+        // One that is still fresh is said.
+        s.interaction(answer(3, 20_000), 11_000);
+        assert_eq!(sent(&s.finished("s0.0.1", true, 11_500)), ["i3"]);
+    }
+
+    #[test]
+    fn a_sentence_end_policy_lets_the_sentence_finish_and_moves_on() {
+        let mut s =
+            Scheduler::new(script(2), WhenDone::End, Offset::default(), vec![]).with_interrupt(StopWhen::SentenceEnd);
+        s.command(RoomCommand::Start, 0).unwrap();
+        assert_eq!(
+            s.interaction(line(1, 0), 0),
+            vec![Output::Stop { id: "s0.0.0".into(), when: StopWhen::SentenceEnd }]
+        );
+        assert_eq!(sent(&s.finished("s0.0.0", false, 0)), ["i1"]);
+        assert_eq!(sent(&s.finished("i1", false, 0)), ["s0.1.0"]);
     }
 
     #[test]
     fn higher_priority_goes_first_equal_priority_keeps_arrival_order() {
         let mut s =
             Scheduler::new(script(1), WhenDone::End, Offset::default(), vec![line(1, 0), line(2, 5), line(3, 0)]);
-        let mut order = sent(&s.command(RoomCommand::Start).unwrap());
+        let mut order = sent(&s.command(RoomCommand::Start, 0).unwrap());
         for _ in 0..3 {
             let last = order.last().unwrap().clone();
-            order.extend(sent(&s.finished(&last, false)));
+            order.extend(sent(&s.finished(&last, false, 0)));
         }
         assert_eq!(order, ["i2", "i1", "i3", "s0.0.0"]);
     }
@@ -396,22 +457,22 @@ mod tests {
     #[test]
     fn a_sentence_finishing_on_its_own_before_the_stop_lands_still_advances() {
         let mut s = Scheduler::new(script(2), WhenDone::End, Offset::default(), vec![]);
-        s.command(RoomCommand::Start).unwrap();
-        s.interaction(line(1, 0));
+        s.command(RoomCommand::Start, 0).unwrap();
+        s.interaction(line(1, 0), 0);
         // The stage reports a normal finish: the cut came too late, nothing to repeat.
-        let out = s.finished("s0.0.0", false);
+        let out = s.finished("s0.0.0", false, 0);
         assert_eq!(sent(&out), ["i1"]);
-        let out = s.finished("i1", false);
+        let out = s.finished("i1", false, 0);
         assert_eq!(sent(&out), ["s0.1.0"]);
     }
 
     #[test]
     fn skip_moves_past_the_sentence_and_persists_it() {
         let mut s = Scheduler::new(script(3), WhenDone::End, Offset::default(), vec![]);
-        s.command(RoomCommand::Start).unwrap();
-        let out = s.command(RoomCommand::Skip).unwrap();
+        s.command(RoomCommand::Start, 0).unwrap();
+        let out = s.command(RoomCommand::Skip, 0).unwrap();
         assert_eq!(out, vec![Output::Stop { id: "s0.0.0".into(), when: StopWhen::Phoneme }]);
-        let out = s.finished("s0.0.0", true);
+        let out = s.finished("s0.0.0", true, 0);
         assert_eq!(out[0], Output::SaveOffset(Offset { pass: 0, sentence: 1, attempt: 0 }));
         assert_eq!(sent(&out), ["s0.1.0"]);
     }
@@ -419,32 +480,32 @@ mod tests {
     #[test]
     fn pause_holds_after_the_sentence_and_resume_continues() {
         let mut s = Scheduler::new(script(3), WhenDone::End, Offset::default(), vec![]);
-        s.command(RoomCommand::Start).unwrap();
-        assert!(s.command(RoomCommand::Pause).unwrap().is_empty());
-        assert!(sent(&s.finished("s0.0.0", false)).is_empty());
+        s.command(RoomCommand::Start, 0).unwrap();
+        assert!(s.command(RoomCommand::Pause, 0).unwrap().is_empty());
+        assert!(sent(&s.finished("s0.0.0", false, 0)).is_empty());
         // Interactions queue while paused; no cut, nothing plays.
-        assert!(s.interaction(line(4, 0)).is_empty());
-        assert_eq!(sent(&s.command(RoomCommand::Resume).unwrap()), ["i4"]);
-        assert!(s.command(RoomCommand::Resume).is_err());
+        assert!(s.interaction(line(4, 0), 0).is_empty());
+        assert_eq!(sent(&s.command(RoomCommand::Resume, 0).unwrap()), ["i4"]);
+        assert!(s.command(RoomCommand::Resume, 0).is_err());
     }
 
     #[test]
     fn stop_ends_after_the_current_sentence() {
         let mut s = Scheduler::new(script(3), WhenDone::End, Offset::default(), vec![]);
-        s.command(RoomCommand::Start).unwrap();
-        assert!(s.command(RoomCommand::Stop).unwrap().is_empty());
+        s.command(RoomCommand::Start, 0).unwrap();
+        assert!(s.command(RoomCommand::Stop, 0).unwrap().is_empty());
         let advanced = Offset { pass: 0, sentence: 1, attempt: 0 };
-        assert_eq!(s.finished("s0.0.0", false), vec![Output::SaveOffset(advanced), Output::End]);
-        assert!(s.command(RoomCommand::Pause).is_err());
+        assert_eq!(s.finished("s0.0.0", false, 0), vec![Output::SaveOffset(advanced), Output::End]);
+        assert!(s.command(RoomCommand::Pause, 0).is_err());
         // The room can be started again; the script goes on where it was.
-        assert_eq!(sent(&s.command(RoomCommand::Start).unwrap()), ["s0.1.0"]);
+        assert_eq!(sent(&s.command(RoomCommand::Start, 0).unwrap()), ["s0.1.0"]);
     }
 
     #[test]
     fn resumes_from_a_persisted_offset_with_the_same_cue_id() {
         let offset = Offset { pass: 2, sentence: 1, attempt: 3 };
         let mut s = Scheduler::new(script(3), WhenDone::Loop, offset, vec![]);
-        assert_eq!(sent(&s.command(RoomCommand::Start).unwrap()), ["s2.1.3"]);
+        assert_eq!(sent(&s.command(RoomCommand::Start, 0).unwrap()), ["s2.1.3"]);
         assert_eq!(sent(&s.resend()), ["s2.1.3"]);
         // An offset beyond a shorter script starts over.
         let s = Scheduler::new(script(1), WhenDone::Loop, Offset { sentence: 5, ..offset }, vec![]);
@@ -454,8 +515,8 @@ mod tests {
     #[test]
     fn failures_and_foreign_events_do_not_stall_the_show() {
         let mut s = Scheduler::new(script(2), WhenDone::End, Offset::default(), vec![]);
-        s.command(RoomCommand::Start).unwrap();
-        assert!(s.finished("not-mine", false).is_empty());
-        assert_eq!(sent(&s.failed("s0.0.0")), ["s0.1.0"]);
+        s.command(RoomCommand::Start, 0).unwrap();
+        assert!(s.finished("not-mine", false, 0).is_empty());
+        assert_eq!(sent(&s.failed("s0.0.0", 0)), ["s0.1.0"]);
     }
 }

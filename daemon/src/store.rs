@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS interaction (
     text TEXT NOT NULL,
     priority INTEGER NOT NULL,
     created_ms INTEGER NOT NULL,
+    expires_ms INTEGER,
     done INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS audit (
@@ -104,6 +105,12 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL").map_err(open_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(open_err)?;
         conn.execute_batch(SCHEMA).map_err(open_err)?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(open_err)?;
+        if version < 2 {
+            // Databases from before expiring answers: add the column (absent only there).
+            let _ = conn.execute("ALTER TABLE interaction ADD COLUMN expires_ms INTEGER", []);
+            conn.pragma_update(None, "user_version", 2).map_err(open_err)?;
+        }
         Ok(Self { conn })
     }
 
@@ -135,18 +142,25 @@ impl Store {
     }
 
     /// Stores a new interaction durably and returns it with its id.
-    pub fn enqueue(&self, kind: InteractionKind, text: &str, priority: i32) -> Result<Interaction, StoreError> {
+    pub fn enqueue(
+        &self,
+        kind: InteractionKind,
+        text: &str,
+        priority: i32,
+        expires_ms: Option<i64>,
+    ) -> Result<Interaction, StoreError> {
         self.conn.execute(
-            "INSERT INTO interaction (kind, text, priority, created_ms) VALUES (?1, ?2, ?3, ?4)",
-            params![kind_name(kind), text, priority, now_ms()],
+            "INSERT INTO interaction (kind, text, priority, created_ms, expires_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![kind_name(kind), text, priority, now_ms(), expires_ms],
         )?;
-        Ok(Interaction { id: self.conn.last_insert_rowid(), kind, text: text.to_string(), priority })
+        Ok(Interaction { id: self.conn.last_insert_rowid(), kind, text: text.to_string(), priority, expires_ms })
     }
 
     /// Interactions not yet done, in arrival order.
     pub fn queued(&self) -> Result<Vec<Interaction>, StoreError> {
-        let mut stmt =
-            self.conn.prepare("SELECT id, kind, text, priority FROM interaction WHERE done = 0 ORDER BY id")?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, kind, text, priority, expires_ms FROM interaction WHERE done = 0 ORDER BY id")?;
         let rows = stmt.query_map([], |r| {
             let kind: String = r.get(1)?;
             Ok(Interaction {
@@ -154,6 +168,7 @@ impl Store {
                 kind: if kind == "answer" { InteractionKind::Answer } else { InteractionKind::Operator },
                 text: r.get(2)?,
                 priority: r.get(3)?,
+                expires_ms: r.get(4)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -210,8 +225,8 @@ mod tests {
             let store = Store::open(&dir).unwrap();
             assert_eq!(store.offset(&key).unwrap(), Offset::default());
             store.save_offset(&key, Offset { pass: 1, sentence: 2, attempt: 3 }).unwrap();
-            let a = store.enqueue(InteractionKind::Operator, "first", 0).unwrap();
-            store.enqueue(InteractionKind::Answer, "second", 5).unwrap();
+            let a = store.enqueue(InteractionKind::Operator, "first", 0, None).unwrap();
+            store.enqueue(InteractionKind::Answer, "second", 5, Some(123)).unwrap();
             store.interaction_done(a.id).unwrap();
             store.audit("s0.0.0", "script", "a", "started", 1000).unwrap();
             store.audit("s0.0.0", "script", "a", "started", 1000).unwrap(); // heard twice, kept once

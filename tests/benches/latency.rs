@@ -41,7 +41,9 @@ fn main() {
     let nginx = Nginx::start(&dir.join("nginx")).expect("nginx-rtmp");
     let config = write_show(&dir, &SCRIPT, &[nginx.url("bench")], "loop").expect("config");
     std::fs::copy(workspace_root().join("examples/products.toml"), dir.join("products.toml")).expect("products");
-    let text = std::fs::read_to_string(&config).unwrap().replace("[state]", "[content]\nproducts = \"products.toml\"\n\n[state]");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[state]", "[content]\nproducts = \"products.toml\"\n\n[state]");
     std::fs::write(&config, text).unwrap();
     let mut show = std::process::Command::new(bin_dir().join("emcee"))
         .args(["run", "--config"])
@@ -72,7 +74,11 @@ fn main() {
         std::thread::sleep(Duration::from_millis(900 + (round as u64 * 37) % 300));
         let asking = round % 2 == 1;
         let reply = if asking {
-            client.call("POST", "/v1/ask", Some(&serde_json::json!({ "text": format!("How long is the warranty? ({round})") })))
+            client.call(
+                "POST",
+                "/v1/ask",
+                Some(&serde_json::json!({ "text": format!("How long is the warranty? ({round})") })),
+            )
         } else {
             client.call("POST", "/v1/say", Some(&serde_json::json!({ "text": "Sorry to interrupt, a quick note." })))
         }
