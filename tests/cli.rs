@@ -69,6 +69,6 @@ fn a_missing_script_is_a_configuration_error() -> Result<()> {
     std::fs::write(dir.join("show.toml"), GOOD.replace("STAGE", "7699"))?;
     let out = Command::new(bin_dir().join("emcee")).arg("check").arg(dir.join("show.toml")).output()?;
     ensure!(out.status.code() == Some(78), "exit {:?}", out.status);
-    ensure!(String::from_utf8_lossy(&out.stderr).contains("script.txt: cannot read the script"));
+    ensure!(String::from_utf8_lossy(&out.stderr).contains("script.txt:1:1: cannot read the script"));
     Ok(())
 }

@@ -65,7 +65,7 @@ fn one_run(run: u64, nginx: &Nginx, root: &Path) -> Result<String> {
     let mut plan: Vec<(u64, &str)> = (0..1 + rng.below(2))
         .map(|_| (300 + rng.below(4500), if rng.below(2) == 0 { "control" } else { "stage" }))
         .collect();
-    if run % 2 == 0 {
+    if run.is_multiple_of(2) {
         plan.push((200 + rng.below(4000), "say"));
     }
     plan.sort();

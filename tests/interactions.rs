@@ -9,8 +9,10 @@ use anyhow::{bail, ensure, Context, Result};
 use emcee_daemon::store::{AuditRecord, Store};
 use emcee_e2e::{bin_dir, probe, scratch_dir, write_show, Nginx};
 
-const SCRIPT: [&str; 2] =
-    ["Our kettle has a smart thermostat, a one litre capacity, and a two year warranty.", "Thank you for watching."];
+const SCRIPT: [&str; 2] = [
+    "Our kettle has a smart thermostat, a one litre capacity, and a two year warranty.",
+    "Thank you for <mark name=\"gesture:wave\"/>watching.",
+];
 
 fn emcee(args: &[&str], config: &std::path::Path) -> Result<std::process::Output> {
     Ok(Command::new(bin_dir().join("emcee")).args(args).arg("--config").arg(config).output()?)
@@ -97,11 +99,19 @@ fn an_operator_line_cuts_in_and_the_cut_sentence_is_said_again() -> Result<()> {
         "s0.0.1 started",
         "s0.0.1 finished",
         "s0.1.0 started",
+        "s0.1.0 mark",
         "s0.1.0 finished",
     ];
     ensure!(events == expected, "audit log {events:#?}");
     ensure!(log[2].source == "operator" && log[2].text.starts_with("Sorry to interrupt"), "{:?}", log[2]);
     ensure!(log[4].text == SCRIPT[0], "the cut sentence is said again whole: {:?}", log[4]);
+    // The SSML mark fired inside its sentence, before "watching".
+    ensure!(log[7].text == "gesture:wave", "{:?}", log[7]);
+    ensure!(
+        log[6].media_ms < log[7].media_ms && log[7].media_ms < log[8].media_ms,
+        "mark inside its sentence: {log:?}"
+    );
+    ensure!(log[8].text == "Thank you for watching.", "plain text in the audit log: {:?}", log[8]);
 
     // The recording sounds like the log says.
     let rec = dir.join("nginx/rec/live.flv");

@@ -115,6 +115,15 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
 }
 
+/// A refused request; becomes a JSON error response.
+struct Failure(StatusCode, String);
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        error(self.0, self.1)
+    }
+}
+
 /// Constant-time comparison, so the token cannot be guessed byte by byte from timings.
 fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -138,18 +147,15 @@ async fn require_token(State(state): State<AppState>, headers: HeaderMap, reques
     }
 }
 
-async fn ask_show<T>(state: &AppState, make: impl FnOnce(oneshot::Sender<T>) -> ApiCall) -> Result<T, Response> {
+async fn ask_show<T>(state: &AppState, make: impl FnOnce(oneshot::Sender<T>) -> ApiCall) -> Result<T, Failure> {
     let (tx, rx) = oneshot::channel();
-    let unavailable = || error(StatusCode::SERVICE_UNAVAILABLE, "the show is not running");
+    let unavailable = || Failure(StatusCode::SERVICE_UNAVAILABLE, "the show is not running".into());
     state.calls.send(make(tx)).await.map_err(|_| unavailable())?;
     rx.await.map_err(|_| unavailable())
 }
 
-async fn status(State(state): State<AppState>) -> Response {
-    match ask_show(&state, ApiCall::Status).await {
-        Ok(s) => Json(s).into_response(),
-        Err(r) => r,
-    }
+async fn status(State(state): State<AppState>) -> Result<Response, Failure> {
+    Ok(Json(ask_show(&state, ApiCall::Status).await?).into_response())
 }
 
 #[derive(Deserialize)]
@@ -161,21 +167,19 @@ struct SayBody {
 }
 
 /// Parses a JSON body with a precise error (line, column, what was wrong).
-fn parse_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Response> {
-    serde_json::from_slice(body).map_err(|e| error(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}")))
+fn parse_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Failure> {
+    serde_json::from_slice(body).map_err(|e| Failure(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}")))
 }
 
 /// A line for the host: trimmed, not empty, not too long.
-fn checked_text(text: &str) -> Result<String, Response> {
+fn checked_text(text: &str) -> Result<String, Failure> {
+    let refuse = |message: String| Err(Failure(StatusCode::UNPROCESSABLE_ENTITY, message));
     let text = text.trim().to_string();
     if text.is_empty() {
-        return Err(error(StatusCode::UNPROCESSABLE_ENTITY, "`text` is empty"));
+        return refuse("`text` is empty".into());
     }
     if text.chars().count() > MAX_TEXT_CHARS {
-        return Err(error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("`text` is longer than {MAX_TEXT_CHARS} characters"),
-        ));
+        return refuse(format!("`text` is longer than {MAX_TEXT_CHARS} characters"));
     }
     Ok(text)
 }
@@ -186,49 +190,37 @@ struct AskBody {
     text: String,
 }
 
-async fn ask(State(state): State<AppState>, body: Bytes) -> Response {
-    let body: AskBody = match parse_body(&body) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let question = match checked_text(&body.text) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
-    match ask_show(&state, |reply| ApiCall::Ask { question, reply }).await {
-        Ok(Ok(asked)) => {
-            let status = if asked.duplicate { StatusCode::OK } else { StatusCode::ACCEPTED };
-            let mut json = serde_json::to_value(&asked).unwrap_or_default();
-            json["cue"] = serde_json::Value::String(format!("i{}", asked.id));
-            (status, Json(json)).into_response()
-        }
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
-        Err(r) => r,
-    }
+async fn ask(State(state): State<AppState>, body: Bytes) -> Result<Response, Failure> {
+    let body: AskBody = parse_body(&body)?;
+    let question = checked_text(&body.text)?;
+    let asked = ask_show(&state, |reply| ApiCall::Ask { question, reply })
+        .await?
+        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    let status = if asked.duplicate { StatusCode::OK } else { StatusCode::ACCEPTED };
+    let mut json = serde_json::to_value(&asked).unwrap_or_default();
+    json["cue"] = serde_json::Value::String(format!("i{}", asked.id));
+    Ok((status, Json(json)).into_response())
 }
 
-async fn say(State(state): State<AppState>, body: Bytes) -> Response {
-    let body: SayBody = match parse_body(&body) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let text = match checked_text(&body.text) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
+async fn say(State(state): State<AppState>, body: Bytes) -> Result<Response, Failure> {
+    let body: SayBody = parse_body(&body)?;
+    let text = checked_text(&body.text)?;
+    // Operator lines are SSML like the script (plain text is valid SSML).
+    let text = crate::ssml::parse(&text).map(|sentence| sentence.ssml).map_err(|errors| {
+        let list: Vec<String> =
+            errors.iter().map(|e| format!("at character {}: {}", e.offset + 1, e.message)).collect();
+        Failure(StatusCode::UNPROCESSABLE_ENTITY, format!("`text` is not valid SSML: {}", list.join("; ")))
+    })?;
     if !(-100..=100).contains(&body.priority) {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "`priority` must be between -100 and 100");
+        return Err(Failure(StatusCode::UNPROCESSABLE_ENTITY, "`priority` must be between -100 and 100".into()));
     }
-    match ask_show(&state, |reply| ApiCall::Say { text, priority: body.priority, reply }).await {
-        Ok(Ok(id)) => {
-            (StatusCode::ACCEPTED, Json(serde_json::json!({ "id": id, "cue": format!("i{id}") }))).into_response()
-        }
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
-        Err(r) => r,
-    }
+    let id = ask_show(&state, |reply| ApiCall::Say { text, priority: body.priority, reply })
+        .await?
+        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "id": id, "cue": format!("i{id}") }))).into_response())
 }
 
-async fn room(State(state): State<AppState>, UrlPath(command): UrlPath<String>) -> Response {
+async fn room(State(state): State<AppState>, UrlPath(command): UrlPath<String>) -> Result<Response, Failure> {
     let command = match command.as_str() {
         "start" => RoomCommand::Start,
         "stop" => RoomCommand::Stop,
@@ -236,17 +228,14 @@ async fn room(State(state): State<AppState>, UrlPath(command): UrlPath<String>) 
         "resume" => RoomCommand::Resume,
         "skip" => RoomCommand::Skip,
         other => {
-            return error(
-                StatusCode::NOT_FOUND,
-                format!("no room command `{other}`: use start, stop, pause, resume or skip"),
-            )
+            let message = format!("no room command `{other}`: use start, stop, pause, resume or skip");
+            return Err(Failure(StatusCode::NOT_FOUND, message));
         }
     };
-    match ask_show(&state, |reply| ApiCall::Room { command, reply }).await {
-        Ok(Ok(room)) => Json(serde_json::json!({ "room": room })).into_response(),
-        Ok(Err(e)) => error(StatusCode::CONFLICT, e),
-        Err(r) => r,
-    }
+    let room = ask_show(&state, |reply| ApiCall::Room { command, reply })
+        .await?
+        .map_err(|e| Failure(StatusCode::CONFLICT, e))?;
+    Ok(Json(serde_json::json!({ "room": room })).into_response())
 }
 
 #[derive(Deserialize)]

@@ -133,7 +133,7 @@ impl Show {
                 Output::SaveOffset(o) => Self::log_store(self.store.save_offset(&self.script_key, o)),
                 Output::Send { cue, source } => {
                     let CueAction::Say { text } = &cue.action;
-                    self.cues.insert(cue.id.clone(), (source_name(&source), text.clone()));
+                    self.cues.insert(cue.id.clone(), (source_name(&source), crate::ssml::plain_of(text)));
                     send(ws, &ControlMessage::Cue(cue)).await;
                 }
                 Output::Stop { id, when } => {
@@ -176,6 +176,11 @@ impl Show {
                 let outputs = self.scheduler.failed(&id, now_ms());
                 self.apply(ws, outputs).await;
             }
+            StageEvent::Mark { id, name, media_ts } => {
+                tracing::info!(cue = %id, mark = %name, media_ms = media_ts_to_ms(media_ts), "mark");
+                let source = self.cues.get(&id).map_or("unknown", |(s, _)| *s);
+                Self::log_store(self.store.audit(&id, source, &name, "mark", media_ts_to_ms(media_ts)));
+            }
             StageEvent::Rejected { reason } => tracing::warn!(%reason, "the stage rejected a message"),
             StageEvent::Health(h) => {
                 tracing::debug!(frames = h.frames, late = h.late_frames, encoder = %h.encoder, "health")
@@ -212,7 +217,9 @@ impl Show {
         }
         let answer = self.answerer.answer(question);
         tracing::info!(question, answer = %answer.text, confidence = answer.confidence, "question answered");
-        let (interaction, outputs) = self.enqueue(InteractionKind::Answer, &answer.text, 0)?;
+        // FAQ answers may carry SSML; anything that does not check is said as plain text.
+        let ssml = crate::ssml::parse(&answer.text).map_or_else(|_| crate::ssml::from_plain(&answer.text), |s| s.ssml);
+        let (interaction, outputs) = self.enqueue(InteractionKind::Answer, &ssml, 0)?;
         let asked = Asked {
             id: interaction.id,
             answer: answer.text,

@@ -23,6 +23,7 @@ pub mod notify;
 pub mod schedule;
 pub mod scheduler;
 pub mod script;
+pub mod ssml;
 pub mod store;
 
 /// Exit status for a bad configuration (EX_CONFIG from sysexits.h), as systemd units expect.

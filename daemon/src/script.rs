@@ -1,60 +1,265 @@
-//! Scripts, walking-skeleton form: one sentence per line; blank lines and `#` comments skipped.
+//! Scripts: the sentences the show says, each in the SSML subset ([`crate::ssml`]).
+//!
+//! Two forms:
+//! - `.txt`: one sentence per line; blank lines and `#` comments are skipped;
+//! - `.toml`: segments, each optionally about one product whose fields fill variables:
+//!
+//! ```toml
+//! [[segment]]
+//! product = "KET-100"
+//! sentences = [
+//!   "Meet the {product.name}!",
+//!   "<mark name=\"card:show:KET-100\"/>Only <say-as interpret-as=\"currency\">{product.price}</say-as>.",
+//! ]
+//! ```
+//!
+//! Variables: `{product.name}`, `{product.price}`, `{product.currency}`, `{product.sku}`.
+//! Every problem in a script is reported at once as `file:line:column: message`.
 
+use std::ops::Range;
 use std::path::Path;
+
+use toml_edit::{ImDocument, Item, Table};
+
+use crate::config::{Checker, ConfigError, ConfigErrors};
+use crate::content::Product;
+use crate::ssml::{self, Sentence};
 
 /// Longest sentence we accept; longer lines are almost certainly a paste error.
 const MAX_SENTENCE_CHARS: usize = 600;
 
-#[derive(Debug, thiserror::Error, PartialEq)]
-pub enum ScriptError {
-    #[error("{file}: cannot read the script: {reason}")]
-    Read { file: String, reason: String },
-    #[error("{file}: the script has no sentences")]
-    Empty { file: String },
-    #[error("{file}:{line}:1: sentence of {chars} characters is longer than {MAX_SENTENCE_CHARS}; split it")]
-    TooLong { file: String, line: usize, chars: usize },
+/// Fills `{product.*}` variables; errors carry byte offsets into `text`.
+fn fill_variables(text: &str, product: Option<&Product>) -> Result<String, (usize, String)> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("{product.") {
+        let offset = text.len() - rest.len() + i;
+        let Some(close) = rest[i..].find('}') else {
+            return Err((offset, "`{product.` is not closed with `}`".into()));
+        };
+        let field = &rest[i + "{product.".len()..i + close];
+        let Some(p) = product else {
+            return Err((
+                offset,
+                format!(
+                    "`{{product.{field}}}` needs a product: put the sentence in a [[segment]] with product = \"SKU\""
+                ),
+            ));
+        };
+        let value = match field {
+            "name" => &p.name,
+            "price" => &p.price,
+            "currency" => &p.currency,
+            "sku" => &p.sku,
+            other => {
+                return Err((
+                    offset,
+                    format!("unknown variable `{{product.{other}}}`: use name, price, currency or sku"),
+                ))
+            }
+        };
+        out.push_str(&rest[..i]);
+        out.push_str(&ssml_escape(value));
+        rest = &rest[i + close + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
-pub fn parse(text: &str, file: &str) -> Result<Vec<String>, ScriptError> {
+fn ssml_escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;")
+}
+
+/// Checks one sentence; `at` maps a byte offset in `raw` to a source span for errors.
+fn sentence(
+    c: &mut Checker<'_>,
+    raw: &str,
+    product: Option<&Product>,
+    products: &[Product],
+    at: impl Fn(usize) -> Option<Range<usize>>,
+) -> Option<Sentence> {
+    if raw.chars().count() > MAX_SENTENCE_CHARS {
+        c.error(
+            at(0),
+            format!("sentence of {} characters is longer than {MAX_SENTENCE_CHARS}; split it", raw.chars().count()),
+        );
+        return None;
+    }
+    let filled = match fill_variables(raw, product) {
+        Ok(f) => f,
+        Err((offset, message)) => {
+            c.error(at(offset), message);
+            return None;
+        }
+    };
+    // Offsets after a filled variable shift; they still point into the right sentence.
+    let parsed = ssml::parse(&filled).map_err(|errors| {
+        for e in errors {
+            c.error(at(e.offset.min(raw.len())), e.message);
+        }
+    });
+    let parsed = parsed.ok()?;
+    for mark in &parsed.marks {
+        if let Some(sku) = mark.strip_prefix("card:show:") {
+            if !products.iter().any(|p| p.sku == sku) {
+                c.error(
+                    at(raw.find(mark.as_str()).unwrap_or(0)),
+                    format!("mark `{mark}`: no product with sku \"{sku}\""),
+                );
+            }
+        }
+    }
+    Some(parsed)
+}
+
+/// Parses a `.txt` script.
+pub fn parse_lines(text: &str, products: &[Product]) -> Result<Vec<Sentence>, Vec<ConfigError>> {
+    let mut c = Checker { source: text, errors: Vec::new() };
     let mut sentences = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
+    let mut line_start = 0;
+    for line in text.split_inclusive('\n') {
+        let content = line.trim_end_matches(['\n', '\r']);
+        let lead = content.len() - content.trim_start().len();
+        let trimmed = content.trim();
+        if !trimmed.is_empty() && !trimmed.starts_with('#') {
+            let base = line_start + lead;
+            if let Some(s) = sentence(&mut c, trimmed, None, products, |o| Some(base + o..base + o + 1)) {
+                sentences.push(s);
+            }
         }
-        let chars = line.chars().count();
-        if chars > MAX_SENTENCE_CHARS {
-            return Err(ScriptError::TooLong { file: file.to_string(), line: i + 1, chars });
-        }
-        sentences.push(line.to_string());
+        line_start += line.len();
     }
-    if sentences.is_empty() {
-        return Err(ScriptError::Empty { file: file.to_string() });
-    }
-    Ok(sentences)
+    finish(c, sentences)
 }
 
-pub fn load(path: &Path) -> Result<Vec<String>, ScriptError> {
-    let file = path.display().to_string();
-    let text =
-        std::fs::read_to_string(path).map_err(|e| ScriptError::Read { file: file.clone(), reason: e.to_string() })?;
-    parse(&text, &file)
+/// Parses a `.toml` script.
+pub fn parse_segments(text: &str, products: &[Product]) -> Result<Vec<Sentence>, Vec<ConfigError>> {
+    let mut c = Checker { source: text, errors: Vec::new() };
+    let doc = match ImDocument::parse(text) {
+        Ok(doc) => doc,
+        Err(e) => {
+            c.error(e.span(), format!("not valid TOML: {}", e.message().trim()));
+            return Err(c.errors);
+        }
+    };
+    let root: &Table = &doc;
+    c.unknown_keys(root, &["segment"], "the script");
+    let mut sentences = Vec::new();
+    match root.get("segment") {
+        Some(Item::ArrayOfTables(segments)) => {
+            for seg in segments.iter() {
+                c.unknown_keys(seg, &["product", "sentences"], "[[segment]]");
+                let product = match c.string(Some(seg), "segment", "product") {
+                    None => None,
+                    Some((sku, item)) => {
+                        let found = products.iter().find(|p| p.sku == sku);
+                        if found.is_none() {
+                            c.error(item.span(), format!("[[segment]] product \"{sku}\" is not in the products file"));
+                        }
+                        found
+                    }
+                };
+                let Some(list) = seg.get("sentences").and_then(Item::as_array) else {
+                    c.error(seg.span(), "[[segment]] needs sentences = [\"…\", …]");
+                    continue;
+                };
+                for value in list.iter() {
+                    let Some(raw) = value.as_str() else {
+                        c.error(value.span(), "every sentence is a string");
+                        continue;
+                    };
+                    // Inside the quotes: exact when the string has no escapes before the problem.
+                    let start = value.span().map_or(0, |s| s.start + 1);
+                    if let Some(s) = sentence(&mut c, raw, product, products, |o| Some(start + o..start + o + 1)) {
+                        sentences.push(s);
+                    }
+                }
+            }
+        }
+        Some(item) => c.error(item.span(), "segments are written as [[segment]] tables"),
+        None => {}
+    }
+    finish(c, sentences)
+}
+
+fn finish(mut c: Checker<'_>, sentences: Vec<Sentence>) -> Result<Vec<Sentence>, Vec<ConfigError>> {
+    if c.errors.is_empty() && sentences.is_empty() {
+        c.error(None, "the script has no sentences");
+    }
+    if c.errors.is_empty() {
+        Ok(sentences)
+    } else {
+        c.errors.sort_by_key(|e| (e.line, e.column));
+        Err(c.errors)
+    }
+}
+
+/// Loads a script (`.toml` segments or `.txt` lines) against the current products.
+pub fn load(path: &Path, products: &[Product]) -> Result<Vec<Sentence>, ConfigErrors> {
+    let wrap = |errors| ConfigErrors { file: path.to_path_buf(), errors };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| wrap(vec![ConfigError { line: 1, column: 1, message: format!("cannot read the script: {e}") }]))?;
+    let parsed = if path.extension().is_some_and(|e| e == "toml") {
+        parse_segments(&text, products)
+    } else {
+        parse_lines(&text, products)
+    };
+    parsed.map_err(wrap)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::content::parse_products;
 
-    #[test]
-    fn skips_blanks_and_comments() {
-        let s = parse("# intro\nHello there.\n\n  Welcome!  \n", "s.txt").unwrap();
-        assert_eq!(s, vec!["Hello there.", "Welcome!"]);
+    fn products() -> Vec<Product> {
+        parse_products("[[product]]\nsku = \"KET-100\"\nname = \"Smart kettle\"\nprice = \"29.00\"\n").unwrap()
     }
 
     #[test]
-    fn empty_and_overlong_scripts_are_refused_with_the_line() {
-        assert_eq!(parse("# nothing\n", "s.txt"), Err(ScriptError::Empty { file: "s.txt".into() }));
+    fn lines_skip_blanks_and_comments() {
+        let s = parse_lines("# intro\nHello there.\n\n  Welcome & enjoy!  \n", &[]).unwrap();
+        let plain: Vec<&str> = s.iter().map(|s| s.plain.as_str()).collect();
+        assert_eq!(plain, ["Hello there.", "Welcome & enjoy!"]);
+        assert_eq!(s[1].ssml, "<speak>Welcome &amp; enjoy!</speak>");
+    }
+
+    #[test]
+    fn segments_fill_product_variables_and_check_marks() {
+        let text = r#"
+[[segment]]
+product = "KET-100"
+sentences = [
+  "Meet the {product.name}!",
+  "<mark name=\"card:show:KET-100\"/>Only <say-as interpret-as=\"currency\">{product.price}</say-as>.",
+]
+"#;
+        let s = parse_segments(text, &products()).unwrap();
+        assert_eq!(s[0].plain, "Meet the Smart kettle!");
+        assert_eq!(s[1].plain, "Only 29 dollars.");
+        assert_eq!(s[1].marks, vec!["card:show:KET-100"]);
+    }
+
+    #[test]
+    fn every_problem_names_its_line_and_column() {
+        let text = "[[segment]]\nproduct = \"NOPE\"\nsentences = [\n  \"Hi {product.colour}\",\n  \"<emphasis>x</emphasis>\",\n  \"<mark name=\\\"card:show:ZZZ\\\"/>Look.\",\n]\n";
+        let errors = parse_segments(text, &products()).unwrap_err();
+        let m: Vec<String> = errors.iter().map(|e| format!("{}:{} {}", e.line, e.column, e.message)).collect();
+        assert_eq!(errors.len(), 4, "{m:#?}");
+        assert!(m[0].starts_with("2:11 ") && m[0].contains("\"NOPE\""), "{m:#?}");
+        assert!(m[1].starts_with("4:7 ") && m[1].contains("needs a product"), "{m:#?}");
+        assert!(m[2].starts_with("5:4 ") && m[2].contains("<emphasis>"), "{m:#?}");
+        assert!(m[3].starts_with("6:") && m[3].contains("no product with sku \"ZZZ\""), "{m:#?}");
+        let errors = parse_lines("ok\n  <s>open\n", &[]).unwrap_err();
+        assert_eq!((errors[0].line, errors[0].column), (2, 3));
+    }
+
+    #[test]
+    fn empty_and_overlong_scripts_are_refused() {
+        assert!(parse_lines("# nothing\n", &[]).unwrap_err()[0].message.contains("no sentences"));
         let long = format!("ok\n{}\n", "a".repeat(700));
-        assert_eq!(parse(&long, "s.txt"), Err(ScriptError::TooLong { file: "s.txt".into(), line: 2, chars: 700 }));
+        let errors = parse_lines(&long, &[]).unwrap_err();
+        assert_eq!(errors[0].line, 2);
+        assert!(errors[0].message.contains("700 characters"));
     }
 }

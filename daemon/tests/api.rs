@@ -106,7 +106,13 @@ async fn the_right_token_is_needed_and_wrong_ones_reach_nothing() {
 async fn bad_bodies_get_precise_json_errors_and_change_nothing() {
     let (addr, calls) = serve().await;
     let client = || ApiClient::new(addr, TOKEN);
-    let cases: [(&'static str, Option<serde_json::Value>, u16, &str); 4] = [
+    let cases: [(&'static str, Option<serde_json::Value>, u16, &str); 5] = [
+        (
+            "/v1/say",
+            Some(serde_json::json!({"text": "Hi <emphasis>there</emphasis>"})),
+            422,
+            "at character 4: <emphasis> is not in",
+        ),
         ("/v1/say", Some(serde_json::json!({"txt": "typo"})), 400, "unknown field `txt`"),
         ("/v1/say", Some(serde_json::json!({"text": "   "})), 422, "`text` is empty"),
         ("/v1/say", Some(serde_json::json!({"text": "hi", "priority": 1000})), 422, "`priority`"),

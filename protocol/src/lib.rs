@@ -91,7 +91,7 @@ pub enum StopWhen {
     SentenceEnd,
 }
 
-/// One unit of work for the stage. Only `say` exists in the walking skeleton.
+/// One unit of work for the stage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cue {
     /// Unique and stable: re-sending a cue with a known id does not play it twice.
@@ -103,7 +103,8 @@ pub struct Cue {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum CueAction {
-    /// Speak a sentence.
+    /// Speak a sentence: `text` is SSML from the control plane's checked subset (plain text
+    /// with `&` and `<` escaped is valid).
     Say { text: String },
 }
 
@@ -117,6 +118,8 @@ pub enum StageEvent {
     Accepted { id: String, duplicate: bool },
     /// The cue's first sample reached the encoder input.
     Started { id: String, media_ts: u64 },
+    /// Playback passed an SSML `<mark name="…"/>` (actions ride on these).
+    Mark { id: String, name: String, media_ts: u64 },
     /// The cue's last sample reached the encoder input.
     Finished { id: String, was_stopped: bool, media_ts: u64 },
     /// The cue could not be performed (e.g. TTS failed); the show goes on.

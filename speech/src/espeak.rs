@@ -18,6 +18,8 @@ struct Response {
     sample_rate: u32,
     samples: usize,
     phonemes: Vec<(String, u32)>,
+    #[serde(default)]
+    marks: Vec<(String, u32)>,
     error: Option<String>,
 }
 
@@ -71,7 +73,8 @@ impl EspeakVoice {
         self.bridge.as_mut().ok_or_else(|| SpeechError::Engine("bridge missing".into()))
     }
 
-    /// Synthesizes `text` to 48 kHz mono PCM with phoneme spans.
+    /// Synthesizes `text` (SSML; plain text must have `&` and `<` escaped) to 48 kHz mono PCM
+    /// with phoneme spans and mark positions.
     pub fn synthesize(&mut self, text: &str) -> Result<Utterance, SpeechError> {
         let result = self.exchange(text);
         if matches!(result, Err(SpeechError::Engine(_))) {
@@ -132,7 +135,8 @@ impl EspeakVoice {
                 PhonemeSpan { ipa: ipa.clone(), start: *start, end }
             })
             .collect();
-        Ok(Utterance { pcm, phonemes })
+        let marks = response.marks.into_iter().map(|(name, ms)| (name, to_media(ms))).collect();
+        Ok(Utterance { pcm, phonemes, marks })
     }
 }
 

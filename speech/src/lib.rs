@@ -25,9 +25,11 @@ pub enum SpeechError {
     Rejected(String),
 }
 
-/// A synthesized sentence: mono PCM at [`MEDIA_RATE`] and its phonemes on the same clock.
-#[derive(Debug, Clone)]
+/// A synthesized sentence: mono PCM at [`MEDIA_RATE`], its phonemes and its SSML marks on the
+/// same clock (samples from the start of the utterance).
+#[derive(Debug, Clone, Default)]
 pub struct Utterance {
     pub pcm: Vec<i16>,
     pub phonemes: Vec<viseme::PhonemeSpan>,
+    pub marks: Vec<(String, u64)>,
 }

@@ -34,3 +34,18 @@ fn a_missing_bridge_is_a_clear_error() {
     let err = voice.synthesize("hi").unwrap_err().to_string();
     assert!(err.contains("/nonexistent/emcee-espeak"), "{err}");
 }
+
+#[test]
+fn ssml_marks_come_back_at_their_place_in_the_audio() {
+    let mut voice = EspeakVoice::new(default_bridge_path(), "en-us", 160);
+    let u = voice.synthesize("<speak>One two three. <mark name=\"card:show:KET-100\"/>Four five six.</speak>").unwrap();
+    assert_eq!(u.marks.len(), 1, "{:?}", u.marks);
+    let (name, at) = &u.marks[0];
+    assert_eq!(name, "card:show:KET-100");
+    let len = u.pcm.len() as u64;
+    assert!(*at > len / 4 && *at < len * 3 / 4, "mark at {at} of {len} samples");
+    // Markup is not read aloud: the same words without the mark are about as long.
+    let plain = voice.synthesize("<speak>One two three. Four five six.</speak>").unwrap();
+    let diff = (plain.pcm.len() as i64 - len as i64).abs();
+    assert!(diff < 4800, "{diff} samples longer with a mark");
+}

@@ -155,6 +155,21 @@ impl SpeechQueue {
             };
             let end = p.cut_at.unwrap_or(p.utterance.pcm.len());
             let take = (target - pcm.len()).min(end.saturating_sub(p.position));
+            let tick_offset = start + (pcm.len() - base) as u64;
+            let (from, to) = (p.position as u64, (p.position + take) as u64);
+            let finishing = p.position + take >= end;
+            for (name, at) in &p.utterance.marks {
+                // Marks in this stretch; one at the very end goes out with the last stretch,
+                // unless the speech was cut before it.
+                let at_end = finishing && *at == to && p.cut_at.is_none();
+                if (*at >= from && *at < to) || at_end {
+                    events.push(StageEvent::Mark {
+                        id: p.id.clone(),
+                        name: name.clone(),
+                        media_ts: tick_offset + at - from,
+                    });
+                }
+            }
             pcm.extend_from_slice(&p.utterance.pcm[p.position..p.position + take]);
             p.position += take;
             if p.position >= end {
@@ -187,7 +202,7 @@ mod tests {
     /// 0.5 s of a constant "vowel" with phoneme boundaries every 100 ms.
     fn utterance() -> Utterance {
         let phonemes = (0..5).map(|i| PhonemeSpan { ipa: "a".into(), start: i * 4800, end: (i + 1) * 4800 }).collect();
-        Utterance { pcm: vec![1000; 24_000], phonemes }
+        Utterance { pcm: vec![1000; 24_000], phonemes, marks: vec![] }
     }
 
     fn run(q: &mut SpeechQueue, from: u64, ticks: u64) -> (Vec<i16>, Vec<StageEvent>) {
@@ -219,6 +234,28 @@ mod tests {
         );
         // The gap is silence.
         assert!(pcm[24_000 + 100..24_000 + 14_000].iter().all(|&s| s == 0));
+    }
+
+    #[test]
+    fn marks_fire_where_they_are_in_the_audio_and_not_after_a_cut() {
+        let mut q = SpeechQueue::default();
+        q.accept("a");
+        let mut u = utterance();
+        u.marks = vec![("card:show:A".into(), 0), ("gesture:wave".into(), 5_000), ("late".into(), 20_000)];
+        q.synthesized("a", u);
+        let (_, events) = run(&mut q, 1600, 4);
+        let marks: Vec<_> = events.iter().filter(|e| matches!(e, StageEvent::Mark { .. })).cloned().collect();
+        assert_eq!(
+            marks,
+            vec![
+                StageEvent::Mark { id: "a".into(), name: "card:show:A".into(), media_ts: 1600 },
+                StageEvent::Mark { id: "a".into(), name: "gesture:wave".into(), media_ts: 6600 },
+            ]
+        );
+        let mut events = Vec::new();
+        q.stop(None, StopWhen::Now, 8000, &mut events);
+        let (_, events) = run(&mut q, 8000, 20);
+        assert!(!events.iter().any(|e| matches!(e, StageEvent::Mark { .. })), "{events:?}");
     }
 
     #[test]
@@ -267,6 +304,7 @@ mod tests {
         let u = Utterance {
             pcm: vec![1000; 19_200],
             phonemes: vec![PhonemeSpan { ipa: "a".into(), start: 0, end: 19_200 }],
+            marks: vec![],
         };
         q.synthesized("a", u);
         run(&mut q, 0, 2);

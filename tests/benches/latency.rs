@@ -96,8 +96,10 @@ fn main() {
         // Let the line finish and the script resume.
         wait_for(&store, |log| log.iter().find(|r| r.cue == cue && r.event == "finished").map(|r| r.seq));
     }
-    let _ = show.kill();
-    let _ = std::process::Command::new("pkill").args(["-f", &format!("emceed --config {}", config.display())]).status();
+    // End the show the way an operator does, and wait for both processes.
+    client.call("POST", "/v1/room/stop", None).expect("stop");
+    let status = show.wait().expect("emcee run");
+    assert!(status.success(), "emcee run: {status}");
     drop(nginx);
 
     let date = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);

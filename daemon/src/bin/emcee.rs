@@ -129,16 +129,17 @@ fn check(file: &Path, outputs: &[String]) -> Result<Config, ExitCode> {
         eprintln!("{errors}");
         ExitCode::from(EXIT_CONFIG as u8)
     })?;
-    script::load(&config.script).map_err(|e| {
-        eprintln!("{e}");
-        ExitCode::from(EXIT_CONFIG as u8)
-    })?;
-    if let Some(products) = &config.products {
-        content::load_products(products).map_err(|errors| {
+    let products = match &config.products {
+        Some(path) => content::load_products(path).map_err(|errors| {
             eprintln!("{errors}");
             ExitCode::from(EXIT_CONFIG as u8)
-        })?;
-    }
+        })?,
+        None => Vec::new(),
+    };
+    script::load(&config.script, &products).map_err(|errors| {
+        eprintln!("{errors}");
+        ExitCode::from(EXIT_CONFIG as u8)
+    })?;
     Ok(config)
 }
 

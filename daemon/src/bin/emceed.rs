@@ -48,15 +48,15 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(EXIT_CONFIG);
         }
     };
-    let sentences = match script::load(&config.script) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("{e}");
+    let products = match config.products.as_deref().map(content::load_products).transpose() {
+        Ok(p) => p.unwrap_or_default(),
+        Err(errors) => {
+            eprintln!("{errors}");
             std::process::exit(EXIT_CONFIG);
         }
     };
-    let products = match config.products.as_deref().map(content::load_products).transpose() {
-        Ok(p) => p.unwrap_or_default(),
+    let sentences: Vec<String> = match script::load(&config.script, &products) {
+        Ok(s) => s.into_iter().map(|s| s.ssml).collect(),
         Err(errors) => {
             eprintln!("{errors}");
             std::process::exit(EXIT_CONFIG);

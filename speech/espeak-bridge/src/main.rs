@@ -3,6 +3,7 @@
 //! # Layout
 //! One request per line on stdin (JSON [`Request`]); for each, one JSON [`Response`] line on
 //! stdout followed by exactly `samples × 2` bytes of little-endian mono PCM at `sample_rate`.
+//! Text is SSML (espeak-ng's SSML mode); `<mark name="…"/>` positions come back in `marks`.
 //! This binary is the only emcee program that links espeak-ng (GPL-3.0-or-later); the stage
 //! talks to it over pipes, which keeps GPL code out of the stage's process.
 
@@ -25,6 +26,8 @@ struct Response {
     samples: usize,
     /// (IPA name, start in ms); an empty name is a pause.
     phonemes: Vec<(String, u32)>,
+    /// (mark name, position in ms).
+    marks: Vec<(String, u32)>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
@@ -36,9 +39,11 @@ const INITIALIZE_PHONEME_EVENTS: c_int = 0x0001;
 const INITIALIZE_PHONEME_IPA: c_int = 0x0002;
 const INITIALIZE_DONT_EXIT: c_int = 0x8000;
 const CHARS_UTF8: c_uint = 1;
+const SSML: c_uint = 0x10;
 const POS_CHARACTER: c_int = 1;
 const PARAM_RATE: c_int = 1;
 const EVENT_LIST_TERMINATED: c_int = 0;
+const EVENT_WORD: c_int = 1;
 const EVENT_PHONEME: c_int = 7;
 
 #[repr(C)]
@@ -79,6 +84,8 @@ extern "C" {
 struct Collected {
     pcm: Vec<i16>,
     phonemes: Vec<(String, u32)>,
+    /// (1-based character position in the text, ms) of every word.
+    words: Vec<(usize, u32)>,
 }
 
 thread_local! {
@@ -102,10 +109,13 @@ extern "C" fn on_synth(wav: *mut c_short, count: c_int, events: *mut EspeakEvent
             if event.kind == EVENT_LIST_TERMINATED {
                 break;
             }
+            let at = event.audio_position.max(0) as u32;
             if event.kind == EVENT_PHONEME {
                 let len = event.id.iter().position(|&b| b == 0).unwrap_or(8);
                 let name = String::from_utf8_lossy(&event.id[..len]).into_owned();
-                c.phonemes.push((name, event.audio_position.max(0) as u32));
+                c.phonemes.push((name, at));
+            } else if event.kind == EVENT_WORD {
+                c.words.push((event.text_position.max(0) as usize, at));
             }
             // SAFETY: still inside the terminated array (the terminator has not been reached).
             ev = unsafe { ev.add(1) };
@@ -114,11 +124,33 @@ extern "C" fn on_synth(wav: *mut c_short, count: c_int, events: *mut EspeakEvent
     0
 }
 
+/// Removes `<mark name="…"/>` tags (in the normalised form emcee sends) and returns the text
+/// without them plus each mark's name and 1-based character position in that text.
+///
+/// espeak-ng's own mark events are unreliable (a mark right after a sentence end is dropped),
+/// so marks are timed here: at the first word that starts at or after the mark.
+fn take_marks(text: &str) -> (String, Vec<(String, usize)>) {
+    const OPEN: &str = "<mark name=\"";
+    let mut out = String::with_capacity(text.len());
+    let mut marks = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find(OPEN) {
+        let after = &rest[i + OPEN.len()..];
+        let Some(end) = after.find("\"/>") else { break };
+        out.push_str(&rest[..i]);
+        marks.push((after[..end].to_string(), out.chars().count() + 1));
+        rest = &after[end + 3..];
+    }
+    out.push_str(rest);
+    (out, marks)
+}
+
 /// Synthesizes one request: the response header and its PCM.
 fn synthesize(sample_rate: u32, req: &Request) -> (Response, Vec<i16>) {
     let fail = |e: String| (Response { sample_rate, error: Some(e), ..Response::default() }, Vec::new());
     let Ok(voice) = CString::new(req.voice.as_str()) else { return fail("voice name contains NUL".into()) };
-    let Ok(text) = CString::new(req.text.as_str()) else { return fail("text contains NUL".into()) };
+    let (text, mark_positions) = take_marks(&req.text);
+    let Ok(text) = CString::new(text) else { return fail("text contains NUL".into()) };
     // SAFETY: `voice` is a valid NUL-terminated string for the duration of the call.
     if unsafe { espeak_SetVoiceByName(voice.as_ptr()) } != 0 {
         return fail(format!("espeak-ng has no voice `{}`", req.voice));
@@ -136,7 +168,7 @@ fn synthesize(sample_rate: u32, req: &Request) -> (Response, Vec<i16>) {
             0,
             POS_CHARACTER,
             0,
-            CHARS_UTF8,
+            CHARS_UTF8 | SSML,
             std::ptr::null_mut(),
             std::ptr::null_mut(),
         )
@@ -147,7 +179,16 @@ fn synthesize(sample_rate: u32, req: &Request) -> (Response, Vec<i16>) {
         return fail(format!("espeak_Synth failed with code {rc}"));
     }
     let collected = COLLECTED.with(|c| std::mem::take(&mut *c.borrow_mut()));
-    let response = Response { sample_rate, samples: collected.pcm.len(), phonemes: collected.phonemes, error: None };
+    let end_ms = (collected.pcm.len() as u64 * 1000 / u64::from(sample_rate.max(1))) as u32;
+    let marks = mark_positions
+        .into_iter()
+        .map(|(name, pos)| {
+            let at = collected.words.iter().find(|(p, _)| *p >= pos).map_or(end_ms, |w| w.1);
+            (name, at)
+        })
+        .collect();
+    let response =
+        Response { sample_rate, samples: collected.pcm.len(), phonemes: collected.phonemes, marks, error: None };
     (response, collected.pcm)
 }
 
@@ -179,5 +220,18 @@ fn main() {
         if ok.is_err() {
             break; // the stage went away
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::take_marks;
+
+    #[test]
+    fn marks_are_removed_and_located_by_character() {
+        let (text, marks) = take_marks("<speak>One. <mark name=\"card:show:A\"/>Two <mark name=\"m\"/></speak>");
+        assert_eq!(text, "<speak>One. Two </speak>");
+        assert_eq!(marks, vec![("card:show:A".to_string(), 13), ("m".to_string(), 17)]);
+        assert_eq!(take_marks("plain").0, "plain");
     }
 }
