@@ -93,7 +93,29 @@ pub(crate) struct Checker<'a> {
     pub(crate) errors: Vec<ConfigError>,
 }
 
-impl Checker<'_> {
+impl<'a> Checker<'a> {
+    /// Starts checking `text`: the parsed document, or its one syntax error.
+    pub(crate) fn parse(text: &'a str) -> Result<(Self, ImDocument<&'a str>), Vec<ConfigError>> {
+        let mut c = Checker { source: text, errors: Vec::new() };
+        match ImDocument::parse(text) {
+            Ok(doc) => Ok((c, doc)),
+            Err(e) => {
+                c.error(e.span(), format!("not valid TOML: {}", e.message().trim()));
+                Err(c.errors)
+            }
+        }
+    }
+
+    /// Every error, sorted by position, or `value` when there were none.
+    pub(crate) fn finish<T>(mut self, value: T) -> Result<T, Vec<ConfigError>> {
+        if self.errors.is_empty() {
+            Ok(value)
+        } else {
+            self.errors.sort_by_key(|e| (e.line, e.column));
+            Err(self.errors)
+        }
+    }
+
     pub(crate) fn error(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
         let offset = span.map_or(0, |s| s.start).min(self.source.len());
         let before = &self.source[..offset];
@@ -238,14 +260,7 @@ impl Config {
 
     /// Validates configuration text; relative paths resolve against `base`.
     pub fn parse(text: &str, base: &Path, outputs: &[String]) -> Result<Self, Vec<ConfigError>> {
-        let mut c = Checker { source: text, errors: Vec::new() };
-        let doc = match ImDocument::parse(text) {
-            Ok(doc) => doc,
-            Err(e) => {
-                c.error(e.span(), format!("not valid TOML: {}", e.message().trim()));
-                return Err(c.errors);
-            }
-        };
+        let (mut c, doc) = Checker::parse(text)?;
         let root: &Table = &doc;
         let names: Vec<&str> = SECTIONS.iter().map(|s| s.0).collect();
         c.unknown_keys(root, &names, "the file");
@@ -466,11 +481,7 @@ impl Config {
             c.error(None, "no outputs: add an [[output]] table with a url, or pass --output");
         }
 
-        if !c.errors.is_empty() {
-            c.errors.sort_by_key(|e| (e.line, e.column));
-            return Err(c.errors);
-        }
-        Ok(Config {
+        c.finish(Config {
             script,
             when_done,
             interrupt,

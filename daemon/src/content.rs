@@ -17,7 +17,7 @@
 
 use std::path::Path;
 
-use toml_edit::{ImDocument, Item, Table};
+use toml_edit::{Item, Table};
 
 use crate::config::{Checker, ConfigError, ConfigErrors};
 
@@ -82,14 +82,7 @@ fn is_decimal(price: &str) -> bool {
 
 /// Parses product text; `Err` holds every problem.
 pub fn parse_products(text: &str) -> Result<Vec<Product>, Vec<ConfigError>> {
-    let mut c = Checker { source: text, errors: Vec::new() };
-    let doc = match ImDocument::parse(text) {
-        Ok(doc) => doc,
-        Err(e) => {
-            c.error(e.span(), format!("not valid TOML: {}", e.message().trim()));
-            return Err(c.errors);
-        }
-    };
+    let (mut c, doc) = Checker::parse(text)?;
     let root: &Table = &doc;
     c.unknown_keys(root, &["product"], "the file");
     let mut products = Vec::new();
@@ -135,12 +128,7 @@ pub fn parse_products(text: &str) -> Result<Vec<Product>, Vec<ConfigError>> {
         }
         Some(item) => c.error(item.span(), "products are written as [[product]] tables"),
     }
-    if c.errors.is_empty() {
-        Ok(products)
-    } else {
-        c.errors.sort_by_key(|e| (e.line, e.column));
-        Err(c.errors)
-    }
+    c.finish(products)
 }
 
 pub fn load_products(path: &Path) -> Result<Vec<Product>, ConfigErrors> {

@@ -19,7 +19,7 @@
 use std::ops::Range;
 use std::path::Path;
 
-use toml_edit::{ImDocument, Item, Table};
+use toml_edit::{Item, Table};
 
 use crate::config::{Checker, ConfigError, ConfigErrors};
 use crate::content::Product;
@@ -134,14 +134,7 @@ pub fn parse_lines(text: &str, products: &[Product]) -> Result<Vec<Sentence>, Ve
 
 /// Parses a `.toml` script.
 pub fn parse_segments(text: &str, products: &[Product]) -> Result<Vec<Sentence>, Vec<ConfigError>> {
-    let mut c = Checker { source: text, errors: Vec::new() };
-    let doc = match ImDocument::parse(text) {
-        Ok(doc) => doc,
-        Err(e) => {
-            c.error(e.span(), format!("not valid TOML: {}", e.message().trim()));
-            return Err(c.errors);
-        }
-    };
+    let (mut c, doc) = Checker::parse(text)?;
     let root: &Table = &doc;
     c.unknown_keys(root, &["segment"], "the script");
     let mut sentences = Vec::new();
@@ -186,12 +179,7 @@ fn finish(mut c: Checker<'_>, sentences: Vec<Sentence>) -> Result<Vec<Sentence>,
     if c.errors.is_empty() && sentences.is_empty() {
         c.error(None, "the script has no sentences");
     }
-    if c.errors.is_empty() {
-        Ok(sentences)
-    } else {
-        c.errors.sort_by_key(|e| (e.line, e.column));
-        Err(c.errors)
-    }
+    c.finish(sentences)
 }
 
 /// Loads a script (`.toml` segments or `.txt` lines) against the current products.
