@@ -7,12 +7,12 @@
 //! `EMCEE_CRASH_RUNS=1 EMCEE_CRASH_FIRST=<run>`.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use emcee_daemon::store::Store;
-use emcee_e2e::{bin_dir, scratch_dir, write_show, Nginx};
+use emcee_e2e::{bin_dir, scratch_dir, spawn_show, wait_for_end, write_show, Nginx};
 
 const SCRIPT: [&str; 4] = ["Sentence one is here.", "Now sentence two.", "Then comes three.", "And four ends it."];
 
@@ -54,12 +54,7 @@ fn one_run(run: u64, nginx: &Nginx, root: &Path) -> Result<String> {
 
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (run + 1).wrapping_mul(0x1000_0001));
     let started = Instant::now();
-    let mut show = Command::new(bin_dir().join("emcee"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
+    let mut show = spawn_show(&config)?;
 
     // One or two kills, and in every other run an operator line, at random moments.
     let mut plan: Vec<(u64, &str)> = (0..1 + rng.below(2))
@@ -99,17 +94,8 @@ fn one_run(run: u64, nginx: &Nginx, root: &Path) -> Result<String> {
         done_plan.push(format!("{action}@{at_ms}ms"));
     }
 
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(status) = show.try_wait()? {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = show.kill();
-            bail!("run {run} ({done_plan:?}): the show did not end");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status =
+        wait_for_end(&mut show, Duration::from_secs(120)).with_context(|| format!("run {run} ({done_plan:?})"))?;
     ensure!(status.success(), "run {run} ({done_plan:?}): emcee run exited with {status}");
 
     let log = Store::open(&dir.join("state"))?.audit_since(0, 10_000)?;

@@ -2,12 +2,12 @@
 //! through the CLI while the first sentence plays, then the checks: the audit log has the cut,
 //! the line and the re-said sentence in order, and the recording sounds that way.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use emcee_daemon::store::{AuditRecord, Store};
-use emcee_e2e::{bin_dir, probe, scratch_dir, write_show, Nginx};
+use emcee_e2e::{bin_dir, probe, scratch_dir, spawn_show, wait_for_end, write_show, Nginx};
 
 const SCRIPT: [&str; 2] = [
     "Our kettle has a smart thermostat, a one litre capacity, and a two year warranty.",
@@ -51,12 +51,7 @@ fn an_operator_line_cuts_in_and_the_cut_sentence_is_said_again() -> Result<()> {
     let nginx = Nginx::start(&dir.join("nginx"))?;
     // `end`: the show also has to end by itself once its queues are dry.
     let config = write_show(&dir, &SCRIPT, &[nginx.url("live")], "end")?;
-    let mut show = Command::new(bin_dir().join("emcee"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
+    let mut show = spawn_show(&config)?;
 
     // Wait for the first sentence to start, then interrupt it about a second in.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -77,14 +72,7 @@ fn an_operator_line_cuts_in_and_the_cut_sentence_is_said_again() -> Result<()> {
     ensure!(status.status.success(), "emcee status: {}", String::from_utf8_lossy(&status.stderr));
 
     // The show ends on its own when the script is done.
-    let ended = (0..600).find_map(|_| {
-        std::thread::sleep(Duration::from_millis(100));
-        show.try_wait().ok().flatten()
-    });
-    let Some(code) = ended else {
-        let _ = show.kill();
-        bail!("the show did not end by itself after its script");
-    };
+    let code = wait_for_end(&mut show, Duration::from_secs(60))?;
     ensure!(code.success(), "emcee run: {code}");
     drop(nginx);
 
@@ -149,12 +137,7 @@ fn a_closed_room_waits_queues_lines_and_opens_on_start() -> Result<()> {
         "\n[[schedule]]\ndays = [\"daily\"]\nstart = \"{hour:02}:00\"\nend = \"{hour:02}:30\"\ntime_zone = \"UTC\"\n"
     ));
     std::fs::write(&config, text)?;
-    let mut show = Command::new(bin_dir().join("emcee"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
+    let mut show = spawn_show(&config)?;
 
     let status = wait_for_api(&config)?;
     ensure!(status["room"] == "idle" && status["stage_connected"] == false, "{status}");
@@ -180,14 +163,7 @@ fn a_closed_room_waits_queues_lines_and_opens_on_start() -> Result<()> {
     ensure!(refused.status.code() == Some(1), "skip in a closed room is refused");
 
     ensure!(emcee(&["start"], &config)?.status.success(), "start");
-    let ended = (0..400).find_map(|_| {
-        std::thread::sleep(Duration::from_millis(100));
-        show.try_wait().ok().flatten()
-    });
-    let Some(code) = ended else {
-        let _ = show.kill();
-        bail!("the show did not end after its script");
-    };
+    let code = wait_for_end(&mut show, Duration::from_secs(40))?;
     ensure!(code.success(), "emcee run: {code}");
     drop(nginx);
     let log = Store::open(&dir.join("state"))?.audit_since(0, 100)?;

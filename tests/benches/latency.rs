@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use emcee_daemon::client::ApiClient;
 use emcee_daemon::store::{now_ms, AuditRecord, Store};
-use emcee_e2e::{bin_dir, scratch_dir, workspace_root, write_show, Nginx};
+use emcee_e2e::{scratch_dir, spawn_show, workspace_root, write_show, Nginx};
 
 const SCRIPT: [&str; 2] = [
     "Our smart kettle boils a full litre of water in three minutes, and it keeps the water warm for an hour.",
@@ -45,13 +45,7 @@ fn main() {
         .unwrap()
         .replace("[state]", "[content]\nproducts = \"products.toml\"\n\n[state]");
     std::fs::write(&config, text).unwrap();
-    let mut show = std::process::Command::new(bin_dir().join("emcee"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("emcee run");
+    let mut show = spawn_show(&config).expect("emcee run");
 
     let store = Store::open(&dir.join("state")).expect("state");
     let token_file = dir.join("state/api-token");

@@ -9,7 +9,8 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
@@ -110,4 +111,30 @@ listen = "127.0.0.1:{stage}"
     let path = dir.join("show.toml");
     std::fs::write(&path, config)?;
     Ok(path)
+}
+
+/// Starts `emcee run --config CONFIG` in the background, quietly.
+pub fn spawn_show(config: &Path) -> Result<Child> {
+    Ok(Command::new(bin_dir().join("emcee"))
+        .args(["run", "--config"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?)
+}
+
+/// Waits for a show to end by itself; kills it and fails after `limit`.
+pub fn wait_for_end(show: &mut Child, limit: Duration) -> Result<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = show.try_wait()? {
+            return Ok(status);
+        }
+        if Instant::now() > deadline {
+            let _ = show.kill();
+            let _ = show.wait();
+            bail!("the show did not end within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
