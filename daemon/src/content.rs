@@ -1,6 +1,7 @@
-//! Materials: the products the host talks about (name, price, selling points, images, FAQ).
-//! Read from a TOML file; every problem is reported at once as `file:line:column: message`,
-//! and a file with problems replaces nothing.
+//! Materials: the products the host talks about (name, price, selling points, images, FAQ)
+//! and promotions (time windows that script segments can belong to). Read from a TOML file;
+//! every problem is reported at once as `file:line:column: message`, and a file with problems
+//! replaces nothing.
 //!
 //! ```toml
 //! [[product]]
@@ -13,6 +14,11 @@
 //! [[product.faq]]
 //! q = "How long is the warranty?"
 //! a = "Two years, parts and labour."
+//!
+//! [[promotion]]
+//! id = "black-friday"
+//! starts = "2026-11-27T00:00:00+08:00"
+//! ends = "2026-11-30T00:00:00+08:00"
 //! ```
 
 use std::path::Path;
@@ -37,6 +43,53 @@ pub struct Product {
     pub selling_points: Vec<String>,
     pub images: Vec<String>,
     pub faq: Vec<Faq>,
+}
+
+/// A time window; script segments that name it are said only inside it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Promotion {
+    pub id: String,
+    /// Unix milliseconds, start inclusive, end exclusive.
+    pub starts_ms: i64,
+    pub ends_ms: i64,
+}
+
+/// Everything the products file holds.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Materials {
+    pub products: Vec<Product>,
+    pub promotions: Vec<Promotion>,
+}
+
+fn instant(c: &mut Checker<'_>, table: &Table, key: &str) -> Option<i64> {
+    let (text, item) = c.string(Some(table), "promotion", key)?;
+    match text.parse::<jiff::Timestamp>() {
+        Ok(t) => Some(t.as_millisecond()),
+        Err(_) => {
+            c.error(
+                item.span(),
+                format!("[[promotion]] {key} = \"{text}\" is not a time like \"2026-11-27T00:00:00+08:00\""),
+            );
+            None
+        }
+    }
+}
+
+fn promotion(c: &mut Checker<'_>, t: &Table) -> Option<Promotion> {
+    c.unknown_keys(t, &["id", "starts", "ends"], "[[promotion]]");
+    let id = required(c, t, "id", "[[promotion]]");
+    let (starts, ends) = (instant(c, t, "starts"), instant(c, t, "ends"));
+    for key in ["starts", "ends"] {
+        if t.get(key).is_none() {
+            c.error(t.span(), format!("[[promotion]] needs {key}"));
+        }
+    }
+    let (starts_ms, ends_ms) = (starts?, ends?);
+    if ends_ms <= starts_ms {
+        c.error(t.get("ends").and_then(|i| i.span()), "[[promotion]] ends before it starts");
+        return None;
+    }
+    Some(Promotion { id, starts_ms, ends_ms })
 }
 
 fn strings(c: &mut Checker<'_>, table: &Table, key: &str, context: &str) -> Vec<String> {
@@ -80,11 +133,29 @@ fn is_decimal(price: &str) -> bool {
         && frac.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// Parses product text; `Err` holds every problem.
-pub fn parse_products(text: &str) -> Result<Vec<Product>, Vec<ConfigError>> {
+/// Parses the products file; `Err` holds every problem.
+pub fn parse_materials(text: &str) -> Result<Materials, Vec<ConfigError>> {
     let (mut c, doc) = Checker::parse(text)?;
     let root: &Table = &doc;
-    c.unknown_keys(root, &["product"], "the file");
+    c.unknown_keys(root, &["product", "promotion"], "the file");
+    let mut promotions: Vec<Promotion> = Vec::new();
+    match root.get("promotion") {
+        None => {}
+        Some(Item::ArrayOfTables(array)) => {
+            for t in array.iter() {
+                if let Some(p) = promotion(&mut c, t) {
+                    if promotions.iter().any(|q| q.id == p.id) {
+                        c.error(
+                            t.get("id").and_then(|i| i.span()),
+                            format!("[[promotion]] id \"{}\" is used twice", p.id),
+                        );
+                    }
+                    promotions.push(p);
+                }
+            }
+        }
+        Some(item) => c.error(item.span(), "promotions are written as [[promotion]] tables"),
+    }
     let mut products = Vec::new();
     match root.get("product") {
         None => {}
@@ -128,15 +199,15 @@ pub fn parse_products(text: &str) -> Result<Vec<Product>, Vec<ConfigError>> {
         }
         Some(item) => c.error(item.span(), "products are written as [[product]] tables"),
     }
-    c.finish(products)
+    c.finish(Materials { products, promotions })
 }
 
-pub fn load_products(path: &Path) -> Result<Vec<Product>, ConfigErrors> {
+pub fn load_materials(path: &Path) -> Result<Materials, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
         file: path.to_path_buf(),
         errors: vec![ConfigError { line: 1, column: 1, message: format!("cannot read the file: {e}") }],
     })?;
-    parse_products(&text).map_err(|errors| ConfigErrors { file: path.to_path_buf(), errors })
+    parse_materials(&text).map_err(|errors| ConfigErrors { file: path.to_path_buf(), errors })
 }
 
 #[cfg(test)]
@@ -157,7 +228,7 @@ a = "The kettle has a two year warranty."
 
     #[test]
     fn reads_products_with_their_faq() {
-        let products = parse_products(KETTLE).unwrap();
+        let products = parse_materials(KETTLE).unwrap().products;
         assert_eq!(products.len(), 1);
         let p = &products[0];
         assert_eq!((p.sku.as_str(), p.price.as_str(), p.currency.as_str()), ("KET-100", "29.00", "USD"));
@@ -170,13 +241,27 @@ a = "The kettle has a two year warranty."
         let bad = KETTLE
             .replace("price = \"29.00\"", "price = 29.0\ncolour = \"red\"")
             .replace("a = \"The kettle", "answer = \"The kettle");
-        let errors = parse_products(&bad).unwrap_err();
+        let errors = parse_materials(&bad).unwrap_err();
         let m: Vec<String> = errors.iter().map(|e| format!("{}:{} {}", e.line, e.column, e.message)).collect();
         assert_eq!(errors.len(), 4, "{m:#?}");
         assert!(m.iter().any(|e| e.starts_with("5:9 ") && e.contains("price must be a string")), "{m:#?}");
         assert!(m.iter().any(|e| e.starts_with("6:1 ") && e.contains("unknown key `colour`")), "{m:#?}");
         assert!(m.iter().any(|e| e.contains("unknown key `answer`")), "{m:#?}");
         assert!(m.iter().any(|e| e.contains("needs a")), "{m:#?}");
-        assert!(parse_products("[[product]]\nsku = \"A\"\nname = \"x\"\nprice = \"1,5\"\n").is_err());
+        assert!(parse_materials("[[product]]\nsku = \"A\"\nname = \"x\"\nprice = \"1,5\"\n").is_err());
+    }
+
+    #[test]
+    fn promotions_have_checked_time_windows() {
+        let text = "[[promotion]]\nid = \"bf\"\nstarts = \"2026-11-27T00:00:00+08:00\"\nends = \"2026-11-30T00:00:00+08:00\"\n";
+        let m = parse_materials(text).unwrap();
+        assert_eq!(m.promotions[0].starts_ms, 1_795_708_800_000); // 2026-11-26T16:00:00Z
+        assert_eq!(m.promotions[0].ends_ms - m.promotions[0].starts_ms, 3 * 86_400_000);
+        let bad = "[[promotion]]\nid = \"bf\"\nstarts = \"tomorrow\"\nends = \"2026-11-30T00:00:00Z\"\n";
+        let errors = parse_materials(bad).unwrap_err();
+        assert_eq!((errors[0].line, errors[0].column), (3, 10));
+        let backwards =
+            "[[promotion]]\nid = \"bf\"\nstarts = \"2026-11-30T00:00:00Z\"\nends = \"2026-11-29T00:00:00Z\"\n";
+        assert!(parse_materials(backwards).unwrap_err()[0].message.contains("ends before it starts"));
     }
 }

@@ -20,7 +20,7 @@ use crate::answer::Answerer;
 use crate::api::{ApiCall, Asked, Playing, Status};
 use crate::config::Config;
 use crate::notify::notify;
-use crate::scheduler::{Interaction, InteractionKind, Output, RoomCommand, Scheduler, Source};
+use crate::scheduler::{Interaction, InteractionKind, Output, RoomCommand, Scheduler, ScriptSentence, Source};
 use crate::store::{now_ms, script_key, Store, StoreError};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -353,14 +353,14 @@ async fn wait_to_go_live(
 /// API's requests.
 pub async fn run_show(
     config: &Config,
-    sentences: Vec<String>,
+    sentences: Vec<ScriptSentence>,
     ending: Ending,
     stop: impl std::future::Future<Output = ()>,
     store: Store,
     answerer: Answerer,
     mut calls: mpsc::Receiver<ApiCall>,
 ) -> Result<(), ControlError> {
-    let key = script_key(&sentences);
+    let key = script_key(&sentences.iter().map(|s| s.ssml.clone()).collect::<Vec<_>>());
     let offset = store.offset(&key)?;
     let queued = store.queued()?;
     if !queued.is_empty() || offset.sentence > 0 || offset.pass > 0 {

@@ -47,6 +47,14 @@ pub struct Interaction {
     pub expires_ms: Option<i64>,
 }
 
+/// A script sentence as the scheduler sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScriptSentence {
+    pub ssml: String,
+    /// Unix ms [start, end) of its promotion: outside it the sentence is skipped.
+    pub window: Option<(i64, i64)>,
+}
+
 /// What the room does when the script is done and no interaction is waiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -129,7 +137,7 @@ pub enum Output {
 }
 
 pub struct Scheduler {
-    script: Vec<String>,
+    script: Vec<ScriptSentence>,
     when_done: WhenDone,
     offset: Offset,
     interactions: VecDeque<Interaction>,
@@ -141,7 +149,7 @@ pub struct Scheduler {
 
 impl Scheduler {
     /// A scheduler at `offset` (from the store), with interactions that were queued before.
-    pub fn new(script: Vec<String>, when_done: WhenDone, offset: Offset, queued: Vec<Interaction>) -> Self {
+    pub fn new(script: Vec<ScriptSentence>, when_done: WhenDone, offset: Offset, queued: Vec<Interaction>) -> Self {
         // An offset past the end (a shorter script, or the last sentence finished) wraps or ends
         // in `next`; one beyond any sentence of this script starts it over.
         let offset = if offset.sentence <= script.len() { offset } else { Offset::default() };
@@ -199,7 +207,7 @@ impl Scheduler {
         let o = self.offset;
         Cue {
             id: format!("s{}.{}.{}", o.pass, o.sentence, o.attempt),
-            action: CueAction::Say { text: self.script[o.sentence].clone() },
+            action: CueAction::Say { text: self.script[o.sentence].ssml.clone() },
         }
     }
 
@@ -229,19 +237,35 @@ impl Scheduler {
             self.in_flight = Some(InFlight { cue, source, stopping: None });
             return;
         }
-        if self.offset.sentence >= self.script.len() {
-            match self.when_done {
-                WhenDone::Loop if !self.script.is_empty() => {
-                    self.offset = Offset { pass: self.offset.pass + 1, sentence: 0, attempt: 0 };
-                }
-                WhenDone::Idle => return,
-                WhenDone::End | WhenDone::Loop => {
-                    // The queues ran dry: end gracefully.
-                    self.room = Room::Ended;
-                    out.push(Output::End);
-                    return;
+        // The next sentence that may be said now: those of promotions not running are skipped.
+        // Bounded: a script with nothing sayable right now goes quiet instead of spinning.
+        for _ in 0..=self.script.len() + 1 {
+            if self.offset.sentence >= self.script.len() {
+                match self.when_done {
+                    WhenDone::Loop if !self.script.is_empty() => {
+                        self.offset = Offset { pass: self.offset.pass + 1, sentence: 0, attempt: 0 };
+                    }
+                    WhenDone::Idle => return,
+                    WhenDone::End | WhenDone::Loop => {
+                        // The queues ran dry: end gracefully.
+                        self.room = Room::Ended;
+                        out.push(Output::End);
+                        return;
+                    }
                 }
             }
+            let window = self.script[self.offset.sentence].window;
+            if window.is_none_or(|(start, end)| start <= now && now < end) {
+                break;
+            }
+            self.offset = Offset { sentence: self.offset.sentence + 1, attempt: 0, ..self.offset };
+        }
+        let sayable = self
+            .script
+            .get(self.offset.sentence)
+            .is_some_and(|s| s.window.is_none_or(|(start, end)| start <= now && now < end));
+        if !sayable {
+            return;
         }
         out.push(Output::SaveOffset(self.offset));
         let cue = self.script_cue();
@@ -337,8 +361,8 @@ impl Scheduler {
 mod tests {
     use super::*;
 
-    fn script(n: usize) -> Vec<String> {
-        (1..=n).map(|i| format!("Sentence {i}.")).collect()
+    fn script(n: usize) -> Vec<ScriptSentence> {
+        (1..=n).map(|i| ScriptSentence { ssml: format!("Sentence {i}."), window: None }).collect()
     }
 
     fn sent(out: &[Output]) -> Vec<String> {
@@ -440,6 +464,28 @@ mod tests {
         );
         assert_eq!(sent(&s.finished("s0.0.0", false, 0)), ["i1"]);
         assert_eq!(sent(&s.finished("i1", false, 0)), ["s0.1.0"]);
+    }
+
+    #[test]
+    fn promotion_sentences_are_said_only_inside_their_window() {
+        let mut lines = script(3);
+        lines[1].window = Some((1_000, 2_000));
+        let mut s = Scheduler::new(lines.clone(), WhenDone::Loop, Offset::default(), vec![]);
+        s.command(RoomCommand::Start, 0).unwrap();
+        // Before the promotion: sentence 1 is skipped.
+        assert_eq!(sent(&s.finished("s0.0.0", false, 500)), ["s0.2.0"]);
+        // During it (next pass): said.
+        assert_eq!(sent(&s.finished("s0.2.0", false, 900)), ["s1.0.0"]);
+        assert_eq!(sent(&s.finished("s1.0.0", false, 1_500)), ["s1.1.0"]);
+        // A script whose only sentences are out of their window goes quiet, without spinning.
+        let only_promo = vec![ScriptSentence { ssml: "Deal!".into(), window: Some((1_000, 2_000)) }];
+        let mut s = Scheduler::new(only_promo, WhenDone::Loop, Offset::default(), vec![]);
+        assert!(sent(&s.command(RoomCommand::Start, 5_000).unwrap()).is_empty());
+        assert_eq!(s.room(), Room::Live);
+        // With `end`, skipping to the end ends the show.
+        let mut s = Scheduler::new(lines, WhenDone::End, Offset { sentence: 1, ..Offset::default() }, vec![]);
+        let out = s.command(RoomCommand::Start, 3_000).unwrap();
+        assert_eq!(sent(&out), ["s0.2.0"]);
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! ```
 //!
 //! Variables: `{product.name}`, `{product.price}`, `{product.currency}`, `{product.sku}`.
+//! A segment with `promotion = "ID"` is said only while that promotion runs.
 //! Every problem in a script is reported at once as `file:line:column: message`.
 
 use std::ops::Range;
@@ -22,8 +23,16 @@ use std::path::Path;
 use toml_edit::{Item, Table};
 
 use crate::config::{Checker, ConfigError, ConfigErrors};
-use crate::content::Product;
+use crate::content::{Materials, Product};
 use crate::ssml::{self, Sentence};
+
+/// A checked sentence and when it may be said.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Line {
+    pub sentence: Sentence,
+    /// Unix ms [start, end) of its promotion; `None`: always.
+    pub window: Option<(i64, i64)>,
+}
 
 /// Longest sentence we accept; longer lines are almost certainly a paste error.
 const MAX_SENTENCE_CHARS: usize = 600;
@@ -113,7 +122,7 @@ fn sentence(
 }
 
 /// Parses a `.txt` script.
-pub fn parse_lines(text: &str, products: &[Product]) -> Result<Vec<Sentence>, Vec<ConfigError>> {
+pub fn parse_lines(text: &str, products: &[Product]) -> Result<Vec<Line>, Vec<ConfigError>> {
     let mut c = Checker { source: text, errors: Vec::new() };
     let mut sentences = Vec::new();
     let mut line_start = 0;
@@ -123,8 +132,8 @@ pub fn parse_lines(text: &str, products: &[Product]) -> Result<Vec<Sentence>, Ve
         let trimmed = content.trim();
         if !trimmed.is_empty() && !trimmed.starts_with('#') {
             let base = line_start + lead;
-            if let Some(s) = sentence(&mut c, trimmed, None, products, |o| Some(base + o..base + o + 1)) {
-                sentences.push(s);
+            if let Some(sentence) = sentence(&mut c, trimmed, None, products, |o| Some(base + o..base + o + 1)) {
+                sentences.push(Line { sentence, window: None });
             }
         }
         line_start += line.len();
@@ -133,7 +142,8 @@ pub fn parse_lines(text: &str, products: &[Product]) -> Result<Vec<Sentence>, Ve
 }
 
 /// Parses a `.toml` script.
-pub fn parse_segments(text: &str, products: &[Product]) -> Result<Vec<Sentence>, Vec<ConfigError>> {
+pub fn parse_segments(text: &str, materials: &Materials) -> Result<Vec<Line>, Vec<ConfigError>> {
+    let products = &materials.products[..];
     let (mut c, doc) = Checker::parse(text)?;
     let root: &Table = &doc;
     c.unknown_keys(root, &["segment"], "the script");
@@ -141,7 +151,17 @@ pub fn parse_segments(text: &str, products: &[Product]) -> Result<Vec<Sentence>,
     match root.get("segment") {
         Some(Item::ArrayOfTables(segments)) => {
             for seg in segments.iter() {
-                c.unknown_keys(seg, &["product", "sentences"], "[[segment]]");
+                c.unknown_keys(seg, &["product", "promotion", "sentences"], "[[segment]]");
+                let window = match c.string(Some(seg), "segment", "promotion") {
+                    None => None,
+                    Some((id, item)) => match materials.promotions.iter().find(|p| p.id == id) {
+                        Some(p) => Some((p.starts_ms, p.ends_ms)),
+                        None => {
+                            c.error(item.span(), format!("[[segment]] promotion \"{id}\" is not in the products file"));
+                            None
+                        }
+                    },
+                };
                 let product = match c.string(Some(seg), "segment", "product") {
                     None => None,
                     Some((sku, item)) => {
@@ -163,8 +183,9 @@ pub fn parse_segments(text: &str, products: &[Product]) -> Result<Vec<Sentence>,
                     };
                     // Inside the quotes: exact when the string has no escapes before the problem.
                     let start = value.span().map_or(0, |s| s.start + 1);
-                    if let Some(s) = sentence(&mut c, raw, product, products, |o| Some(start + o..start + o + 1)) {
-                        sentences.push(s);
+                    if let Some(sentence) = sentence(&mut c, raw, product, products, |o| Some(start + o..start + o + 1))
+                    {
+                        sentences.push(Line { sentence, window });
                     }
                 }
             }
@@ -175,22 +196,22 @@ pub fn parse_segments(text: &str, products: &[Product]) -> Result<Vec<Sentence>,
     finish(c, sentences)
 }
 
-fn finish(mut c: Checker<'_>, sentences: Vec<Sentence>) -> Result<Vec<Sentence>, Vec<ConfigError>> {
+fn finish(mut c: Checker<'_>, sentences: Vec<Line>) -> Result<Vec<Line>, Vec<ConfigError>> {
     if c.errors.is_empty() && sentences.is_empty() {
         c.error(None, "the script has no sentences");
     }
     c.finish(sentences)
 }
 
-/// Loads a script (`.toml` segments or `.txt` lines) against the current products.
-pub fn load(path: &Path, products: &[Product]) -> Result<Vec<Sentence>, ConfigErrors> {
+/// Loads a script (`.toml` segments or `.txt` lines) against the current materials.
+pub fn load(path: &Path, materials: &Materials) -> Result<Vec<Line>, ConfigErrors> {
     let wrap = |errors| ConfigErrors { file: path.to_path_buf(), errors };
     let text = std::fs::read_to_string(path)
         .map_err(|e| wrap(vec![ConfigError { line: 1, column: 1, message: format!("cannot read the script: {e}") }]))?;
     let parsed = if path.extension().is_some_and(|e| e == "toml") {
-        parse_segments(&text, products)
+        parse_segments(&text, materials)
     } else {
-        parse_lines(&text, products)
+        parse_lines(&text, &materials.products)
     };
     parsed.map_err(wrap)
 }
@@ -198,18 +219,21 @@ pub fn load(path: &Path, products: &[Product]) -> Result<Vec<Sentence>, ConfigEr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::content::parse_products;
+    use crate::content::parse_materials;
 
-    fn products() -> Vec<Product> {
-        parse_products("[[product]]\nsku = \"KET-100\"\nname = \"Smart kettle\"\nprice = \"29.00\"\n").unwrap()
+    fn materials() -> Materials {
+        parse_materials(
+            "[[product]]\nsku = \"KET-100\"\nname = \"Smart kettle\"\nprice = \"29.00\"\n\n[[promotion]]\nid = \"bf\"\nstarts = \"2026-11-27T00:00:00Z\"\nends = \"2026-11-28T00:00:00Z\"\n",
+        )
+        .unwrap()
     }
 
     #[test]
     fn lines_skip_blanks_and_comments() {
         let s = parse_lines("# intro\nHello there.\n\n  Welcome & enjoy!  \n", &[]).unwrap();
-        let plain: Vec<&str> = s.iter().map(|s| s.plain.as_str()).collect();
+        let plain: Vec<&str> = s.iter().map(|l| l.sentence.plain.as_str()).collect();
         assert_eq!(plain, ["Hello there.", "Welcome & enjoy!"]);
-        assert_eq!(s[1].ssml, "<speak>Welcome &amp; enjoy!</speak>");
+        assert_eq!(s[1].sentence.ssml, "<speak>Welcome &amp; enjoy!</speak>");
     }
 
     #[test]
@@ -221,17 +245,25 @@ sentences = [
   "Meet the {product.name}!",
   "<mark name=\"card:show:KET-100\"/>Only <say-as interpret-as=\"currency\">{product.price}</say-as>.",
 ]
+
+[[segment]]
+promotion = "bf"
+sentences = ["Black Friday deals today!"]
 "#;
-        let s = parse_segments(text, &products()).unwrap();
-        assert_eq!(s[0].plain, "Meet the Smart kettle!");
-        assert_eq!(s[1].plain, "Only 29 dollars.");
-        assert_eq!(s[1].marks, vec!["card:show:KET-100"]);
+        let s = parse_segments(text, &materials()).unwrap();
+        assert_eq!(s[0].sentence.plain, "Meet the Smart kettle!");
+        assert_eq!(s[1].sentence.plain, "Only 29 dollars.");
+        assert_eq!(s[1].sentence.marks, vec!["card:show:KET-100"]);
+        assert_eq!((s[1].window, s[2].window), (None, Some((1_795_737_600_000, 1_795_824_000_000))));
+        let unknown =
+            parse_segments("[[segment]]\npromotion = \"xmas\"\nsentences = [\"Hi.\"]\n", &materials()).unwrap_err();
+        assert!(unknown[0].message.contains("\"xmas\""));
     }
 
     #[test]
     fn every_problem_names_its_line_and_column() {
         let text = "[[segment]]\nproduct = \"NOPE\"\nsentences = [\n  \"Hi {product.colour}\",\n  \"<emphasis>x</emphasis>\",\n  \"<mark name=\\\"card:show:ZZZ\\\"/>Look.\",\n]\n";
-        let errors = parse_segments(text, &products()).unwrap_err();
+        let errors = parse_segments(text, &materials()).unwrap_err();
         let m: Vec<String> = errors.iter().map(|e| format!("{}:{} {}", e.line, e.column, e.message)).collect();
         assert_eq!(errors.len(), 4, "{m:#?}");
         assert!(m[0].starts_with("2:11 ") && m[0].contains("\"NOPE\""), "{m:#?}");

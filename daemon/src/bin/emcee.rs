@@ -129,14 +129,14 @@ fn check(file: &Path, outputs: &[String]) -> Result<Config, ExitCode> {
         eprintln!("{errors}");
         ExitCode::from(EXIT_CONFIG as u8)
     })?;
-    let products = match &config.products {
-        Some(path) => content::load_products(path).map_err(|errors| {
+    let materials = match &config.products {
+        Some(path) => content::load_materials(path).map_err(|errors| {
             eprintln!("{errors}");
             ExitCode::from(EXIT_CONFIG as u8)
         })?,
-        None => Vec::new(),
+        None => content::Materials::default(),
     };
-    script::load(&config.script, &products).map_err(|errors| {
+    script::load(&config.script, &materials).map_err(|errors| {
         eprintln!("{errors}");
         ExitCode::from(EXIT_CONFIG as u8)
     })?;

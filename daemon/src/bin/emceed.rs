@@ -8,6 +8,7 @@ use clap::Parser;
 use emcee_daemon::answer::Answerer;
 use emcee_daemon::config::Config;
 use emcee_daemon::control::{run_show, Ending};
+use emcee_daemon::scheduler::ScriptSentence;
 use emcee_daemon::store::Store;
 use emcee_daemon::{api, content, script, EXIT_CONFIG};
 
@@ -48,21 +49,21 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(EXIT_CONFIG);
         }
     };
-    let products = match config.products.as_deref().map(content::load_products).transpose() {
-        Ok(p) => p.unwrap_or_default(),
+    let materials = match config.products.as_deref().map(content::load_materials).transpose() {
+        Ok(m) => m.unwrap_or_default(),
         Err(errors) => {
             eprintln!("{errors}");
             std::process::exit(EXIT_CONFIG);
         }
     };
-    let sentences: Vec<String> = match script::load(&config.script, &products) {
-        Ok(s) => s.into_iter().map(|s| s.ssml).collect(),
+    let sentences: Vec<ScriptSentence> = match script::load(&config.script, &materials) {
+        Ok(lines) => lines.into_iter().map(|l| ScriptSentence { ssml: l.sentence.ssml, window: l.window }).collect(),
         Err(errors) => {
             eprintln!("{errors}");
             std::process::exit(EXIT_CONFIG);
         }
     };
-    let answerer = Answerer::new(&products, config.min_confidence, &config.holding_line);
+    let answerer = Answerer::new(&materials.products, config.min_confidence, &config.holding_line);
     let ending = match args.run_for {
         Some(s) if s.is_finite() && s > 0.0 => Ending::After(Duration::from_secs_f64(s)),
         Some(s) => {
