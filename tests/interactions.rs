@@ -118,6 +118,12 @@ fn an_operator_line_cuts_in_and_the_cut_sentence_is_said_again() -> Result<()> {
     let different = similarity(&pcm, at(0), line_start, 600);
     eprintln!("similarity of the re-said start {same:.2}, of the operator line {different:.2}");
     ensure!(same > 0.6 && different < 0.3, "re-said start {same:.2}, operator line {different:.2}");
+
+    // The room ended by itself: the picture fades to black over the last second, then closes.
+    let frames = probe::gray_frames(&rec, 640, 360)?;
+    let mean = |f: &Vec<u8>| f.iter().map(|&y| f64::from(y)).sum::<f64>() / f.len() as f64;
+    let (before, last) = (mean(&frames[frames.len() - 45]), mean(&frames[frames.len() - 1]));
+    ensure!(before > 40.0 && last < 20.0, "fade: {before:.1} 1.5 s before the end, {last:.1} at the end");
     Ok(())
 }
 

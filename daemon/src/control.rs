@@ -27,6 +27,8 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 const CONNECT_PATIENCE: Duration = Duration::from_secs(60);
 const END_PATIENCE: Duration = Duration::from_secs(20);
+/// How long the picture fades to black when the room ends gracefully.
+const END_FADE_MS: u32 = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -459,7 +461,9 @@ pub async fn run_show(
     }
 
     notify("STOPPING=1");
-    send(&mut ws, &ControlMessage::End).await;
+    // The room ending by itself (or by `stop`) fades out; a deadline or a signal ends at once.
+    let fade_ms = if show.end_requested { END_FADE_MS } else { 0 };
+    send(&mut ws, &ControlMessage::End { fade_ms }).await;
     let wait_for_end = async {
         while let Some(message) = ws.next().await {
             let Ok(Message::Text(text)) = message else { continue };

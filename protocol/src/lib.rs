@@ -74,8 +74,12 @@ pub enum ControlMessage {
         #[serde(default)]
         when: StopWhen,
     },
-    /// End the show: finish nothing new, flush the encoders, close the streams, exit.
-    End,
+    /// End the show: cut what plays, fade picture and sound out over `fade_ms` (0: at once),
+    /// flush the encoders, close the streams.
+    End {
+        #[serde(default)]
+        fade_ms: u32,
+    },
 }
 
 /// Where a stop cuts the speech that is playing.
@@ -215,6 +219,16 @@ mod tests {
         assert_eq!(msg, ControlMessage::Stop { id: None, when: StopWhen::Phoneme });
         let msg: ControlMessage = serde_json::from_str(r#"{"type":"stop","id":"a","when":"sentence_end"}"#).unwrap();
         assert_eq!(msg, ControlMessage::Stop { id: Some("a".into()), when: StopWhen::SentenceEnd });
+    }
+
+    #[test]
+    fn end_fades_only_when_asked() {
+        assert_eq!(
+            serde_json::from_str::<ControlMessage>(r#"{"type":"end"}"#).unwrap(),
+            ControlMessage::End { fade_ms: 0 }
+        );
+        let msg = serde_json::to_string(&ControlMessage::End { fade_ms: 1000 }).unwrap();
+        assert_eq!(msg, r#"{"type":"end","fade_ms":1000}"#);
     }
 
     #[test]

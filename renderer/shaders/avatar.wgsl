@@ -6,6 +6,7 @@ struct Frame {
     head: mat4x4<f32>,
     // x: jaw open, y: lip spread, z: blink, w: breathing
     weights: vec4<f32>,
+    // xyz: key light direction, w: picture level (1 normal … 0 black, for fades)
     light_dir: vec4<f32>,
 };
 
@@ -57,5 +58,6 @@ fn fs_main(in: VertexOut) -> @location(0) vec4<f32> {
     let rim = pow(1.0 - max(n.z, 0.0), 3.0) * 0.25;
     let linear = in.color * (0.22 + 0.75 * key + fill) + vec3<f32>(rim);
     // The target is UNORM holding display-referred values: encode gamma here.
-    return vec4<f32>(pow(clamp(linear, vec3<f32>(0.0), vec3<f32>(1.0)), vec3<f32>(1.0 / 2.2)), 1.0);
+    let display = pow(clamp(linear, vec3<f32>(0.0), vec3<f32>(1.0)), vec3<f32>(1.0 / 2.2));
+    return vec4<f32>(display * frame.light_dir.w, 1.0);
 }

@@ -64,7 +64,7 @@ pub fn frame_uniforms(pose: &Pose, width: u32, height: u32) -> Vec<f32> {
     out.extend(view_projection(width, height).iter().flatten());
     out.extend(head_matrix(pose).iter().flatten());
     out.extend([pose.jaw_open, pose.mouth_spread, pose.blink, pose.breath]);
-    out.extend([-0.4, 0.5, 0.9, 0.0]);
+    out.extend([-0.4, 0.5, 0.9, 1.0 - pose.fade_out.clamp(0.0, 1.0)]);
     out
 }
 

@@ -641,7 +641,8 @@ impl Gpu {
                 d.cmd_write_timestamp(cmd, vk::PipelineStageFlags::TOP_OF_PIPE, pool, 0);
             }
             // The background bytes are display values, like everything in the UNORM target.
-            let [r, g, b] = self.background;
+            let level = 1.0 - pose.fade_out.clamp(0.0, 1.0);
+            let [r, g, b] = self.background.map(|c| c * level);
             let clear = [
                 vk::ClearValue { color: vk::ClearColorValue { float32: [r, g, b, 1.0] } },
                 vk::ClearValue { depth_stencil: vk::ClearDepthStencilValue { depth: 1.0, stencil: 0 } },

@@ -29,6 +29,8 @@ pub struct Pose {
     pub head_yaw: f32,
     pub head_pitch: f32,
     pub head_roll: f32,
+    /// 0 normal picture … 1 black (the end-of-show fade).
+    pub fade_out: f32,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -52,6 +52,11 @@ fn renders_the_avatar_and_converts_to_bt709_i420() {
     assert!(mouth > 15.0, "mouth changed by {mouth}");
     assert!(forehead < 1.0, "forehead changed by {forehead}");
 
+    // A full fade is black (BT.709 limited range: Y = 16, Cb = Cr = 128).
+    let black = r.render(&Pose { fade_out: 1.0, ..Pose::default() }).unwrap().to_vec();
+    assert!(black[..luma].iter().all(|&y| y == 16), "luma of a faded frame");
+    assert!(black[luma..].iter().all(|&c| c == 128), "chroma of a faded frame");
+
     // Rendering is deterministic.
     let again = r.render(&Pose::default()).unwrap().to_vec();
     assert_eq!(again, neutral);

@@ -72,7 +72,7 @@ impl StopSignals {
 /// Asks a running pipeline to end the show (streams closed cleanly); false when none runs.
 fn end_show(pipeline: &Option<Pipeline>) -> bool {
     tracing::info!("stop signal: ending the show");
-    pipeline.as_ref().is_some_and(|p| p.commands.send(Command::End).is_ok())
+    pipeline.as_ref().is_some_and(|p| p.commands.send(Command::End { fade_frames: 0 }).is_ok())
 }
 
 /// Serves control connections until the show has ended (by `end` or a stop signal).
@@ -225,9 +225,10 @@ async fn handle(
             }
             None => Some(StageEvent::Rejected { reason: "stop before hello".into() }),
         },
-        ControlMessage::End => match pipeline.as_ref() {
+        ControlMessage::End { fade_ms } => match pipeline.as_ref() {
             Some(p) => {
-                let _ = p.commands.send(Command::End);
+                let fade_frames = u64::from(fade_ms) * u64::from(p.config.video.fps) / 1000;
+                let _ = p.commands.send(Command::End { fade_frames });
                 None // `Ended` follows from the pipeline once the streams are closed.
             }
             None => Some(StageEvent::Ended { media_ts: 0 }),

@@ -46,8 +46,14 @@ pub enum PipelineError {
 
 pub enum Command {
     Cue(Cue),
-    Stop { id: Option<String>, when: StopWhen },
-    End,
+    Stop {
+        id: Option<String>,
+        when: StopWhen,
+    },
+    /// End the show after fading out for this many frames (0: at once).
+    End {
+        fade_frames: u64,
+    },
 }
 
 /// A running pipeline; dropping the handle does not stop it, [`Command::End`] does.
@@ -191,6 +197,8 @@ fn run_media(
     let lead = frame_len * LEAD_FRAMES as u32;
     let clock_start = Instant::now();
 
+    // (first frame, length) of the end-of-show fade, once asked for.
+    let mut fading: Option<(u64, u64)> = None;
     let mut index = 0u64;
     loop {
         let tick_start = frame_ts(index, fps);
@@ -223,11 +231,16 @@ fn run_media(
                     }
                 }
                 Ok(Command::Stop { id, when }) => queue.stop(id.as_deref(), when, tick_start, &mut lifecycle),
-                Ok(Command::End) | Err(TryRecvError::Disconnected) => break true,
+                Ok(Command::End { fade_frames }) if fade_frames > 0 && fading.is_none() => {
+                    // Speech stops now; picture and sound fade out, then the streams close.
+                    queue.stop(None, StopWhen::Now, tick_start, &mut lifecycle);
+                    fading = Some((index, fade_frames));
+                }
+                Ok(Command::End { .. }) | Err(TryRecvError::Disconnected) => break true,
                 Err(TryRecvError::Empty) => break false,
             }
         };
-        if ending {
+        if ending || fading.is_some_and(|(from, len)| index >= from + len) {
             break;
         }
         while let Ok((id, result)) = spoken_rx.try_recv() {
@@ -252,6 +265,7 @@ fn run_media(
             head_yaw,
             head_pitch,
             head_roll,
+            fade_out: fading.map_or(0.0, |(from, len)| (index - from + 1) as f32 / len as f32),
         };
 
         // This tick's audio: speech where there is some, silence elsewhere.
