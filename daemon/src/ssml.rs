@@ -252,32 +252,29 @@ pub fn parse(input: &str) -> Result<Sentence, Vec<SsmlError>> {
             .map(|(p, _)| from + p)
             .find(|&p| input[p + 1..].chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '/'))
     };
+    // Text between tags: collected for a `say-as`/`sub` being read, else said as it is.
+    let text = |range: std::ops::Range<usize>,
+                capture: &mut Option<(Tag<'_>, String)>,
+                out: &mut String,
+                plain: &mut String,
+                errors: &mut Vec<SsmlError>| match unescape(&input[range.clone()], range.start) {
+        Ok(t) => match capture.as_mut() {
+            Some((_, buf)) => buf.push_str(&t),
+            None => {
+                out.push_str(&escape(&t));
+                plain.push_str(&t);
+            }
+        },
+        Err(e) => errors.push(e),
+    };
     let mut i = 0;
     while i < input.len() {
         let Some(lt) = tag_start(i) else {
-            match unescape(&input[i..], i) {
-                Ok(t) => match capture.as_mut() {
-                    Some((_, buf)) => buf.push_str(&t),
-                    None => {
-                        out.push_str(&escape(&t));
-                        plain.push_str(&t);
-                    }
-                },
-                Err(e) => errors.push(e),
-            }
+            text(i..input.len(), &mut capture, &mut out, &mut plain, &mut errors);
             break;
         };
         if lt > i {
-            match unescape(&input[i..lt], i) {
-                Ok(t) => match capture.as_mut() {
-                    Some((_, buf)) => buf.push_str(&t),
-                    None => {
-                        out.push_str(&escape(&t));
-                        plain.push_str(&t);
-                    }
-                },
-                Err(e) => errors.push(e),
-            }
+            text(i..lt, &mut capture, &mut out, &mut plain, &mut errors);
         }
         let (tag, next) = match parse_tag(input, lt) {
             Ok(t) => t,
