@@ -70,6 +70,12 @@ fn an_operator_line_cuts_in_and_the_cut_sentence_is_said_again() -> Result<()> {
     ensure!(reply["cue"] == "i1", "reply {reply}");
     let status = emcee(&["status"], &config)?;
     ensure!(status.status.success(), "emcee status: {}", String::from_utf8_lossy(&status.stderr));
+    // Status tells the truth about the stream, without the stream key.
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout)?;
+    let output = &status["stage"]["outputs"][0];
+    ensure!(status["stage"]["encoder"] == "openh264" && output["state"] == "publishing", "{status}");
+    ensure!(output["url"].as_str().is_some_and(|u| u.ends_with("/live/…")), "key not redacted: {status}");
+    ensure!(output["bytes_sent"].as_u64().is_some_and(|b| b > 10_000), "{status}");
 
     // The show ends on its own when the script is done.
     let code = wait_for_end(&mut show, Duration::from_secs(60))?;

@@ -68,6 +68,8 @@ pub struct Status {
     pub queued_interactions: usize,
     pub playing: Option<Playing>,
     pub stage_connected: bool,
+    /// The stage's last health report: frames, late frames, encoder, each output's state.
+    pub stage: Option<emcee_protocol::Health>,
 }
 
 /// Reads the bearer token: a systemd credential `api-token` if present, else `file`, which is

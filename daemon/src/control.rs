@@ -113,6 +113,7 @@ struct Show {
     stage_connected: bool,
     answerer: Answerer,
     answer_max_age_ms: i64,
+    last_health: Option<emcee_protocol::Health>,
     /// Questions answered lately (normalised text → answer, when), so a question repeated in
     /// the chat is answered once.
     recent_questions: HashMap<String, (Asked, Instant)>,
@@ -185,7 +186,8 @@ impl Show {
             }
             StageEvent::Rejected { reason } => tracing::warn!(%reason, "the stage rejected a message"),
             StageEvent::Health(h) => {
-                tracing::debug!(frames = h.frames, late = h.late_frames, encoder = %h.encoder, "health")
+                tracing::debug!(frames = h.frames, late = h.late_frames, encoder = %h.encoder, "health");
+                self.last_health = Some(h);
             }
             StageEvent::Accepted { .. } | StageEvent::Ready { .. } | StageEvent::Ended { .. } => {}
         }
@@ -246,6 +248,7 @@ impl Show {
                 queued_interactions: self.scheduler.queued_interactions(),
                 playing,
                 stage_connected: self.stage_connected,
+                stage: self.last_health.clone().filter(|_| self.stage_connected),
             });
         }
     }
@@ -378,6 +381,7 @@ pub async fn run_show(
         stage_connected: false,
         answerer,
         answer_max_age_ms: (config.answer_max_age_s * 1000) as i64,
+        last_health: None,
         recent_questions: HashMap::new(),
     };
 

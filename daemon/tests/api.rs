@@ -32,6 +32,7 @@ async fn serve() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
                         queued_interactions: 0,
                         playing: None,
                         stage_connected: true,
+                        stage: None,
                     });
                 }
                 ApiCall::Say { reply, .. } => {

@@ -196,6 +196,14 @@ impl RtmpUrl {
     }
 }
 
+/// The URL with its stream key (a secret) replaced by `…`, for logs, health and status.
+pub fn redact_stream_key(url: &str) -> String {
+    match RtmpUrl::parse(url) {
+        Ok(u) => format!("{}/…", u.tc_url),
+        Err(_) => "(invalid url)".to_string(),
+    }
+}
+
 /// Converts a media timestamp to milliseconds (for display and the wire edge only).
 pub fn media_ts_to_ms(media_ts: u64) -> u64 {
     media_ts * 1000 / MEDIA_CLOCK_HZ
@@ -252,6 +260,15 @@ mod tests {
             let err = RtmpUrl::parse(bad).unwrap_err().to_string();
             assert!(err.contains(bad), "{err}");
         }
+    }
+
+    #[test]
+    fn stream_keys_are_redacted() {
+        assert_eq!(
+            redact_stream_key("rtmp://ingest.example/app/secret-key?auth=1"),
+            "rtmp://ingest.example:1935/app/…"
+        );
+        assert_eq!(redact_stream_key("nonsense"), "(invalid url)");
     }
 
     #[test]

@@ -297,7 +297,7 @@ fn run_media(
             let outputs = sink_stats
                 .iter()
                 .map(|(url, s)| OutputHealth {
-                    url: url.clone(),
+                    url: emcee_protocol::redact_stream_key(url),
                     state: s.state(),
                     bytes_sent: s.bytes_sent.load(std::sync::atomic::Ordering::Relaxed),
                 })

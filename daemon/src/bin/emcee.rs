@@ -220,7 +220,8 @@ async fn run(config_path: PathBuf, outputs: Vec<String>, run_for: Option<f64>) -
             return ExitCode::FAILURE;
         }
     };
-    println!("emcee: streaming to {}", config.stage.outputs.join(", "));
+    let outputs: Vec<String> = config.stage.outputs.iter().map(|u| emcee_protocol::redact_stream_key(u)).collect();
+    println!("emcee: streaming to {}", outputs.join(", "));
 
     // Like systemd with Restart=on-failure: a process that crashes is started again; the
     // control plane resumes from its state database, the stage from the cues re-sent to it.
