@@ -96,13 +96,39 @@ impl Pipeline {
             Distributor::start(&config.outputs, headers, &rt)?
         };
 
+        // Every thread starts here, so a failure is reported instead of a half-running stage.
+        let encoder_name = encoder.name();
+        let sink_stats = distributor.stats();
+        let (speech_tx, speech_rx) = mpsc::channel::<(String, String)>();
+        let (spoken_tx, spoken_rx) = mpsc::channel();
+        let avatar = config.avatar.clone();
+        std::thread::Builder::new()
+            .name("speech".into())
+            .spawn(move || run_speech(&avatar, speech_rx, spoken_tx))
+            .map_err(PipelineError::Thread)?;
+        let (video_tx, video_rx) = mpsc::sync_channel::<VideoJob>(LEAD_FRAMES as usize + 1);
+        let (video_rt, size) = (rt.clone(), (v.width, v.height));
+        let video = std::thread::Builder::new()
+            .name("video".into())
+            .spawn(move || run_video(Box::new(encoder), distributor, video_rx, video_rt, size))
+            .map_err(PipelineError::Thread)?;
+
         let (commands, command_rx) = mpsc::channel();
         let media_config = config.clone();
         let media = std::thread::Builder::new()
             .name("media".into())
             .spawn(move || {
-                let parts = Parts { renderer, encoder: Box::new(encoder), aac, distributor };
-                run_media(media_config, parts, command_rx, events, rt);
+                let parts = Parts {
+                    renderer,
+                    aac,
+                    encoder_name,
+                    sink_stats,
+                    speech: speech_tx,
+                    spoken: spoken_rx,
+                    video: video_tx,
+                    video_thread: video,
+                };
+                run_media(media_config, parts, command_rx, events);
             })
             .map_err(PipelineError::Thread)?;
         Ok(Self { commands, config, media: Some(media) })
@@ -116,11 +142,32 @@ impl Pipeline {
     }
 }
 
+/// What the media thread drives: the renderer and audio encoder it owns, and the channels to
+/// the speech and video threads.
 struct Parts {
     renderer: Renderer,
-    encoder: Box<dyn VideoEncoder>,
     aac: AacEncoder,
-    distributor: Distributor,
+    encoder_name: &'static str,
+    sink_stats: Vec<(String, std::sync::Arc<emcee_stream::rtmp::SinkStats>)>,
+    speech: Sender<(String, String)>,
+    spoken: Receiver<(String, Result<Utterance, String>)>,
+    video: mpsc::SyncSender<VideoJob>,
+    video_thread: JoinHandle<()>,
+}
+
+/// Synthesizes `say` cues in arrival order, ahead of the clock.
+fn run_speech(
+    avatar: &emcee_protocol::AvatarConfig,
+    jobs: Receiver<(String, String)>,
+    spoken: Sender<(String, Result<Utterance, String>)>,
+) {
+    let mut voice = EspeakVoice::new(default_bridge_path(), &avatar.voice, avatar.words_per_minute);
+    for (id, text) in jobs {
+        let result = voice.synthesize(&text).map_err(|e| e.to_string());
+        if spoken.send((id, result)).is_err() {
+            break;
+        }
+    }
 }
 
 enum VideoJob {
@@ -150,44 +197,19 @@ fn run_media(
     parts: Parts,
     commands: Receiver<Command>,
     events: tokio::sync::mpsc::Sender<StageEvent>,
-    rt: tokio::runtime::Handle,
 ) {
-    let Parts { mut renderer, encoder, mut aac, distributor } = parts;
+    let Parts {
+        mut renderer,
+        mut aac,
+        encoder_name,
+        sink_stats,
+        speech: speech_tx,
+        spoken: spoken_rx,
+        video: video_tx,
+        video_thread: video,
+    } = parts;
     let fps = config.video.fps;
     let channels = usize::from(config.audio.channels);
-    let encoder_name = encoder.name();
-    let sink_stats = distributor.stats();
-
-    // Speech runs ahead on its own thread so a long sentence never stalls the clock.
-    let (speech_tx, speech_rx) = mpsc::channel::<(String, String)>();
-    let (spoken_tx, spoken_rx) = mpsc::channel::<(String, Result<Utterance, String>)>();
-    let avatar = config.avatar.clone();
-    let speech = std::thread::Builder::new().name("speech".into()).spawn(move || {
-        let mut voice = EspeakVoice::new(default_bridge_path(), &avatar.voice, avatar.words_per_minute);
-        for (id, text) in speech_rx {
-            let result = voice.synthesize(&text).map_err(|e| e.to_string());
-            if spoken_tx.send((id, result)).is_err() {
-                break;
-            }
-        }
-    });
-    if let Err(e) = speech {
-        tracing::error!(error = %e, "cannot start the speech thread; the show continues silent");
-    }
-
-    let (video_tx, video_rx) = mpsc::sync_channel::<VideoJob>(LEAD_FRAMES as usize + 1);
-    let video_rt = rt.clone();
-    let (width, height) = (config.video.width, config.video.height);
-    let video = std::thread::Builder::new()
-        .name("video".into())
-        .spawn(move || run_video(encoder, distributor, video_rx, video_rt, (width, height)));
-    let video = match video {
-        Ok(h) => h,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the video thread");
-            return;
-        }
-    };
 
     let mut queue = SpeechQueue::default();
     let mut lifecycle = Vec::new();
