@@ -271,6 +271,79 @@ async fn audit_log(
     }
 }
 
+/// Prometheus text exposition of the status.
+fn metrics_text(s: &Status) -> String {
+    use std::fmt::Write;
+    let mut m = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
+        let _ = writeln!(m, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(m, "{name}{labels} {value}");
+        }
+    };
+    let rooms = [Room::Idle, Room::Live, Room::Paused, Room::Ending, Room::Ended];
+    let room_samples: Vec<(String, f64)> = rooms
+        .iter()
+        .map(|r| {
+            let name = serde_json::to_value(r).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+            (format!("{{state=\"{name}\"}}"), f64::from(u8::from(*r == s.room)))
+        })
+        .collect();
+    metric("emcee_room_state", "gauge", "1 for the live room's current state", &room_samples);
+    metric(
+        "emcee_script_sentence",
+        "gauge",
+        "Index of the script sentence playing or next",
+        &[(String::new(), s.offset.sentence as f64)],
+    );
+    metric("emcee_script_pass", "counter", "Times the script has looped", &[(String::new(), s.offset.pass as f64)]);
+    metric(
+        "emcee_interactions_queued",
+        "gauge",
+        "Operator lines and answers waiting",
+        &[(String::new(), s.queued_interactions as f64)],
+    );
+    metric(
+        "emcee_stage_connected",
+        "gauge",
+        "1 while the stage is connected",
+        &[(String::new(), f64::from(u8::from(s.stage_connected)))],
+    );
+    if let Some(h) = &s.stage {
+        metric(
+            "emcee_frames_total",
+            "counter",
+            "Video frames produced by the stage",
+            &[(String::new(), h.frames as f64)],
+        );
+        metric(
+            "emcee_late_frames_total",
+            "counter",
+            "Frames that left after their deadline",
+            &[(String::new(), h.late_frames as f64)],
+        );
+        metric(
+            "emcee_encoder_info",
+            "gauge",
+            "The video encoder in use",
+            &[(format!("{{encoder=\"{}\"}}", h.encoder), 1.0)],
+        );
+        let label = |url: &str| format!("{{url=\"{}\"}}", url.replace('\\', "\\\\").replace('"', "\\\""));
+        let up: Vec<(String, f64)> =
+            h.outputs.iter().map(|o| (label(&o.url), f64::from(u8::from(o.state == "publishing")))).collect();
+        metric("emcee_output_up", "gauge", "1 while the output is publishing", &up);
+        let bytes: Vec<(String, f64)> = h.outputs.iter().map(|o| (label(&o.url), o.bytes_sent as f64)).collect();
+        metric("emcee_output_bytes_sent_total", "counter", "Bytes written to the output", &bytes);
+    }
+    m
+}
+
+async fn metrics(State(state): State<AppState>) -> Result<Response, Failure> {
+    let status = ask_show(&state, ApiCall::Status).await?;
+    let text = metrics_text(&status);
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}
+
 async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "no such endpoint; see docs/api.yaml")
 }
@@ -283,6 +356,7 @@ pub fn router(token: String, calls: mpsc::Sender<ApiCall>, log: Store) -> Router
         .route("/v1/ask", post(ask))
         .route("/v1/room/{command}", post(room))
         .route("/v1/log", get(audit_log))
+        .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new().route("/healthz", get(|| async { "ok" })).merge(authed).fallback(not_found).with_state(state)
 }
@@ -295,6 +369,43 @@ pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ApiError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metrics_expose_the_stage_and_escape_labels() {
+        let health = emcee_protocol::Health {
+            media_ts: 48_000,
+            frames: 300,
+            late_frames: 2,
+            encoder: "openh264".into(),
+            outputs: vec![emcee_protocol::OutputHealth {
+                url: "rtmp://a:1935/x\"y/…".into(),
+                state: "publishing".into(),
+                bytes_sent: 12_345,
+            }],
+        };
+        let status = Status {
+            room: Room::Paused,
+            offset: Offset { pass: 1, sentence: 4, attempt: 0 },
+            script_sentences: 9,
+            queued_interactions: 2,
+            playing: None,
+            stage_connected: true,
+            stage: Some(health),
+        };
+        let text = metrics_text(&status);
+        for line in [
+            "emcee_room_state{state=\"paused\"} 1",
+            "emcee_script_sentence 4",
+            "emcee_interactions_queued 2",
+            "emcee_frames_total 300",
+            "emcee_late_frames_total 2",
+            "emcee_encoder_info{encoder=\"openh264\"} 1",
+            "emcee_output_up{url=\"rtmp://a:1935/x\\\"y/…\"} 1",
+            "emcee_output_bytes_sent_total{url=\"rtmp://a:1935/x\\\"y/…\"} 12345",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
+        }
+    }
 
     #[test]
     fn token_comparison_needs_every_byte() {

@@ -98,6 +98,20 @@ async fn the_right_token_is_needed_and_wrong_ones_reach_nothing() {
     assert!(missing.contains("\"error\":\"missing `Authorization: Bearer <token>` header\""), "{missing}");
     assert_eq!(calls.load(Ordering::SeqCst), 1, "refused requests must not reach the show");
 
+    // Prometheus metrics, with the same token.
+    let metrics = raw(
+        addr,
+        format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    assert!(metrics.contains("# TYPE emcee_room_state gauge"), "{metrics}");
+    assert!(metrics.contains("emcee_room_state{state=\"live\"} 1\n"), "{metrics}");
+    assert!(metrics.contains("emcee_room_state{state=\"idle\"} 0\n"), "{metrics}");
+    assert!(metrics.contains("emcee_stage_connected 1\n"), "{metrics}");
+    let unauthorised = raw(addr, format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")).await;
+    assert!(unauthorised.starts_with("HTTP/1.1 401"), "{unauthorised}");
+
     // The health probe needs no token.
     let health = raw(addr, format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")).await;
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
