@@ -303,6 +303,11 @@ fn instant_of(t: jiff::Timestamp) -> Instant {
     }
 }
 
+/// A deadline that never comes, for `select!` arms that are off.
+fn never() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
+}
+
 /// Before the stage is asked to stream: answers the API (lines are queued durably) and waits
 /// for the room to open — at once with `autostart`, at a schedule window, or on `start`.
 async fn wait_to_go_live(
@@ -311,17 +316,15 @@ async fn wait_to_go_live(
     calls: &mut mpsc::Receiver<ApiCall>,
     end_at: Option<Instant>,
     stop: &mut (impl std::future::Future<Output = ()> + Unpin),
+    watchdog_tick: &mut tokio::time::Interval,
 ) -> GoLive {
     let schedule = &config.schedule;
     if (schedule.is_empty() && config.autostart) || schedule.is_open(jiff::Timestamp::now()) {
         return GoLive::Now;
     }
     tracing::info!("the room is closed; waiting for its schedule or a start command");
-    let far_future = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
-    let watchdog = crate::notify::watchdog_interval().unwrap_or(Duration::from_secs(3600));
-    let mut watchdog_tick = tokio::time::interval(watchdog);
     loop {
-        let next_change = schedule.next_change(jiff::Timestamp::now()).map_or(far_future, instant_of);
+        let next_change = schedule.next_change(jiff::Timestamp::now()).map_or_else(never, instant_of);
         tokio::select! {
             Some(call) = calls.recv() => match call {
                 ApiCall::Room { command: RoomCommand::Start, reply } => {
@@ -347,7 +350,7 @@ async fn wait_to_go_live(
                     return GoLive::Now;
                 }
             }
-            _ = tokio::time::sleep_until(end_at.unwrap_or(far_future)) => return GoLive::Quit,
+            _ = tokio::time::sleep_until(end_at.unwrap_or_else(never)) => return GoLive::Quit,
             _ = &mut *stop => return GoLive::Quit,
             _ = watchdog_tick.tick() => notify("WATCHDOG=1"),
         }
@@ -389,13 +392,12 @@ pub async fn run_show(
         Ending::After(d) => Some(Instant::now() + d),
         Ending::RoomEnds => None,
     };
-    let far_future = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
     let watchdog = crate::notify::watchdog_interval().unwrap_or(Duration::from_secs(3600));
     let mut watchdog_tick = tokio::time::interval(watchdog);
     tokio::pin!(stop);
     // Up: the API answers from here on, whether or not the room is open.
     notify("READY=1");
-    if let GoLive::Quit = wait_to_go_live(&mut show, config, &mut calls, end_at, &mut stop).await {
+    if let GoLive::Quit = wait_to_go_live(&mut show, config, &mut calls, end_at, &mut stop, &mut watchdog_tick).await {
         return Ok(());
     }
 
@@ -427,7 +429,7 @@ pub async fn run_show(
                         show.stage_connected = false;
                         let reopened = tokio::select! {
                             reopened = open(config, &url, None) => Some(reopened?),
-                            _ = tokio::time::sleep_until(end_at.unwrap_or(far_future)) => None,
+                            _ = tokio::time::sleep_until(end_at.unwrap_or_else(never)) => None,
                             _ = &mut stop => None,
                         };
                         let Some(reopened) = reopened else {
@@ -443,7 +445,7 @@ pub async fn run_show(
             }
             Some(call) = calls.recv() => show.on_call(&mut ws, call).await,
             _ = tokio::time::sleep_until(
-                config.schedule.next_change(jiff::Timestamp::now()).map_or(far_future, instant_of)
+                config.schedule.next_change(jiff::Timestamp::now()).map_or_else(never, instant_of)
             ) => {
                 if !config.schedule.is_open(jiff::Timestamp::now()) {
                     tracing::info!("schedule window closes; ending the show after this sentence");
@@ -452,7 +454,7 @@ pub async fn run_show(
                     }
                 }
             }
-            _ = tokio::time::sleep_until(end_at.unwrap_or(far_future)) => {
+            _ = tokio::time::sleep_until(end_at.unwrap_or_else(never)) => {
                 tracing::info!("run time is up; ending the show");
                 break;
             }

@@ -118,16 +118,7 @@ impl Pipeline {
         let media = std::thread::Builder::new()
             .name("media".into())
             .spawn(move || {
-                let parts = Parts {
-                    renderer,
-                    aac,
-                    encoder_name,
-                    sink_stats,
-                    speech: speech_tx,
-                    spoken: spoken_rx,
-                    video: video_tx,
-                    video_thread: video,
-                };
+                let parts = Parts { renderer, aac, encoder_name, sink_stats, speech_tx, spoken_rx, video_tx, video };
                 run_media(media_config, parts, command_rx, events);
             })
             .map_err(PipelineError::Thread)?;
@@ -149,10 +140,11 @@ struct Parts {
     aac: AacEncoder,
     encoder_name: &'static str,
     sink_stats: Vec<(String, std::sync::Arc<emcee_stream::rtmp::SinkStats>)>,
-    speech: Sender<(String, String)>,
-    spoken: Receiver<(String, Result<Utterance, String>)>,
-    video: mpsc::SyncSender<VideoJob>,
-    video_thread: JoinHandle<()>,
+    speech_tx: Sender<(String, String)>,
+    spoken_rx: Receiver<(String, Result<Utterance, String>)>,
+    video_tx: mpsc::SyncSender<VideoJob>,
+    /// The video thread, joined once the last job is sent.
+    video: JoinHandle<()>,
 }
 
 /// Synthesizes `say` cues in arrival order, ahead of the clock.
@@ -198,16 +190,7 @@ fn run_media(
     commands: Receiver<Command>,
     events: tokio::sync::mpsc::Sender<StageEvent>,
 ) {
-    let Parts {
-        mut renderer,
-        mut aac,
-        encoder_name,
-        sink_stats,
-        speech: speech_tx,
-        spoken: spoken_rx,
-        video: video_tx,
-        video_thread: video,
-    } = parts;
+    let Parts { mut renderer, mut aac, encoder_name, sink_stats, speech_tx, spoken_rx, video_tx, video } = parts;
     let fps = config.video.fps;
     let channels = usize::from(config.audio.channels);
 
@@ -322,6 +305,8 @@ fn run_media(
                     url: emcee_protocol::redact_stream_key(url),
                     state: s.state(),
                     bytes_sent: s.bytes_sent.load(std::sync::atomic::Ordering::Relaxed),
+                    connects: s.connects.load(std::sync::atomic::Ordering::Relaxed),
+                    dropped_packets: s.dropped_packets.load(std::sync::atomic::Ordering::Relaxed),
                 })
                 .collect();
             let health =
