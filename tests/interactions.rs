@@ -76,6 +76,7 @@ fn an_operator_line_cuts_in_and_the_cut_sentence_is_said_again() -> Result<()> {
     ensure!(status["stage"]["encoder"] == "openh264" && output["state"] == "publishing", "{status}");
     ensure!(output["url"].as_str().is_some_and(|u| u.ends_with("/live/…")), "key not redacted: {status}");
     ensure!(output["bytes_sent"].as_u64().is_some_and(|b| b > 10_000), "{status}");
+    ensure!(output["connects"] == 1 && output["dropped_packets"] == 0, "a healthy local output: {status}");
 
     // The show ends on its own when the script is done.
     let code = wait_for_end(&mut show, Duration::from_secs(60))?;

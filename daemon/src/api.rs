@@ -334,6 +334,10 @@ fn metrics_text(s: &Status) -> String {
         metric("emcee_output_up", "gauge", "1 while the output is publishing", &up);
         let bytes: Vec<(String, f64)> = h.outputs.iter().map(|o| (label(&o.url), o.bytes_sent as f64)).collect();
         metric("emcee_output_bytes_sent_total", "counter", "Bytes written to the output", &bytes);
+        let connects: Vec<(String, f64)> = h.outputs.iter().map(|o| (label(&o.url), o.connects as f64)).collect();
+        metric("emcee_output_connects_total", "counter", "Sessions opened to the output", &connects);
+        let dropped: Vec<(String, f64)> = h.outputs.iter().map(|o| (label(&o.url), o.dropped_packets as f64)).collect();
+        metric("emcee_output_dropped_packets_total", "counter", "Packets lost to a full queue", &dropped);
     }
     m
 }
@@ -381,6 +385,8 @@ mod tests {
                 url: "rtmp://a:1935/x\"y/…".into(),
                 state: "publishing".into(),
                 bytes_sent: 12_345,
+                connects: 2,
+                dropped_packets: 7,
             }],
         };
         let status = Status {
@@ -402,6 +408,8 @@ mod tests {
             "emcee_encoder_info{encoder=\"openh264\"} 1",
             "emcee_output_up{url=\"rtmp://a:1935/x\\\"y/…\"} 1",
             "emcee_output_bytes_sent_total{url=\"rtmp://a:1935/x\\\"y/…\"} 12345",
+            "emcee_output_connects_total{url=\"rtmp://a:1935/x\\\"y/…\"} 2",
+            "emcee_output_dropped_packets_total{url=\"rtmp://a:1935/x\\\"y/…\"} 7",
         ] {
             assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
         }

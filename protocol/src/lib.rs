@@ -151,6 +151,10 @@ pub struct OutputHealth {
     pub url: String,
     pub state: String,
     pub bytes_sent: u64,
+    /// Sessions opened so far (1 = never reconnected).
+    pub connects: u64,
+    /// Packets this output lost to a full queue (video only, until the next keyframe).
+    pub dropped_packets: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
