@@ -176,16 +176,52 @@ fn a_closed_room_waits_queues_lines_and_opens_on_start() -> Result<()> {
     ensure!(refused.status.code() == Some(1), "skip in a closed room is refused");
 
     ensure!(emcee(&["start"], &config)?.status.success(), "start");
-    let code = wait_for_end(&mut show, Duration::from_secs(40))?;
-    ensure!(code.success(), "emcee run: {code}");
-    drop(nginx);
-    let log = Store::open(&dir.join("state"))?.audit_since(0, 100)?;
-    let order: Vec<String> = log.iter().filter(|r| r.event == "finished").map(|r| r.cue.clone()).collect();
+    wait_for_room(&config, "ended", Duration::from_secs(40))?;
+    let finished = |from: i64| -> Result<Vec<String>> {
+        let log = Store::open(&dir.join("state"))?.audit_since(from, 100)?;
+        Ok(log.iter().filter(|r| r.event == "finished").map(|r| r.cue.clone()).collect())
+    };
+    let order = finished(0)?;
     ensure!(order == ["i1", "i2", "i3", "s0.0.0"], "queued lines first, then the script: {order:?}");
+    let log = Store::open(&dir.join("state"))?.audit_since(0, 100)?;
     let answer = log.iter().find(|r| r.cue == "i2").map(|r| (r.source.clone(), r.text.clone()));
     ensure!(answer.as_ref().is_some_and(|(s, t)| s == "answer" && t.contains("two year")), "{answer:?}");
     ensure!(probe::decode_errors(&dir.join("nginx/rec/room.flv"))?.trim().is_empty());
+
+    // The room has ended, the daemon has not: it waits for the next window or a start, and a
+    // new show starts the finished script over.
+    ensure!(show.try_wait()?.is_none(), "emcee run must outlive a show that has a schedule");
+    let status: serde_json::Value = serde_json::from_slice(&emcee(&["status"], &config)?.stdout)?;
+    ensure!(status["stage_connected"] == false, "{status}");
+    let last = log.last().map_or(0, |r| r.seq);
+    ensure!(emcee(&["start"], &config)?.status.success(), "second start");
+    wait_for_room(&config, "ended", Duration::from_secs(40))?;
+    let second = finished(last)?;
+    ensure!(second == ["s1.0.0"], "the second show says the script again: {second:?}");
+
+    // SIGINT, as Ctrl-C sends it: the daemon and the stage end cleanly.
+    let interrupted = std::process::Command::new("kill").args(["-INT", &show.id().to_string()]).status()?;
+    ensure!(interrupted.success());
+    let code = wait_for_end(&mut show, Duration::from_secs(30))?;
+    ensure!(code.success(), "emcee run: {code}");
+    drop(nginx);
     Ok(())
+}
+
+/// Polls `emcee status` until the room is in `state`.
+fn wait_for_room(config: &std::path::Path, state: &str, limit: Duration) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let out = emcee(&["status"], config)?;
+        if out.status.success() {
+            let status: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+            if status["room"] == state {
+                return Ok(());
+            }
+        }
+        ensure!(Instant::now() < deadline, "the room did not reach `{state}` within {limit:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 fn jiff_hour_utc() -> u64 {

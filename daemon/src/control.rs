@@ -289,7 +289,12 @@ impl Show {
 
 /// Why the wait before going live ended.
 enum GoLive {
-    Now,
+    /// Open the room. `fresh`: a new show (a schedule window opened, or `start` was called),
+    /// which starts the script over if the last show played it to the end; otherwise the show
+    /// resumes where the state database says it was.
+    Now {
+        fresh: bool,
+    },
     Quit,
 }
 
@@ -309,18 +314,18 @@ fn never() -> Instant {
 }
 
 /// Before the stage is asked to stream: answers the API (lines are queued durably) and waits
-/// for the room to open — at once with `autostart`, at a schedule window, or on `start`.
+/// for the room to open — at once with `autostart` or inside a schedule window (when `at_boot`),
+/// when a schedule window opens, or on `start`.
 async fn wait_to_go_live(
     show: &mut Show,
     config: &Config,
-    calls: &mut mpsc::Receiver<ApiCall>,
-    end_at: Option<Instant>,
-    stop: &mut (impl std::future::Future<Output = ()> + Unpin),
-    watchdog_tick: &mut tokio::time::Interval,
+    io: &mut Io<'_, impl std::future::Future<Output = ()> + Unpin>,
+    at_boot: bool,
 ) -> GoLive {
     let schedule = &config.schedule;
-    if (schedule.is_empty() && config.autostart) || schedule.is_open(jiff::Timestamp::now()) {
-        return GoLive::Now;
+    let Io { calls, end_at, stop, watchdog_tick } = io;
+    if at_boot && ((schedule.is_empty() && config.autostart) || schedule.is_open(jiff::Timestamp::now())) {
+        return GoLive::Now { fresh: false };
     }
     tracing::info!("the room is closed; waiting for its schedule or a start command");
     loop {
@@ -329,7 +334,7 @@ async fn wait_to_go_live(
             Some(call) = calls.recv() => match call {
                 ApiCall::Room { command: RoomCommand::Start, reply } => {
                     let _ = reply.send(Ok(crate::scheduler::Room::Live));
-                    return GoLive::Now;
+                    return GoLive::Now { fresh: true };
                 }
                 ApiCall::Room { command, reply } => {
                     let _ = reply.send(show.scheduler.command(command, now_ms()).map(|_| show.scheduler.room()).map_err(|e| e.to_string()));
@@ -347,18 +352,37 @@ async fn wait_to_go_live(
             _ = tokio::time::sleep_until(next_change) => {
                 if schedule.is_open(jiff::Timestamp::now()) {
                     tracing::info!("schedule window opens");
-                    return GoLive::Now;
+                    return GoLive::Now { fresh: true };
                 }
             }
             _ = tokio::time::sleep_until(end_at.unwrap_or_else(never)) => return GoLive::Quit,
-            _ = &mut *stop => return GoLive::Quit,
+            _ = &mut **stop => return GoLive::Quit,
             _ = watchdog_tick.tick() => notify("WATCHDOG=1"),
         }
     }
 }
 
-/// Runs the show to its end. `stop` resolves when a signal ends it early; `calls` carries the
-/// API's requests.
+/// What the show loop waits on besides the stage: the API's calls, the run-time deadline, the
+/// stop signal and the watchdog.
+struct Io<'a, S> {
+    calls: &'a mut mpsc::Receiver<ApiCall>,
+    end_at: Option<Instant>,
+    stop: &'a mut S,
+    watchdog_tick: &'a mut tokio::time::Interval,
+}
+
+/// How one show ended.
+enum Played {
+    /// The room ended (queues dry, `stop`, or its schedule window closed): the stream faded out.
+    RoomEnded,
+    /// The run time is up, a stop signal came, or the stage ended the show: the daemon ends.
+    Quit,
+}
+
+/// Runs shows until a stop signal or the run time ends it. `calls` carries the API's requests.
+///
+/// A room that ends gracefully waits for its next schedule window or a `start` — except a
+/// one-off show (`autostart` without a schedule), which ends the daemon with it.
 pub async fn run_show(
     config: &Config,
     sentences: Vec<ScriptSentence>,
@@ -395,19 +419,54 @@ pub async fn run_show(
     let watchdog = crate::notify::watchdog_interval().unwrap_or(Duration::from_secs(3600));
     let mut watchdog_tick = tokio::time::interval(watchdog);
     tokio::pin!(stop);
+    let mut io = Io { calls: &mut calls, end_at, stop: &mut stop, watchdog_tick: &mut watchdog_tick };
+    let one_off = config.autostart && config.schedule.is_empty();
     // Up: the API answers from here on, whether or not the room is open.
     notify("READY=1");
-    if let GoLive::Quit = wait_to_go_live(&mut show, config, &mut calls, end_at, &mut stop, &mut watchdog_tick).await {
-        return Ok(());
+    let mut at_boot = true;
+    loop {
+        match wait_to_go_live(&mut show, config, &mut io, at_boot).await {
+            GoLive::Quit => return Ok(()),
+            GoLive::Now { fresh } => {
+                if fresh {
+                    for output in show.scheduler.rewind_if_done() {
+                        if let Output::SaveOffset(o) = output {
+                            Show::log_store(show.store.save_offset(&show.script_key, o));
+                        }
+                    }
+                }
+            }
+        }
+        at_boot = false;
+        match play(&mut show, config, &mut io).await? {
+            Played::Quit => return Ok(()),
+            Played::RoomEnded if one_off => return Ok(()),
+            Played::RoomEnded => {
+                tracing::info!("the room has ended; waiting for the next window or a start command");
+                show.end_requested = false;
+                show.stage_connected = false;
+                notify("STATUS=room closed");
+            }
+        }
     }
+}
 
+/// Opens the room on the stage and plays until the room ends or the daemon is asked to quit.
+async fn play(
+    show: &mut Show,
+    config: &Config,
+    io: &mut Io<'_, impl std::future::Future<Output = ()> + Unpin>,
+) -> Result<Played, ControlError> {
     let url = format!("ws://{}", config.stage_listen);
     let mut ws = open(config, &url, Some(CONNECT_PATIENCE)).await?;
     show.stage_connected = true;
     tracing::info!(stage = %config.stage_listen, "stage ready; the room opens");
+    notify("STATUS=live");
     if let Ok(outputs) = show.scheduler.command(RoomCommand::Start, now_ms()) {
         show.apply(&mut ws, outputs).await;
     }
+    let Io { calls, end_at, stop, watchdog_tick } = io;
+    let end_at = *end_at;
 
     while !show.end_requested {
         tokio::select! {
@@ -418,7 +477,7 @@ pub async fn run_show(
                             // Stopped on the stage's side (systemd stop, Ctrl-C): the show is over.
                             tracing::info!(media_ms = media_ts_to_ms(media_ts), "the stage ended the show");
                             notify("STOPPING=1");
-                            return Ok(());
+                            return Ok(Played::Quit);
                         }
                         Ok(event) => show.on_event(&mut ws, event).await,
                         Err(e) => tracing::warn!(error = %e, "unreadable stage event ignored"),
@@ -430,11 +489,11 @@ pub async fn run_show(
                         let reopened = tokio::select! {
                             reopened = open(config, &url, None) => Some(reopened?),
                             _ = tokio::time::sleep_until(end_at.unwrap_or_else(never)) => None,
-                            _ = &mut stop => None,
+                            _ = &mut **stop => None,
                         };
                         let Some(reopened) = reopened else {
                             tracing::warn!("the show ended while the stage was away");
-                            return Ok(());
+                            return Ok(Played::Quit);
                         };
                         ws = reopened;
                         show.stage_connected = true;
@@ -458,7 +517,7 @@ pub async fn run_show(
                 tracing::info!("run time is up; ending the show");
                 break;
             }
-            _ = &mut stop => {
+            _ = &mut **stop => {
                 tracing::info!("stop requested; ending the show");
                 break;
             }
@@ -466,8 +525,11 @@ pub async fn run_show(
         }
     }
 
-    notify("STOPPING=1");
     // The room ending by itself (or by `stop`) fades out; a deadline or a signal ends at once.
+    let played = if show.end_requested { Played::RoomEnded } else { Played::Quit };
+    if matches!(played, Played::Quit) {
+        notify("STOPPING=1");
+    }
     let fade_ms = if show.end_requested { END_FADE_MS } else { 0 };
     send(&mut ws, &ControlMessage::End { fade_ms }).await;
     let wait_for_end = async {
@@ -483,5 +545,6 @@ pub async fn run_show(
             }
         }
     };
-    tokio::time::timeout(END_PATIENCE, wait_for_end).await.map_err(|_| ControlError::EndTimeout)
+    tokio::time::timeout(END_PATIENCE, wait_for_end).await.map_err(|_| ControlError::EndTimeout)?;
+    Ok(played)
 }

@@ -333,6 +333,16 @@ impl Scheduler {
         out
     }
 
+    /// A new show begins (a schedule window opened, or `start` after the last show ended): a
+    /// script played to its end starts over; one cut short resumes where it was.
+    pub fn rewind_if_done(&mut self) -> Vec<Output> {
+        if self.offset.sentence < self.script.len() {
+            return Vec::new();
+        }
+        self.offset = Offset { pass: self.offset.pass + 1, sentence: 0, attempt: 0 };
+        vec![Output::SaveOffset(self.offset)]
+    }
+
     pub fn command(&mut self, command: RoomCommand, now: i64) -> Result<Vec<Output>, RoomError> {
         let mut out = Vec::new();
         let refuse = |command: &'static str, room| Err(RoomError { command, room });
@@ -392,6 +402,21 @@ mod tests {
         s.command(RoomCommand::Start, 0).unwrap();
         s.finished("s0.0.0", false, 0);
         let out = s.finished("s0.1.0", false, 0);
+        assert_eq!(sent(&out), ["s1.0.0"]);
+    }
+
+    #[test]
+    fn a_new_show_starts_a_finished_script_over_and_resumes_an_unfinished_one() {
+        let mut s = Scheduler::new(script(2), WhenDone::End, Offset::default(), vec![]);
+        let out = s.command(RoomCommand::Start, 0).unwrap();
+        assert_eq!(sent(&out), ["s0.0.0"]);
+        assert!(s.rewind_if_done().is_empty(), "mid-script: nothing to rewind");
+        s.finished("s0.0.0", false, 0);
+        s.finished("s0.1.0", false, 0);
+        assert_eq!(s.room(), Room::Ended);
+        let out = s.rewind_if_done();
+        assert!(matches!(out[..], [Output::SaveOffset(Offset { pass: 1, sentence: 0, attempt: 0 })]));
+        let out = s.command(RoomCommand::Start, 0).unwrap();
         assert_eq!(sent(&out), ["s1.0.0"]);
     }
 

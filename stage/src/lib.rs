@@ -4,7 +4,8 @@
 //! # Layout
 //! - [`serve`]: accepts one control connection at a time, turns messages into pipeline commands
 //!   and forwards lifecycle events back. The pipeline keeps running between connections, so a
-//!   restarted control plane finds the stream still live.
+//!   restarted control plane finds the stream still live. A show that ends (`end`) closes the
+//!   streams and the stage waits for the next `hello`; a stop signal ends the show and the stage.
 //! - [`pipeline`]: the clock and the media threads (speech → pose → frame → packet → sink).
 //! - [`speech_queue`]: cue lifecycle, interrupts (stop at a phoneme boundary), audio per tick.
 //! - [`idle`]: blinks, head sway, breathing.
@@ -75,13 +76,22 @@ fn end_show(pipeline: &Option<Pipeline>) -> bool {
     pipeline.as_ref().is_some_and(|p| p.commands.send(Command::End { fade_frames: 0 }).is_ok())
 }
 
-/// Serves control connections until the show has ended (by `end` or a stop signal).
+/// Waits for the pipeline's threads after its show ended, so the next show starts clean.
+async fn retire(pipeline: &mut Option<Pipeline>) {
+    if let Some(mut p) = pipeline.take() {
+        tokio::task::spawn_blocking(move || p.join()).await.ok();
+    }
+}
+
+/// Serves control connections, show after show, until a stop signal ends the stage.
 pub async fn serve(addr: SocketAddr) -> Result<(), StageError> {
     let mut signals = StopSignals::new();
     let listener = TcpListener::bind(addr).await.map_err(|source| StageError::Listen { addr, source })?;
     tracing::info!(%addr, "stage listening for the control plane");
     let (events_tx, mut events_rx) = mpsc::channel::<StageEvent>(256);
     let mut pipeline: Option<Pipeline> = None;
+    // Set by a stop signal: once its show has ended, the stage exits.
+    let mut signalled = false;
     loop {
         // Between connections, events have nobody to go to; drain them so the media clock never
         // waits on a full queue.
@@ -91,12 +101,15 @@ pub async fn serve(addr: SocketAddr) -> Result<(), StageError> {
                 Err(e) => { tracing::warn!(error = %e, "accept failed"); continue; }
             },
             event = events_rx.recv() => {
-                if matches!(event, Some(StageEvent::Ended { .. }) | None) {
-                    break;
+                match event {
+                    Some(StageEvent::Ended { .. }) if !signalled => retire(&mut pipeline).await,
+                    Some(StageEvent::Ended { .. }) | None => break,
+                    Some(_) => {}
                 }
                 continue;
             }
             _ = signals.recv() => {
+                signalled = true;
                 if end_show(&pipeline) {
                     continue; // `ended` arrives once the streams are closed
                 }
@@ -110,14 +123,16 @@ pub async fn serve(addr: SocketAddr) -> Result<(), StageError> {
                 continue;
             }
         };
-        match connection(ws, &mut pipeline, &events_tx, &mut events_rx, &mut signals).await {
-            ConnectionEnd::ShowEnded => break,
+        match connection(ws, &mut pipeline, &events_tx, &mut events_rx, &mut signals, &mut signalled).await {
+            ConnectionEnd::ShowEnded if signalled => break,
+            ConnectionEnd::ShowEnded => {
+                retire(&mut pipeline).await;
+                tracing::info!("show ended; waiting for the next one");
+            }
             ConnectionEnd::Disconnected => tracing::warn!("control plane disconnected; the stream goes on"),
         }
     }
-    if let Some(mut p) = pipeline.take() {
-        tokio::task::spawn_blocking(move || p.join()).await.ok();
-    }
+    retire(&mut pipeline).await;
     Ok(())
 }
 
@@ -134,10 +149,12 @@ async fn connection(
     events_tx: &mpsc::Sender<StageEvent>,
     events_rx: &mut mpsc::Receiver<StageEvent>,
     signals: &mut StopSignals,
+    signalled: &mut bool,
 ) -> ConnectionEnd {
     loop {
         tokio::select! {
             _ = signals.recv() => {
+                *signalled = true;
                 if !end_show(pipeline) {
                     return ConnectionEnd::ShowEnded;
                 }

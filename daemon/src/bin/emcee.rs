@@ -271,13 +271,10 @@ async fn run(config_path: PathBuf, outputs: Vec<String>, run_for: Option<f64>) -
             }
         }
     };
-    // After a clean end the stage exits by itself once its streams are closed; otherwise it is
-    // asked to end the show now.
-    let clean = outcome.as_ref().is_none_or(|s| s.success());
+    // The stage outlives shows (it waits for the next `hello`): after a clean end its streams
+    // are already closed and it exits at once; otherwise it ends the show it is playing first.
     if let Some(mut s) = stage.take() {
-        if !clean || tokio::time::timeout(Duration::from_secs(15), s.wait()).await.is_err() {
-            stop(&mut s, "emcee-stage", Duration::from_secs(10)).await;
-        }
+        stop(&mut s, "emcee-stage", Duration::from_secs(10)).await;
     }
     match outcome {
         Some(s) if s.success() => ExitCode::SUCCESS,
