@@ -7,7 +7,9 @@ use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use emcee_protocol::{AudioConfig, AvatarConfig, RtmpUrl, StageConfig, StopWhen, VideoConfig};
+use emcee_protocol::{
+    AudioConfig, AvatarConfig, CameraPreset, RtmpUrl, Scene, StageConfig, StopWhen, VideoConfig, Voice,
+};
 
 use crate::schedule::{self, Schedule, Window};
 use crate::scheduler::WhenDone;
@@ -81,7 +83,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
     ("api", &["listen", "token_file"]),
     ("video", &["width", "height", "fps", "bitrate_kbps", "keyframe_interval_s"]),
     ("audio", &["bitrate_kbps", "channels"]),
-    ("avatar", &["background", "voice", "words_per_minute"]),
+    ("avatar", &["background", "camera", "voice", "words_per_minute", "pitch"]),
     ("stage", &["listen"]),
     ("output", &["url"]),
     ("schedule", &["days", "start", "end", "time_zone"]),
@@ -202,6 +204,46 @@ fn parse_colour(s: &str) -> Option<[u8; 3]> {
     }
     let byte = |i: usize| u8::from_str_radix(&hex[i..i + 2], 16).ok();
     Some([byte(0)?, byte(2)?, byte(4)?])
+}
+
+/// `background` and `camera` of `table` (the config's `[avatar]` or a `[[scene]]`), with defaults.
+pub(crate) fn scene_fields(c: &mut Checker<'_>, table: Option<&Table>, context: &str) -> Scene {
+    let section = context.trim_matches(['[', ']']);
+    let background_rgb = match c.string(table, section, "background") {
+        None => [0x1f, 0x35, 0x50],
+        Some((s, item)) => parse_colour(s).unwrap_or_else(|| {
+            c.error(item.span(), format!("{context} background = \"{s}\" is not a colour like \"#1f3550\""));
+            [0; 3]
+        }),
+    };
+    let camera = match c.string(table, section, "camera") {
+        None => CameraPreset::default(),
+        Some((s, item)) => CameraPreset::from_name(s).unwrap_or_else(|| {
+            let names = CameraPreset::NAMES.join("\", \"");
+            c.error(item.span(), format!("{context} camera = \"{s}\": use \"{names}\""));
+            CameraPreset::default()
+        }),
+    };
+    Scene { background_rgb, camera }
+}
+
+/// The voice `name_key`, `words_per_minute` and `pitch` of `table` (the config's `[avatar]` or
+/// a `[[voice]]`), with defaults.
+pub(crate) fn voice_fields(c: &mut Checker<'_>, table: Option<&Table>, context: &str, name_key: &str) -> Voice {
+    let section = context.trim_matches(['[', ']']);
+    let name = match c.string(table, section, name_key) {
+        None => "en-us".to_string(),
+        Some((s, item)) => {
+            let ok = !s.is_empty() && s.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_+".contains(ch));
+            if !ok {
+                c.error(item.span(), format!("{context} {name_key} = \"{s}\" is not a voice name like \"en-us\""));
+            }
+            s.to_string()
+        }
+    };
+    let words_per_minute = c.integer(table, section, "words_per_minute", 165, 80..451) as u32;
+    let pitch = c.integer(table, section, "pitch", 50, 0..100) as u8;
+    Voice { name, words_per_minute, pitch }
 }
 
 /// One `[[schedule]]` table; errors are recorded in `c`.
@@ -362,24 +404,8 @@ impl Config {
         let channels = c.integer(audio, "audio", "channels", 2, 1..3) as u8;
 
         // [avatar]
-        let background_rgb = match c.string(avatar, "avatar", "background") {
-            None => [0x1f, 0x35, 0x50],
-            Some((s, item)) => parse_colour(s).unwrap_or_else(|| {
-                c.error(item.span(), format!("[avatar] background = \"{s}\" is not a colour like \"#1f3550\""));
-                [0; 3]
-            }),
-        };
-        let voice = match c.string(avatar, "avatar", "voice") {
-            None => "en-us".to_string(),
-            Some((s, item)) => {
-                let ok = !s.is_empty() && s.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_+".contains(ch));
-                if !ok {
-                    c.error(item.span(), format!("[avatar] voice = \"{s}\" is not a voice name like \"en-us\""));
-                }
-                s.to_string()
-            }
-        };
-        let words_per_minute = c.integer(avatar, "avatar", "words_per_minute", 165, 80..451) as u32;
+        let scene = scene_fields(&mut c, avatar, "[avatar]");
+        let voice = voice_fields(&mut c, avatar, "[avatar]", "voice");
 
         // [stage]
         let stage_listen = match c.string(stage, "stage", "listen") {
@@ -498,7 +524,7 @@ impl Config {
             stage: StageConfig {
                 video: VideoConfig { width, height, fps, bitrate_kbps, keyframe_interval_frames },
                 audio: AudioConfig { bitrate_kbps: audio_kbps, channels },
-                avatar: AvatarConfig { background_rgb, voice, words_per_minute },
+                avatar: AvatarConfig { scene, voice },
                 outputs: urls,
             },
         })
@@ -531,7 +557,9 @@ url = "rtmp://127.0.0.1:1935/live/demo"
         let c = Config::parse(GOOD, Path::new("/etc/emcee"), &[]).unwrap();
         assert_eq!(c.script, PathBuf::from("/etc/emcee/demo.txt"));
         assert_eq!((c.stage.video.width, c.stage.video.height, c.stage.video.keyframe_interval_frames), (640, 360, 60));
-        assert_eq!(c.stage.avatar.background_rgb, [0x10, 0x20, 0x30]);
+        assert_eq!(c.stage.avatar.scene.background_rgb, [0x10, 0x20, 0x30]);
+        assert_eq!(c.stage.avatar.scene.camera, CameraPreset::Medium);
+        assert_eq!(c.stage.avatar.voice.pitch, 50);
         assert_eq!(c.stage.audio.channels, 2);
         assert_eq!(c.stage.outputs, vec!["rtmp://127.0.0.1:1935/live/demo".to_string()]);
     }

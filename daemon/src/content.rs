@@ -1,5 +1,6 @@
-//! Materials: the products the host talks about (name, price, selling points, images, FAQ)
-//! and promotions (time windows that script segments can belong to). Read from a TOML file;
+//! Materials: the products the host talks about (name, price, selling points, images, FAQ),
+//! promotions (time windows that script segments can belong to), scenes (background and
+//! camera framing) and voices that segments are said in. Read from a TOML file;
 //! every problem is reported at once as `file:line:column: message`, and a file with problems
 //! replaces nothing.
 //!
@@ -19,13 +20,26 @@
 //! id = "black-friday"
 //! starts = "2026-11-27T00:00:00+08:00"
 //! ends = "2026-11-30T00:00:00+08:00"
+//!
+//! [[scene]]
+//! id = "close-up"
+//! background = "#402020"
+//! camera = "close"            # close | medium | wide
+//!
+//! [[voice]]
+//! id = "calm"
+//! name = "en-gb"              # espeak-ng voice
+//! words_per_minute = 150
+//! pitch = 40                  # 0 … 99
 //! ```
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
+use emcee_protocol::{Scene, Voice};
 use toml_edit::{Item, Table};
 
-use crate::config::{Checker, ConfigError, ConfigErrors};
+use crate::config::{scene_fields, voice_fields, Checker, ConfigError, ConfigErrors};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Faq {
@@ -59,6 +73,37 @@ pub struct Promotion {
 pub struct Materials {
     pub products: Vec<Product>,
     pub promotions: Vec<Promotion>,
+    /// By id.
+    pub scenes: BTreeMap<String, Scene>,
+    /// By id.
+    pub voices: BTreeMap<String, Voice>,
+}
+
+/// Reads `[[name]]` tables with an `id` each into a map; `read` checks the rest of a table.
+fn by_id<T>(
+    c: &mut Checker<'_>,
+    root: &Table,
+    name: &str,
+    keys: &[&str],
+    mut read: impl FnMut(&mut Checker<'_>, &Table) -> T,
+) -> BTreeMap<String, T> {
+    let context = format!("[[{name}]]");
+    let mut out = BTreeMap::new();
+    match root.get(name) {
+        None => {}
+        Some(Item::ArrayOfTables(array)) => {
+            for t in array.iter() {
+                c.unknown_keys(t, keys, &context);
+                let id = required(c, t, "id", &context);
+                let value = read(c, t);
+                if out.insert(id.clone(), value).is_some() {
+                    c.error(t.get("id").and_then(|i| i.span()), format!("{context} id \"{id}\" is used twice"));
+                }
+            }
+        }
+        Some(item) => c.error(item.span(), format!("{name}s are written as {context} tables")),
+    }
+    out
 }
 
 fn instant(c: &mut Checker<'_>, table: &Table, key: &str) -> Option<i64> {
@@ -137,7 +182,15 @@ fn is_decimal(price: &str) -> bool {
 pub fn parse_materials(text: &str) -> Result<Materials, Vec<ConfigError>> {
     let (mut c, doc) = Checker::parse(text)?;
     let root: &Table = &doc;
-    c.unknown_keys(root, &["product", "promotion"], "the file");
+    c.unknown_keys(root, &["product", "promotion", "scene", "voice"], "the file");
+    let scenes =
+        by_id(&mut c, root, "scene", &["id", "background", "camera"], |c, t| scene_fields(c, Some(t), "[[scene]]"));
+    let voices = by_id(&mut c, root, "voice", &["id", "name", "words_per_minute", "pitch"], |c, t| {
+        if t.get("name").is_none() {
+            c.error(t.span(), "[[voice]] needs name, the espeak-ng voice (e.g. \"en-us\")");
+        }
+        voice_fields(c, Some(t), "[[voice]]", "name")
+    });
     let mut promotions: Vec<Promotion> = Vec::new();
     match root.get("promotion") {
         None => {}
@@ -199,7 +252,7 @@ pub fn parse_materials(text: &str) -> Result<Materials, Vec<ConfigError>> {
         }
         Some(item) => c.error(item.span(), "products are written as [[product]] tables"),
     }
-    c.finish(Materials { products, promotions })
+    c.finish(Materials { products, promotions, scenes, voices })
 }
 
 pub fn load_materials(path: &Path) -> Result<Materials, ConfigErrors> {
@@ -225,6 +278,43 @@ selling_points = ["Boils a litre of water in three minutes.", "Keeps water warm 
 q = "How long is the warranty?"
 a = "The kettle has a two year warranty."
 "#;
+
+    #[test]
+    fn scenes_and_voices_are_read_by_id_and_checked() {
+        let text = r##"
+[[scene]]
+id = "close-up"
+background = "#402020"
+camera = "close"
+
+[[voice]]
+id = "calm"
+name = "en-gb"
+pitch = 40
+"##;
+        let m = parse_materials(text).unwrap();
+        let scene = m.scenes["close-up"];
+        assert_eq!((scene.background_rgb, scene.camera), ([0x40, 0x20, 0x20], emcee_protocol::CameraPreset::Close));
+        let voice = &m.voices["calm"];
+        assert_eq!((voice.name.as_str(), voice.pitch, voice.words_per_minute), ("en-gb", 40, 165));
+
+        let bad = r##"
+[[scene]]
+id = "a"
+camera = "drone"
+[[scene]]
+id = "a"
+[[voice]]
+id = "v"
+pitch = 120
+"##;
+        let errors = parse_materials(bad).unwrap_err();
+        let lines: Vec<(usize, &str)> = errors.iter().map(|e| (e.line, e.message.as_str())).collect();
+        assert!(lines.iter().any(|(l, m)| *l == 4 && m.contains("camera = \"drone\"")), "{lines:?}");
+        assert!(lines.iter().any(|(l, m)| *l == 6 && m.contains("used twice")), "{lines:?}");
+        assert!(lines.iter().any(|(l, m)| *l == 9 && m.contains("pitch = 120")), "{lines:?}");
+        assert!(lines.iter().any(|(_, m)| m.contains("[[voice]] needs name")), "{lines:?}");
+    }
 
     #[test]
     fn reads_products_with_their_faq() {

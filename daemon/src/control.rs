@@ -135,7 +135,7 @@ impl Show {
             match output {
                 Output::SaveOffset(o) => Self::log_store(self.store.save_offset(&self.script_key, o)),
                 Output::Send { cue, source } => {
-                    let CueAction::Say { text } = &cue.action;
+                    let CueAction::Say { text, .. } = &cue.action;
                     self.cues.insert(cue.id.clone(), (source_name(&source), crate::ssml::plain_of(text)));
                     send(ws, &ControlMessage::Cue(cue)).await;
                 }
@@ -238,7 +238,7 @@ impl Show {
     fn answer_status(&self, call: ApiCall) {
         if let ApiCall::Status(reply) = call {
             let playing = self.scheduler.in_flight().map(|(cue, source)| {
-                let CueAction::Say { text } = &cue.action;
+                let CueAction::Say { text, .. } = &cue.action;
                 Playing { cue: cue.id.clone(), source: source_name(source).into(), text: text.clone() }
             });
             let _ = reply.send(Status {

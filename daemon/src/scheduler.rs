@@ -48,11 +48,14 @@ pub struct Interaction {
 }
 
 /// A script sentence as the scheduler sees it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ScriptSentence {
     pub ssml: String,
     /// Unix ms [start, end) of its promotion: outside it the sentence is skipped.
     pub window: Option<(i64, i64)>,
+    /// Said in this voice (`None`: the default) and in this scene (`None`: as it is).
+    pub voice: Option<emcee_protocol::Voice>,
+    pub scene: Option<emcee_protocol::Scene>,
 }
 
 /// What the room does when the script is done and no interaction is waiting.
@@ -207,7 +210,10 @@ impl Scheduler {
         let o = self.offset;
         Cue {
             id: format!("s{}.{}.{}", o.pass, o.sentence, o.attempt),
-            action: CueAction::Say { text: self.script[o.sentence].ssml.clone() },
+            action: {
+                let s = &self.script[o.sentence];
+                CueAction::Say { text: s.ssml.clone(), voice: s.voice.clone(), scene: s.scene }
+            },
         }
     }
 
@@ -230,8 +236,7 @@ impl Scheduler {
             self.interactions.pop_front();
         }
         if let Some(interaction) = self.interactions.pop_front() {
-            let cue =
-                Cue { id: format!("i{}", interaction.id), action: CueAction::Say { text: interaction.text.clone() } };
+            let cue = Cue { id: format!("i{}", interaction.id), action: CueAction::say(interaction.text.clone()) };
             let source = Source::Interaction(interaction);
             out.push(Output::Send { cue: cue.clone(), source: source.clone() });
             self.in_flight = Some(InFlight { cue, source, stopping: None });
@@ -372,7 +377,7 @@ mod tests {
     use super::*;
 
     fn script(n: usize) -> Vec<ScriptSentence> {
-        (1..=n).map(|i| ScriptSentence { ssml: format!("Sentence {i}."), window: None }).collect()
+        (1..=n).map(|i| ScriptSentence { ssml: format!("Sentence {i}."), ..Default::default() }).collect()
     }
 
     fn sent(out: &[Output]) -> Vec<String> {
@@ -503,7 +508,8 @@ mod tests {
         assert_eq!(sent(&s.finished("s0.2.0", false, 900)), ["s1.0.0"]);
         assert_eq!(sent(&s.finished("s1.0.0", false, 1_500)), ["s1.1.0"]);
         // A script whose only sentences are out of their window goes quiet, without spinning.
-        let only_promo = vec![ScriptSentence { ssml: "Deal!".into(), window: Some((1_000, 2_000)) }];
+        let only_promo =
+            vec![ScriptSentence { ssml: "Deal!".into(), window: Some((1_000, 2_000)), ..Default::default() }];
         let mut s = Scheduler::new(only_promo, WhenDone::Loop, Offset::default(), vec![]);
         assert!(sent(&s.command(RoomCommand::Start, 5_000).unwrap()).is_empty());
         assert_eq!(s.room(), Room::Live);

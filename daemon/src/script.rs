@@ -14,13 +14,16 @@
 //! ```
 //!
 //! Variables: `{product.name}`, `{product.price}`, `{product.currency}`, `{product.sku}`.
-//! A segment with `promotion = "ID"` is said only while that promotion runs.
+//! A segment with `promotion = "ID"` is said only while that promotion runs; `scene = "ID"` and
+//! `voice = "ID"` name a scene and a voice of the materials (default: the `[avatar]` ones).
 //! Every problem in a script is reported at once as `file:line:column: message`.
 
 use std::ops::Range;
 use std::path::Path;
 
 use toml_edit::{Item, Table};
+
+use emcee_protocol::{Scene, Voice};
 
 use crate::config::{Checker, ConfigError, ConfigErrors};
 use crate::content::{Materials, Product};
@@ -32,6 +35,9 @@ pub struct Line {
     pub sentence: Sentence,
     /// Unix ms [start, end) of its promotion; `None`: always.
     pub window: Option<(i64, i64)>,
+    /// Its segment's voice and scene; `None`: the avatar's defaults.
+    pub voice: Option<Voice>,
+    pub scene: Option<Scene>,
 }
 
 /// Longest sentence we accept; longer lines are almost certainly a paste error.
@@ -133,7 +139,7 @@ pub fn parse_lines(text: &str, products: &[Product]) -> Result<Vec<Line>, Vec<Co
         if !trimmed.is_empty() && !trimmed.starts_with('#') {
             let base = line_start + lead;
             if let Some(sentence) = sentence(&mut c, trimmed, None, products, |o| Some(base + o..base + o + 1)) {
-                sentences.push(Line { sentence, window: None });
+                sentences.push(Line { sentence, window: None, voice: None, scene: None });
             }
         }
         line_start += line.len();
@@ -151,7 +157,9 @@ pub fn parse_segments(text: &str, materials: &Materials) -> Result<Vec<Line>, Ve
     match root.get("segment") {
         Some(Item::ArrayOfTables(segments)) => {
             for seg in segments.iter() {
-                c.unknown_keys(seg, &["product", "promotion", "sentences"], "[[segment]]");
+                c.unknown_keys(seg, &["product", "promotion", "scene", "voice", "sentences"], "[[segment]]");
+                let scene = material(&mut c, seg, "scene", &materials.scenes).copied();
+                let voice = material(&mut c, seg, "voice", &materials.voices).cloned();
                 let window = match c.string(Some(seg), "segment", "promotion") {
                     None => None,
                     Some((id, item)) => match materials.promotions.iter().find(|p| p.id == id) {
@@ -185,7 +193,7 @@ pub fn parse_segments(text: &str, materials: &Materials) -> Result<Vec<Line>, Ve
                     let start = value.span().map_or(0, |s| s.start + 1);
                     if let Some(sentence) = sentence(&mut c, raw, product, products, |o| Some(start + o..start + o + 1))
                     {
-                        sentences.push(Line { sentence, window });
+                        sentences.push(Line { sentence, window, voice: voice.clone(), scene });
                     }
                 }
             }
@@ -194,6 +202,23 @@ pub fn parse_segments(text: &str, materials: &Materials) -> Result<Vec<Line>, Ve
         None => {}
     }
     finish(c, sentences)
+}
+
+/// The material a segment names under `key`, reporting a name that is not there.
+fn material<'m, T>(
+    c: &mut Checker<'_>,
+    segment: &Table,
+    key: &str,
+    known: &'m std::collections::BTreeMap<String, T>,
+) -> Option<&'m T> {
+    let (id, item) = c.string(Some(segment), "segment", key)?;
+    let found = known.get(id);
+    if found.is_none() {
+        let ids: Vec<&str> = known.keys().map(String::as_str).collect();
+        let choice = if ids.is_empty() { "there are none".to_string() } else { format!("use {}", ids.join(", ")) };
+        c.error(item.span(), format!("[[segment]] {key} \"{id}\" is not in the products file ({choice})"));
+    }
+    found
 }
 
 fn finish(mut c: Checker<'_>, sentences: Vec<Line>) -> Result<Vec<Line>, Vec<ConfigError>> {
@@ -258,6 +283,22 @@ sentences = ["Black Friday deals today!"]
         let unknown =
             parse_segments("[[segment]]\npromotion = \"xmas\"\nsentences = [\"Hi.\"]\n", &materials()).unwrap_err();
         assert!(unknown[0].message.contains("\"xmas\""));
+    }
+
+    #[test]
+    fn segments_name_their_scene_and_voice() {
+        let m = parse_materials(
+            "[[scene]]\nid = \"close\"\ncamera = \"close\"\n[[voice]]\nid = \"calm\"\nname = \"en-gb\"\n",
+        )
+        .unwrap();
+        let text = "[[segment]]\nscene = \"close\"\nvoice = \"calm\"\nsentences = [\"Hi.\"]\n[[segment]]\nsentences = [\"Bye.\"]\n";
+        let s = parse_segments(text, &m).unwrap();
+        assert_eq!(s[0].scene.map(|s| s.camera), Some(emcee_protocol::CameraPreset::Close));
+        assert_eq!(s[0].voice.as_ref().map(|v| v.name.as_str()), Some("en-gb"));
+        assert_eq!((s[1].scene, s[1].voice.as_ref()), (None, None));
+        let errors = parse_segments("[[segment]]\nscene = \"far\"\nsentences = [\"Hi.\"]\n", &m).unwrap_err();
+        assert_eq!((errors[0].line, errors[0].column), (2, 9));
+        assert!(errors[0].message.contains("scene \"far\"") && errors[0].message.contains("use close"), "{errors:?}");
     }
 
     #[test]

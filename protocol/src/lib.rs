@@ -36,15 +36,13 @@ pub struct AudioConfig {
     pub channels: u8,
 }
 
-/// What the avatar looks like and sounds like.
+/// What the avatar looks like and sounds like until a cue says otherwise.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AvatarConfig {
-    /// Background colour as linear-ish sRGB bytes.
-    pub background_rgb: [u8; 3],
-    /// espeak-ng voice name, e.g. `en-us`.
-    pub voice: String,
-    /// Speaking rate in words per minute.
-    pub words_per_minute: u32,
+    /// The scene the show opens in.
+    pub scene: Scene,
+    /// The voice of lines that name none (answers, operator lines).
+    pub voice: Voice,
 }
 
 /// Everything the stage needs to run the media pipeline.
@@ -109,7 +107,68 @@ pub struct Cue {
 pub enum CueAction {
     /// Speak a sentence: `text` is SSML from the control plane's checked subset (plain text
     /// with `&` and `<` escaped is valid).
-    Say { text: String },
+    Say {
+        text: String,
+        /// The voice to say it in; absent: the avatar's default voice.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        voice: Option<Voice>,
+        /// The scene it is said in, taking effect when the sentence starts; absent: the scene
+        /// stays as it is (an answer does not move the camera).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scene: Option<Scene>,
+    },
+}
+
+impl CueAction {
+    /// A sentence in the default voice, in whatever scene is showing.
+    pub fn say(text: impl Into<String>) -> Self {
+        Self::Say { text: text.into(), voice: None, scene: None }
+    }
+}
+
+/// A voice: which one and how it speaks.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Voice {
+    /// espeak-ng voice name, e.g. `en-us` or `en-gb+f3`.
+    pub name: String,
+    /// Speaking rate in words per minute.
+    pub words_per_minute: u32,
+    /// Base pitch, 0 … 99 (espeak-ng's scale; 50 is the voice's own).
+    pub pitch: u8,
+}
+
+/// Where the host is shown: the background and the camera's framing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scene {
+    /// Background colour, display sRGB bytes.
+    pub background_rgb: [u8; 3],
+    pub camera: CameraPreset,
+}
+
+/// Camera framings every avatar supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CameraPreset {
+    /// The face fills the picture.
+    Close,
+    /// Head and shoulders.
+    #[default]
+    Medium,
+    /// Down to the chest, with room around the host (for product cards).
+    Wide,
+}
+
+impl CameraPreset {
+    pub const NAMES: [&'static str; 3] = ["close", "medium", "wide"];
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "close" => Some(Self::Close),
+            "medium" => Some(Self::Medium),
+            "wide" => Some(Self::Wide),
+            _ => None,
+        }
+    }
 }
 
 /// Stage → control plane.
@@ -219,9 +278,16 @@ mod tests {
 
     #[test]
     fn cue_round_trips_with_flat_json() {
-        let msg = ControlMessage::Cue(Cue { id: "s1".into(), action: CueAction::Say { text: "Hello".into() } });
+        let msg = ControlMessage::Cue(Cue { id: "s1".into(), action: CueAction::say("Hello") });
         let json = serde_json::to_string(&msg).unwrap();
         assert_eq!(json, r#"{"type":"cue","id":"s1","kind":"say","text":"Hello"}"#);
+        assert_eq!(serde_json::from_str::<ControlMessage>(&json).unwrap(), msg);
+        let voice = Voice { name: "en-gb".into(), words_per_minute: 150, pitch: 40 };
+        let scene = Scene { background_rgb: [1, 2, 3], camera: CameraPreset::Close };
+        let action = CueAction::Say { text: "Hi".into(), voice: Some(voice), scene: Some(scene) };
+        let msg = ControlMessage::Cue(Cue { id: "s2".into(), action });
+        let json = serde_json::to_string(&msg).unwrap();
+        assert!(json.contains(r#""scene":{"background_rgb":[1,2,3],"camera":"close"}"#), "{json}");
         assert_eq!(serde_json::from_str::<ControlMessage>(&json).unwrap(), msg);
     }
 

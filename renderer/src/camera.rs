@@ -40,15 +40,37 @@ fn perspective(fov_y: f32, aspect: f32, near: f32, far: f32) -> Mat4 {
     [[f / aspect, 0.0, 0.0, 0.0], [0.0, f, 0.0, 0.0], [0.0, 0.0, range, -1.0], [0.0, 0.0, near * range, 0.0]]
 }
 
-/// Camera: 6 units in front of the face, looking slightly down at the head and shoulders.
-const EYE: [f32; 3] = [0.0, -0.25, 6.2];
+/// Where the camera stands; every avatar is framed by these presets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Framing {
+    /// The face fills the picture.
+    Close,
+    /// Head and shoulders.
+    #[default]
+    Medium,
+    /// Down to the chest, with room around the host.
+    Wide,
+}
+
+impl Framing {
+    /// The camera's position; it looks straight down −z.
+    fn eye(self) -> [f32; 3] {
+        match self {
+            Framing::Close => [0.0, 0.03, 4.1],
+            Framing::Medium => [0.0, -0.25, 6.2],
+            Framing::Wide => [0.0, -0.75, 9.5],
+        }
+    }
+}
+
 /// The head turns about the top of the neck.
 const NECK_PIVOT: [f32; 3] = [0.0, -0.9, 0.0];
 
-pub fn view_projection(width: u32, height: u32) -> Mat4 {
+pub fn view_projection(framing: Framing, width: u32, height: u32) -> Mat4 {
     let aspect = width as f32 / height.max(1) as f32;
     let proj = perspective(30f32.to_radians(), aspect, 0.1, 50.0);
-    let view = translate(-EYE[0], -EYE[1], -EYE[2]);
+    let [x, y, z] = framing.eye();
+    let view = translate(-x, -y, -z);
     mul(&proj, &view)
 }
 
@@ -59,9 +81,9 @@ pub fn head_matrix(pose: &Pose) -> Mat4 {
 }
 
 /// The uniform block the avatar shader reads (`Frame` in avatar.wgsl).
-pub fn frame_uniforms(pose: &Pose, width: u32, height: u32) -> Vec<f32> {
+pub fn frame_uniforms(pose: &Pose, framing: Framing, width: u32, height: u32) -> Vec<f32> {
     let mut out = Vec::with_capacity(40);
-    out.extend(view_projection(width, height).iter().flatten());
+    out.extend(view_projection(framing, width, height).iter().flatten());
     out.extend(head_matrix(pose).iter().flatten());
     out.extend([pose.jaw_open, pose.mouth_spread, pose.blink, pose.breath]);
     out.extend([-0.4, 0.5, 0.9, 1.0 - pose.fade_out.clamp(0.0, 1.0)]);
@@ -69,8 +91,8 @@ pub fn frame_uniforms(pose: &Pose, width: u32, height: u32) -> Vec<f32> {
 }
 
 /// Projects a model-space point of the head (at rest) to pixel coordinates (x right, y down).
-pub fn project_to_pixels(point: [f32; 3], width: u32, height: u32) -> (f32, f32) {
-    let m = view_projection(width, height);
+pub fn project_to_pixels(point: [f32; 3], framing: Framing, width: u32, height: u32) -> (f32, f32) {
+    let m = view_projection(framing, width, height);
     let v = [point[0], point[1], point[2], 1.0];
     let clip: Vec<f32> = (0..4).map(|r| (0..4).map(|c| m[c][r] * v[c]).sum()).collect();
     let (nx, ny) = (clip[0] / clip[3], clip[1] / clip[3]);
@@ -83,11 +105,29 @@ mod tests {
 
     #[test]
     fn the_face_is_centred_and_the_mouth_below_the_centre() {
-        let (x, y) = project_to_pixels([0.0, 0.0, 0.8], 1280, 720);
+        let (x, y) = project_to_pixels([0.0, 0.0, 0.8], Framing::Medium, 1280, 720);
         assert!((x - 640.0).abs() < 1.0);
         assert!(y > 250.0 && y < 420.0, "{y}");
-        let (_, mouth_y) = project_to_pixels(crate::avatar::MOUTH_CENTER, 1280, 720);
+        let (_, mouth_y) = project_to_pixels(crate::avatar::MOUTH_CENTER, Framing::Medium, 1280, 720);
         assert!(mouth_y > y + 40.0, "mouth at {mouth_y}");
+    }
+
+    #[test]
+    fn closer_framings_show_the_face_larger_and_keep_it_in_the_picture() {
+        let eye_distance = |f: Framing| {
+            let (l, _) = project_to_pixels([-0.3, 0.22, 0.7], f, 1280, 720);
+            let (r, _) = project_to_pixels([0.3, 0.22, 0.7], f, 1280, 720);
+            r - l
+        };
+        let (close, medium, wide) =
+            (eye_distance(Framing::Close), eye_distance(Framing::Medium), eye_distance(Framing::Wide));
+        assert!(close > medium * 1.4 && medium > wide * 1.4, "{close} {medium} {wide}");
+        for f in [Framing::Close, Framing::Medium, Framing::Wide] {
+            // Top of the hair and the chin are both in the picture.
+            let (_, top) = project_to_pixels([0.0, 1.0, 0.0], f, 1280, 720);
+            let (_, chin) = project_to_pixels([0.0, -0.85, 0.6], f, 1280, 720);
+            assert!(top > 0.0 && chin < 720.0, "{f:?}: {top} {chin}");
+        }
     }
 
     #[test]

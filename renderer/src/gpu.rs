@@ -9,6 +9,7 @@ use std::ffi::CStr;
 use ash::vk;
 
 use crate::avatar::{Mesh, VERTEX_FLOATS};
+use crate::camera::Framing;
 use crate::{Pose, RenderError};
 
 const COLOR_FORMAT: vk::Format = vk::Format::R8G8B8A8_UNORM;
@@ -67,6 +68,7 @@ pub struct Gpu {
     dims: Buffer,
     output: Buffer,
     background: [f32; 3],
+    framing: Framing,
     /// Three timestamps per frame (start, after render, after convert), when the queue has them.
     timestamps: Option<(vk::QueryPool, f32)>,
     last_timings: Option<GpuTimings>,
@@ -220,6 +222,7 @@ impl Gpu {
             dims: null_buffer(),
             output: null_buffer(),
             background: [0.0; 3],
+            framing: Framing::default(),
             timestamps: None,
             last_timings: None,
         })
@@ -612,13 +615,19 @@ impl Gpu {
         Ok(())
     }
 
+    /// Background and framing from the next frame on.
+    pub fn set_scene(&mut self, background: [u8; 3], framing: Framing) {
+        self.background = background.map(|c| f32::from(c) / 255.0);
+        self.framing = framing;
+    }
+
     fn extent(&self) -> vk::Extent2D {
         vk::Extent2D { width: self.width, height: self.height }
     }
 
     /// Renders one frame and writes its I420 bytes into `out` (resized as needed).
     pub fn render(&mut self, pose: &Pose, out: &mut Vec<u8>) -> Result<(), RenderError> {
-        let uniforms = crate::camera::frame_uniforms(pose, self.width, self.height);
+        let uniforms = crate::camera::frame_uniforms(pose, self.framing, self.width, self.height);
         debug_assert_eq!(uniforms.len(), FRAME_UNIFORM_FLOATS);
         let d = &self.device;
         // SAFETY: all handles are valid and owned by self; the single command buffer is not in

@@ -13,6 +13,7 @@ pub mod avatar;
 pub mod camera;
 mod gpu;
 
+pub use camera::Framing;
 pub use gpu::GpuTimings;
 
 /// Everything that moves, evaluated by the stage at the frame's media time.
@@ -78,6 +79,11 @@ impl Renderer {
     /// GPU time of the last frame (render pass, convert pass), where the device can tell.
     pub fn last_timings(&self) -> Option<GpuTimings> {
         self.gpu.last_timings()
+    }
+
+    /// Background colour (display sRGB bytes) and camera framing from the next frame on.
+    pub fn set_scene(&mut self, background_rgb: [u8; 3], framing: Framing) {
+        self.gpu.set_scene(background_rgb, framing);
     }
 
     /// Renders `pose`; returns the I420 frame (valid until the next call).

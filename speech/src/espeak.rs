@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
+use emcee_protocol::Voice;
 use serde::Deserialize;
 
 use crate::resample::Resampler;
@@ -29,11 +30,9 @@ struct Bridge {
     stdout: BufReader<ChildStdout>,
 }
 
-/// Speaks with an espeak-ng voice.
-pub struct EspeakVoice {
+/// Speaks with espeak-ng voices, one child process for all of them.
+pub struct EspeakEngine {
     program: PathBuf,
-    voice: String,
-    words_per_minute: u32,
     bridge: Option<Bridge>,
     resampler: Option<(u32, Resampler)>,
 }
@@ -52,9 +51,9 @@ pub fn default_bridge_path() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("emcee-espeak"))
 }
 
-impl EspeakVoice {
-    pub fn new(program: PathBuf, voice: &str, words_per_minute: u32) -> Self {
-        Self { program, voice: voice.to_string(), words_per_minute, bridge: None, resampler: None }
+impl EspeakEngine {
+    pub fn new(program: PathBuf) -> Self {
+        Self { program, bridge: None, resampler: None }
     }
 
     fn bridge(&mut self) -> Result<&mut Bridge, SpeechError> {
@@ -75,8 +74,8 @@ impl EspeakVoice {
 
     /// Synthesizes `text` (SSML; plain text must have `&` and `<` escaped) to 48 kHz mono PCM
     /// with phoneme spans and mark positions.
-    pub fn synthesize(&mut self, text: &str) -> Result<Utterance, SpeechError> {
-        let result = self.exchange(text);
+    pub fn synthesize(&mut self, text: &str, voice: &Voice) -> Result<Utterance, SpeechError> {
+        let result = self.exchange(text, voice);
         if matches!(result, Err(SpeechError::Engine(_))) {
             // The child may be dead or out of step; start a fresh one next time.
             if let Some(mut b) = self.bridge.take() {
@@ -91,11 +90,12 @@ impl EspeakVoice {
         self.at_media_rate(response, pcm)
     }
 
-    fn exchange(&mut self, text: &str) -> Result<(Response, Vec<i16>), SpeechError> {
+    fn exchange(&mut self, text: &str, voice: &Voice) -> Result<(Response, Vec<i16>), SpeechError> {
         let request = serde_json::json!({
             "text": text,
-            "voice": self.voice,
-            "words_per_minute": self.words_per_minute,
+            "voice": voice.name,
+            "words_per_minute": voice.words_per_minute,
+            "pitch": voice.pitch,
         });
         let bridge = self.bridge()?;
         let engine = |e: std::io::Error| SpeechError::Engine(format!("espeak bridge I/O: {e}"));
@@ -140,7 +140,7 @@ impl EspeakVoice {
     }
 }
 
-impl Drop for EspeakVoice {
+impl Drop for EspeakEngine {
     fn drop(&mut self) {
         if let Some(mut b) = self.bridge.take() {
             drop(b.stdin); // EOF ends the child's loop

@@ -1,12 +1,19 @@
 //! The real espeak-ng, through the real child process.
 
-use emcee_speech::espeak::{default_bridge_path, EspeakVoice};
+use emcee_protocol::Voice;
+use emcee_speech::espeak::{default_bridge_path, EspeakEngine};
+
 use emcee_speech::{SpeechError, MEDIA_RATE};
+
+fn voice(name: &str, words_per_minute: u32, pitch: u8) -> Voice {
+    Voice { name: name.into(), words_per_minute, pitch }
+}
 
 #[test]
 fn speaks_at_48k_with_ordered_phonemes_covering_the_audio() {
-    let mut voice = EspeakVoice::new(default_bridge_path(), "en-us", 160);
-    let u = voice.synthesize("Hello, my name is Emma.").unwrap();
+    let mut engine = EspeakEngine::new(default_bridge_path());
+    let en = voice("en-us", 160, 50);
+    let u = engine.synthesize("Hello, my name is Emma.", &en).unwrap();
     let secs = u.pcm.len() as f64 / f64::from(MEDIA_RATE);
     assert!((1.0..3.0).contains(&secs), "{secs} s of audio");
     assert!(u.phonemes.len() >= 10, "{:?}", u.phonemes);
@@ -21,31 +28,49 @@ fn speaks_at_48k_with_ordered_phonemes_covering_the_audio() {
 
 #[test]
 fn a_bad_voice_is_refused_and_the_next_request_still_works() {
-    let mut voice = EspeakVoice::new(default_bridge_path(), "no-such-voice", 160);
-    assert!(matches!(voice.synthesize("hi"), Err(SpeechError::Rejected(_))));
-    let mut voice = EspeakVoice::new(default_bridge_path(), "en-us", 160);
-    assert!(voice.synthesize("one").is_ok());
-    assert!(voice.synthesize("two").is_ok());
+    let mut engine = EspeakEngine::new(default_bridge_path());
+    assert!(matches!(engine.synthesize("hi", &voice("no-such-voice", 160, 50)), Err(SpeechError::Rejected(_))));
+    let en = voice("en-us", 160, 50);
+    assert!(engine.synthesize("one", &en).is_ok());
+    assert!(engine.synthesize("two", &en).is_ok());
 }
 
 #[test]
 fn a_missing_bridge_is_a_clear_error() {
-    let mut voice = EspeakVoice::new("/nonexistent/emcee-espeak".into(), "en-us", 160);
-    let err = voice.synthesize("hi").unwrap_err().to_string();
+    let mut engine = EspeakEngine::new("/nonexistent/emcee-espeak".into());
+    let err = engine.synthesize("hi", &voice("en-us", 160, 50)).unwrap_err().to_string();
     assert!(err.contains("/nonexistent/emcee-espeak"), "{err}");
 }
 
 #[test]
 fn ssml_marks_come_back_at_their_place_in_the_audio() {
-    let mut voice = EspeakVoice::new(default_bridge_path(), "en-us", 160);
-    let u = voice.synthesize("<speak>One two three. <mark name=\"card:show:KET-100\"/>Four five six.</speak>").unwrap();
+    let mut engine = EspeakEngine::new(default_bridge_path());
+    let en = voice("en-us", 160, 50);
+    let u = engine
+        .synthesize("<speak>One two three. <mark name=\"card:show:KET-100\"/>Four five six.</speak>", &en)
+        .unwrap();
     assert_eq!(u.marks.len(), 1, "{:?}", u.marks);
     let (name, at) = &u.marks[0];
     assert_eq!(name, "card:show:KET-100");
     let len = u.pcm.len() as u64;
     assert!(*at > len / 4 && *at < len * 3 / 4, "mark at {at} of {len} samples");
     // Markup is not read aloud: the same words without the mark are about as long.
-    let plain = voice.synthesize("<speak>One two three. Four five six.</speak>").unwrap();
+    let plain = engine.synthesize("<speak>One two three. Four five six.</speak>", &en).unwrap();
     let diff = (plain.pcm.len() as i64 - len as i64).abs();
     assert!(diff < 4800, "{diff} samples longer with a mark");
+}
+
+#[test]
+fn rate_and_pitch_follow_the_voice() {
+    let mut engine = EspeakEngine::new(default_bridge_path());
+    let text = "Thank you for watching the show today.";
+    let normal = engine.synthesize(text, &voice("en-us", 160, 50)).unwrap();
+    let slow = engine.synthesize(text, &voice("en-us", 100, 50)).unwrap();
+    let ratio = slow.pcm.len() as f64 / normal.pcm.len() as f64;
+    assert!(ratio > 1.3, "100 wpm should be much longer than 160 wpm: ratio {ratio:.2}");
+    // A higher pitch crosses zero more often.
+    let crossings = |pcm: &[i16]| pcm.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count() as f64 / pcm.len() as f64;
+    let high = engine.synthesize(text, &voice("en-us", 160, 95)).unwrap();
+    let low = engine.synthesize(text, &voice("en-us", 160, 5)).unwrap();
+    assert!(crossings(&high.pcm) > crossings(&low.pcm) * 1.1, "{} vs {}", crossings(&high.pcm), crossings(&low.pcm));
 }

@@ -10,14 +10,15 @@
 //! The clock is the 48 kHz audio sample counter; frame `n` is at `n·48000/fps`. Frames are never
 //! skipped: when the machine is slow, frames leave late (counted) but every timestamp is exact.
 
+use std::collections::HashMap;
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use emcee_encoder::{EncoderSettings, I420Frame, OpenH264Encoder, VideoEncoder};
 use emcee_protocol::{Cue, CueAction, Health, OutputHealth, StageConfig, StageEvent, StopWhen, MEDIA_CLOCK_HZ};
-use emcee_renderer::{Pose, Renderer};
-use emcee_speech::espeak::{default_bridge_path, EspeakVoice};
+use emcee_renderer::{Framing, Pose, Renderer};
+use emcee_speech::espeak::{default_bridge_path, EspeakEngine};
 use emcee_speech::Utterance;
 use emcee_stream::aac::{AacEncoder, AacFrame};
 use emcee_stream::flv;
@@ -71,7 +72,8 @@ impl Pipeline {
         rt: tokio::runtime::Handle,
     ) -> Result<Self, PipelineError> {
         let v = &config.video;
-        let renderer = Renderer::new(v.width, v.height, config.avatar.background_rgb)?;
+        let mut renderer = Renderer::new(v.width, v.height, config.avatar.scene.background_rgb)?;
+        show_scene(&mut renderer, &config.avatar.scene);
         tracing::info!(device = renderer.device_name(), software = renderer.is_software(), "renderer ready");
         let encoder = OpenH264Encoder::new(EncoderSettings {
             width: v.width,
@@ -99,12 +101,11 @@ impl Pipeline {
         // Every thread starts here, so a failure is reported instead of a half-running stage.
         let encoder_name = encoder.name();
         let sink_stats = distributor.stats();
-        let (speech_tx, speech_rx) = mpsc::channel::<(String, String)>();
+        let (speech_tx, speech_rx) = mpsc::channel::<SpeechJob>();
         let (spoken_tx, spoken_rx) = mpsc::channel();
-        let avatar = config.avatar.clone();
         std::thread::Builder::new()
             .name("speech".into())
-            .spawn(move || run_speech(&avatar, speech_rx, spoken_tx))
+            .spawn(move || run_speech(speech_rx, spoken_tx))
             .map_err(PipelineError::Thread)?;
         let (video_tx, video_rx) = mpsc::sync_channel::<VideoJob>(LEAD_FRAMES as usize + 1);
         let (video_rt, size) = (rt.clone(), (v.width, v.height));
@@ -140,26 +141,35 @@ struct Parts {
     aac: AacEncoder,
     encoder_name: &'static str,
     sink_stats: Vec<(String, std::sync::Arc<emcee_stream::rtmp::SinkStats>)>,
-    speech_tx: Sender<(String, String)>,
+    speech_tx: Sender<SpeechJob>,
     spoken_rx: Receiver<(String, Result<Utterance, String>)>,
     video_tx: mpsc::SyncSender<VideoJob>,
     /// The video thread, joined once the last job is sent.
     video: JoinHandle<()>,
 }
 
+/// A `say` cue for the speech thread: id, SSML, voice.
+type SpeechJob = (String, String, emcee_protocol::Voice);
+
 /// Synthesizes `say` cues in arrival order, ahead of the clock.
-fn run_speech(
-    avatar: &emcee_protocol::AvatarConfig,
-    jobs: Receiver<(String, String)>,
-    spoken: Sender<(String, Result<Utterance, String>)>,
-) {
-    let mut voice = EspeakVoice::new(default_bridge_path(), &avatar.voice, avatar.words_per_minute);
-    for (id, text) in jobs {
-        let result = voice.synthesize(&text).map_err(|e| e.to_string());
+fn run_speech(jobs: Receiver<SpeechJob>, spoken: Sender<(String, Result<Utterance, String>)>) {
+    let mut engine = EspeakEngine::new(default_bridge_path());
+    for (id, text, voice) in jobs {
+        let result = engine.synthesize(&text, &voice).map_err(|e| e.to_string());
         if spoken.send((id, result)).is_err() {
             break;
         }
     }
+}
+
+/// Puts `scene` on screen from the next frame on (a cut, as a vision mixer does).
+fn show_scene(renderer: &mut Renderer, scene: &emcee_protocol::Scene) {
+    let framing = match scene.camera {
+        emcee_protocol::CameraPreset::Close => Framing::Close,
+        emcee_protocol::CameraPreset::Medium => Framing::Medium,
+        emcee_protocol::CameraPreset::Wide => Framing::Wide,
+    };
+    renderer.set_scene(scene.background_rgb, framing);
 }
 
 enum VideoJob {
@@ -196,6 +206,8 @@ fn run_media(
 
     let mut queue = SpeechQueue::default();
     let mut lifecycle = Vec::new();
+    // Scenes of accepted cues, shown when their cue starts.
+    let mut scenes: HashMap<String, emcee_protocol::Scene> = HashMap::new();
     let mut late_frames = 0u64;
     let mut last_frame: Vec<u8> = Vec::new();
     let frame_len = Duration::from_nanos(1_000_000_000 / u64::from(fps));
@@ -226,8 +238,12 @@ fn run_media(
                     let duplicate = accepted != Accepted::New;
                     emit(&events, StageEvent::Accepted { id: cue.id.clone(), duplicate });
                     match (accepted, cue.action) {
-                        (Accepted::New, CueAction::Say { text }) => {
-                            let _ = speech_tx.send((cue.id, text));
+                        (Accepted::New, CueAction::Say { text, voice, scene }) => {
+                            if let Some(scene) = scene {
+                                scenes.insert(cue.id.clone(), scene);
+                            }
+                            let voice = voice.unwrap_or_else(|| config.avatar.voice.clone());
+                            let _ = speech_tx.send((cue.id, text, voice));
                         }
                         (Accepted::Duplicate { finished: Some(media_ts) }, _) => {
                             emit(&events, StageEvent::Finished { id: cue.id, was_stopped: false, media_ts });
@@ -254,6 +270,7 @@ fn run_media(
                 Err(reason) => {
                     tracing::warn!(cue = %id, %reason, "speech failed");
                     queue.failed(&id);
+                    scenes.remove(&id);
                     emit(&events, StageEvent::Failed { id, reason });
                 }
             }
@@ -277,6 +294,17 @@ fn run_media(
         let mut pcm: Vec<i16> = Vec::with_capacity((tick_end - tick_start) as usize);
         queue.fill(tick_start, (tick_end - tick_start) as usize, &mut pcm, &mut lifecycle);
         for event in lifecycle.drain(..) {
+            match &event {
+                StageEvent::Started { id, .. } => {
+                    if let Some(scene) = scenes.remove(id) {
+                        show_scene(&mut renderer, &scene);
+                    }
+                }
+                StageEvent::Finished { id, .. } => {
+                    scenes.remove(id);
+                }
+                _ => {}
+            }
             emit(&events, event);
         }
         let interleaved: Vec<i16> = pcm.iter().flat_map(|&s| std::iter::repeat_n(s, channels)).collect();

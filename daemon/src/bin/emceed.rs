@@ -57,7 +57,16 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let sentences: Vec<ScriptSentence> = match script::load(&config.script, &materials) {
-        Ok(lines) => lines.into_iter().map(|l| ScriptSentence { ssml: l.sentence.ssml, window: l.window }).collect(),
+        Ok(lines) => lines
+            .into_iter()
+            .map(|l| ScriptSentence {
+                ssml: l.sentence.ssml,
+                window: l.window,
+                voice: l.voice,
+                // Every script sentence names its scene, so a restarted stage shows the right one.
+                scene: Some(l.scene.unwrap_or(config.stage.avatar.scene)),
+            })
+            .collect(),
         Err(errors) => {
             eprintln!("{errors}");
             std::process::exit(EXIT_CONFIG);

@@ -18,6 +18,13 @@ struct Request {
     text: String,
     voice: String,
     words_per_minute: u32,
+    /// 0 … 99; 50 is the voice's own.
+    #[serde(default = "voice_pitch")]
+    pitch: u32,
+}
+
+fn voice_pitch() -> u32 {
+    50
 }
 
 #[derive(Serialize, Default)]
@@ -42,6 +49,7 @@ const CHARS_UTF8: c_uint = 1;
 const SSML: c_uint = 0x10;
 const POS_CHARACTER: c_int = 1;
 const PARAM_RATE: c_int = 1;
+const PARAM_PITCH: c_int = 3;
 const EVENT_LIST_TERMINATED: c_int = 0;
 const EVENT_WORD: c_int = 1;
 const EVENT_PHONEME: c_int = 7;
@@ -158,6 +166,8 @@ fn synthesize(sample_rate: u32, req: &Request) -> (Response, Vec<i16>) {
     let rate = req.words_per_minute.clamp(80, 450) as c_int;
     // SAFETY: plain integer parameter call on an initialised library.
     unsafe { espeak_SetParameter(PARAM_RATE, rate, 0) };
+    // SAFETY: as above.
+    unsafe { espeak_SetParameter(PARAM_PITCH, req.pitch.min(99) as c_int, 0) };
     COLLECTED.with(|c| *c.borrow_mut() = Collected::default());
     let bytes = text.as_bytes_with_nul();
     // SAFETY: `text` outlives the synchronous call; size includes the terminator as documented.
