@@ -11,7 +11,7 @@ use emcee_e2e::{bin_dir, probe, scratch_dir, spawn_show, wait_for_end, write_sho
 
 const SCRIPT: [&str; 2] = [
     "Our kettle has a smart thermostat, a one litre capacity, and a two year warranty.",
-    "Thank you for <mark name=\"gesture:wave\"/>watching.",
+    "Thank you for <mark name=\"gesture:nod\"/>watching.",
 ];
 
 fn emcee(args: &[&str], config: &std::path::Path) -> Result<std::process::Output> {
@@ -85,6 +85,9 @@ fn an_operator_line_cuts_in_and_the_cut_sentence_is_said_again() -> Result<()> {
 
     // The audit log: cut, operator line, the same sentence again, then the rest.
     let log: Vec<AuditRecord> = Store::open(&dir.join("state"))?.audit_since(0, 100)?;
+    // Speech first; the actions (which run beside it) are checked after.
+    let (actions, log): (Vec<AuditRecord>, Vec<AuditRecord>) =
+        log.into_iter().partition(|r| r.event.starts_with("action_"));
     let events: Vec<String> = log.iter().map(|r| format!("{} {}", r.cue, r.event)).collect();
     let expected = [
         "s0.0.0 started",
@@ -101,12 +104,16 @@ fn an_operator_line_cuts_in_and_the_cut_sentence_is_said_again() -> Result<()> {
     ensure!(log[2].source == "operator" && log[2].text.starts_with("Sorry to interrupt"), "{:?}", log[2]);
     ensure!(log[4].text == SCRIPT[0], "the cut sentence is said again whole: {:?}", log[4]);
     // The SSML mark fired inside its sentence, before "watching".
-    ensure!(log[7].text == "gesture:wave", "{:?}", log[7]);
+    ensure!(log[7].text == "gesture:nod", "{:?}", log[7]);
     ensure!(
         log[6].media_ms < log[7].media_ms && log[7].media_ms < log[8].media_ms,
         "mark inside its sentence: {log:?}"
     );
     ensure!(log[8].text == "Thank you for watching.", "plain text in the audit log: {:?}", log[8]);
+    // The mark's nod started at the mark and played to its end (0.9 s), whatever the speech did.
+    let nod: Vec<(String, i64)> = actions.iter().map(|r| (format!("{} {}", r.event, r.text), r.media_ms)).collect();
+    ensure!(nod.len() == 2 && nod[0].0 == "action_started gesture:nod" && nod[0].1 == log[7].media_ms, "{nod:?}");
+    ensure!(nod[1].0 == "action_finished gesture:nod" && nod[1].1 - nod[0].1 == 900, "{nod:?}");
 
     // The recording sounds like the log says.
     let rec = dir.join("nginx/rec/live.flv");

@@ -1,12 +1,15 @@
-//! Scenes and voices as materials, end to end: a script whose segments name a scene (background,
-//! camera) and a voice, played into nginx-rtmp; the recording shows each scene from the moment
-//! its first sentence starts (as the audit log times it), and the voices sound different.
+//! Scenes, voices and actions end to end: a script whose segments name a scene (background,
+//! camera) and a voice and carry action marks, played into nginx-rtmp; the recording shows each
+//! scene from the moment its first sentence starts (as the audit log times it), the voices sound
+//! different, and the head shakes while the audit log says the gesture runs.
 
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
 use emcee_daemon::store::Store;
 use emcee_e2e::{probe, scratch_dir, spawn_show, wait_for_end, write_show, Nginx};
+use emcee_renderer::camera::project_to_pixels;
+use emcee_renderer::Framing;
 
 const W: usize = 640;
 const H: usize = 360;
@@ -37,17 +40,38 @@ sentences = ["Welcome to the red room."]
 [[segment]]
 scene = "green-close"
 voice = "slow"
-sentences = ["This is the green room, up close."]
+sentences = ["<mark name=\"expression:happy\"/>This is the green room, up close."]
 
 [[segment]]
 scene = "green-close"
-sentences = ["This is the green room, up close."]
+sentences = ["<mark name=\"gesture:shake\"/>This is the green room, up close."]
 "#;
 
 /// Pixels in row `y` that are not background (differ from the corner's luma).
-fn figure_width(frame: &[u8], y: usize) -> usize {
+fn figure_pixels(frame: &[u8], y: usize) -> Vec<usize> {
     let bg = i32::from(frame[2 * W + 2]);
-    frame[y * W..(y + 1) * W].iter().filter(|&&l| (i32::from(l) - bg).abs() > 12).count()
+    (0..W).filter(|&x| (i32::from(frame[y * W + x]) - bg).abs() > 12).collect()
+}
+
+fn figure_width(frame: &[u8], y: usize) -> usize {
+    figure_pixels(frame, y).len()
+}
+
+/// Motion between consecutive frames in a band across the nose (which turns with the head;
+/// the mouth and the blinking eyes are outside it): mean absolute luma change per frame.
+fn nose_motion(frames: &[Vec<u8>]) -> f64 {
+    let (nx, ny) = project_to_pixels([0.0, -0.08, 0.8], Framing::Close, W as u32, H as u32);
+    let (x0, x1, y0, y1) = (nx as usize - 60, nx as usize + 60, ny as usize - 10, ny as usize + 10);
+    let diff = |a: &[u8], b: &[u8]| -> f64 {
+        let mut sum = 0u64;
+        for y in y0..y1 {
+            for x in x0..x1 {
+                sum += u64::from(a[y * W + x].abs_diff(b[y * W + x]));
+            }
+        }
+        sum as f64 / ((x1 - x0) * (y1 - y0)) as f64
+    };
+    frames.windows(2).map(|w| diff(&w[0], &w[1])).sum::<f64>() / frames.len().max(2) as f64
 }
 
 #[test]
@@ -96,5 +120,31 @@ fn each_segment_shows_its_scene_and_speaks_in_its_voice() -> Result<()> {
     let slow = at("s0.1.0", "finished") - started_ms;
     let default = at("s0.2.0", "finished") - at("s0.2.0", "started");
     ensure!(slow as f64 > default as f64 * 1.25, "slow voice {slow} ms vs default {default} ms");
+
+    // Actions: the expression replaces nothing and holds to the end; the gesture runs its
+    // course in parallel with the speech.
+    let actions: Vec<String> = log
+        .iter()
+        .filter(|r| r.event.starts_with("action_"))
+        .map(|r| format!("{} {} {}", r.cue, r.event, r.text))
+        .collect();
+    ensure!(
+        actions
+            == [
+                "s0.1.0 action_started expression:happy",
+                "s0.2.0 action_started gesture:shake",
+                "s0.2.0 action_finished gesture:shake",
+                "s0.1.0 action_stopped expression:happy",
+            ],
+        "{actions:#?}"
+    );
+    // The head shakes while the gesture runs: the nose moves much more than in as long a
+    // stretch of the sentence before (same scene, speaking, idle sway only).
+    let frame_of = |ms: i64| (ms * 30 / 1000) as usize;
+    let shake = frame_of(at("s0.2.0", "action_started"))..frame_of(at("s0.2.0", "action_finished"));
+    let calm_from = frame_of(at("s0.1.0", "started")) + 5;
+    let calm = calm_from..calm_from + shake.len();
+    let (shaking, idle) = (nose_motion(&frames[shake]), nose_motion(&frames[calm]));
+    ensure!(shaking > idle * 2.5, "nose motion {shaking:.2} shaking vs {idle:.2} idle");
     Ok(())
 }

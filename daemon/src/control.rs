@@ -184,6 +184,17 @@ impl Show {
                 let source = self.cues.get(&id).map_or("unknown", |(s, _)| *s);
                 Self::log_store(self.store.audit(&id, source, &name, "mark", media_ts_to_ms(media_ts)));
             }
+            StageEvent::ActionStarted { id, action, media_ts } => {
+                let source = self.cues.get(&id).map_or("unknown", |(s, _)| *s);
+                Self::log_store(self.store.audit(&id, source, &action, "action_started", media_ts_to_ms(media_ts)));
+            }
+            StageEvent::ActionFinished { id, action, was_stopped, media_ts } => {
+                // The cue may have finished already (a gesture outlasts its sentence).
+                let source =
+                    self.cues.get(&id).map_or(if id.starts_with('s') { "script" } else { "interaction" }, |(s, _)| *s);
+                let event = if was_stopped { "action_stopped" } else { "action_finished" };
+                Self::log_store(self.store.audit(&id, source, &action, event, media_ts_to_ms(media_ts)));
+            }
             StageEvent::Rejected { reason } => tracing::warn!(%reason, "the stage rejected a message"),
             StageEvent::Health(h) => {
                 tracing::debug!(frames = h.frames, late = h.late_frames, encoder = %h.encoder, "health");

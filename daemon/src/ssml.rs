@@ -5,7 +5,7 @@
 //! `currency`, `date` with `format` = `ymd`/`mdy`/`dmy`), `sub` (`alias`), `mark` (`name`).
 //! Plain text is valid SSML. `currency`, `date` and `sub` are expanded here into words, so the
 //! engine only sees markup it handles the same everywhere; marks stay marks (actions ride on
-//! them: `gesture:wave`, `expression:smile`, `card:show:SKU`, `card:hide`).
+//! them: `gesture:nod`, `expression:smile`, `card:show:SKU`, `card:hide`).
 //!
 //! Errors carry the byte offset of the problem in the input; callers turn it into line:column.
 
@@ -176,16 +176,9 @@ fn check_mark_name(name: &str, offset: usize) -> Result<(), SsmlError> {
     if !valid_chars {
         return Err(err(offset, format!("mark name `{name}` may use letters, digits and _ : . - only")));
     }
-    let parts: Vec<&str> = name.split(':').collect();
-    match parts[..] {
-        ["gesture", g] | ["expression", g] if !g.is_empty() => Ok(()),
-        ["card", "show", sku] if !sku.is_empty() => Ok(()),
-        ["card", "hide"] => Ok(()),
-        [kind, ..] if ["gesture", "expression", "card"].contains(&kind) => {
-            Err(err(offset, format!("mark `{name}`: use gesture:NAME, expression:NAME, card:show:SKU or card:hide")))
-        }
-        _ => Ok(()), // a plain named mark: reported as it is spoken, no action
-    }
+    // Action marks are checked against what the stage performs; any other name is a plain
+    // mark, reported as it is spoken.
+    emcee_protocol::action::Action::from_mark(name).map(|_| ()).map_err(|message| err(offset, message))
 }
 
 fn check_value(tag: &str, key: &str, value: &str, at: usize) -> Result<(), SsmlError> {

@@ -27,7 +27,8 @@ pub struct AuditRecord {
     /// `script`, `operator` or `answer`.
     pub source: String,
     pub text: String,
-    /// `started`, `finished`, `cut` or `failed`.
+    /// `started`, `mark`, `finished`, `cut`, `failed`, `expired`, or an action's
+    /// `action_started`, `action_finished`, `action_stopped` (`text` names the action).
     pub event: String,
     /// Wall-clock time, Unix milliseconds.
     pub wall_ms: i64,
@@ -65,8 +66,9 @@ CREATE TABLE IF NOT EXISTS audit (
     media_ms INTEGER NOT NULL
 );
 -- A restarted control plane may hear the same event again from a stage that kept running;
--- it is the same utterance, recorded once.
-CREATE UNIQUE INDEX IF NOT EXISTS audit_once ON audit (cue, event, media_ms);
+-- it is the same utterance, recorded once. Two actions at one mark are two records.
+DROP INDEX IF EXISTS audit_once;
+CREATE UNIQUE INDEX IF NOT EXISTS audit_once_per_text ON audit (cue, event, media_ms, text);
 ";
 
 fn kind_name(kind: InteractionKind) -> &'static str {

@@ -10,6 +10,8 @@
 //! travel as integer 48 kHz sample counts (`media_ts`), never as floating-point seconds.
 #![forbid(unsafe_code)]
 
+pub mod action;
+
 use serde::{Deserialize, Serialize};
 
 /// Protocol version; the stage refuses a `hello` with another major version.
@@ -183,6 +185,11 @@ pub enum StageEvent {
     Started { id: String, media_ts: u64 },
     /// Playback passed an SSML `<mark name="…"/>` (actions ride on these).
     Mark { id: String, name: String, media_ts: u64 },
+    /// An action (see [`action::Action`]) that a mark of cue `id` triggered has begun.
+    ActionStarted { id: String, action: String, media_ts: u64 },
+    /// The action has ended: played out, or `was_stopped` (an expression replaced by the next,
+    /// a gesture cut by the end of the show).
+    ActionFinished { id: String, action: String, was_stopped: bool, media_ts: u64 },
     /// The cue's last sample reached the encoder input.
     Finished { id: String, was_stopped: bool, media_ts: u64 },
     /// The cue could not be performed (e.g. TTS failed); the show goes on.

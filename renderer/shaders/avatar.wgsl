@@ -8,6 +8,8 @@ struct Frame {
     weights: vec4<f32>,
     // xyz: key light direction, w: picture level (1 normal … 0 black, for fades)
     light_dir: vec4<f32>,
+    // x: smile (negative: corners down)
+    expression: vec4<f32>,
 };
 
 @group(0) @binding(0) var<uniform> frame: Frame;
@@ -19,7 +21,8 @@ struct VertexIn {
     @location(3) jaw: vec3<f32>,
     @location(4) spread: vec3<f32>,
     @location(5) blink: vec3<f32>,
-    @location(6) part: f32,
+    @location(6) smile: vec3<f32>,
+    @location(7) part: f32,
 };
 
 struct VertexOut {
@@ -33,7 +36,8 @@ fn vs_main(v: VertexIn) -> VertexOut {
     let morphed = v.position
         + v.jaw * frame.weights.x
         + v.spread * frame.weights.y
-        + v.blink * frame.weights.z;
+        + v.blink * frame.weights.z
+        + v.smile * frame.expression.x;
     var world = vec4<f32>(morphed, 1.0);
     var normal = v.normal;
     if (v.part > 0.5) {

@@ -1,20 +1,22 @@
-//! The built-in avatar: a stylised head and shoulders made of ellipsoids, with three morph
-//! targets (`jawOpen`, `mouthSpread`, `eyeBlink`) in the same shape a glTF mesh gives us
+//! The built-in avatar: a stylised head and shoulders made of ellipsoids, with four morph
+//! targets (`jawOpen`, `mouthSpread`, `eyeBlink`, `mouthSmile`) in the same shape a glTF mesh gives us
 //! (base positions + per-target position deltas), so a glTF loader can replace this module
 //! without touching the render pass.
 
-/// Floats per vertex: position 3, normal 3, colour 3, three morph deltas 3 each, part 1.
-pub const VERTEX_FLOATS: usize = 19;
+/// Floats per vertex: position 3, normal 3, colour 3, four morph deltas 3 each, part 1.
+pub const VERTEX_FLOATS: usize = 22;
 
 /// Names of the morph targets, in shader order.
-pub const MORPH_TARGETS: [&str; 3] = ["jawOpen", "mouthSpread", "eyeBlink"];
+pub const MORPH_TARGETS: [&str; 4] = ["jawOpen", "mouthSpread", "eyeBlink", "mouthSmile"];
+
+type Morphs = [[f32; 3]; 4];
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Vertex {
     position: [f32; 3],
     normal: [f32; 3],
     color: [f32; 3],
-    morphs: [[f32; 3]; 3],
+    morphs: Morphs,
     /// 1 for parts that move with the head, 0 for the torso.
     head: bool,
 }
@@ -63,7 +65,7 @@ fn always(_: [f32; 3]) -> bool {
 }
 
 impl Builder {
-    fn ellipsoid(&mut self, e: Ellipsoid, morph: impl Fn([f32; 3]) -> [[f32; 3]; 3]) {
+    fn ellipsoid(&mut self, e: Ellipsoid, morph: impl Fn([f32; 3]) -> Morphs) {
         const RINGS: u32 = 28;
         const SEGMENTS: u32 = 40;
         let base = self.vertices.len() as u32;
@@ -113,8 +115,15 @@ fn jaw_delta(p: [f32; 3]) -> [f32; 3] {
     [0.0, -0.16 * side * depth, 0.0]
 }
 
-fn no_morph(_: [f32; 3]) -> [[f32; 3]; 3] {
-    [[0.0; 3]; 3]
+fn no_morph(_: [f32; 3]) -> Morphs {
+    [[0.0; 3]; 4]
+}
+
+/// Smile: the mouth corners rise and pull back a little, the middle stays; a negative weight
+/// turns the corners down.
+fn smile_delta(p: [f32; 3]) -> [f32; 3] {
+    let side = ((p[0] - MOUTH_CENTER[0]) / 0.19).clamp(-1.0, 1.0);
+    [side * 0.03, 0.07 * side * side, -0.02 * side * side]
 }
 
 /// Builds the default avatar.
@@ -134,7 +143,7 @@ pub fn default_avatar() -> Mesh {
     // Head: the jaw region deforms with `jawOpen`.
     b.ellipsoid(
         Ellipsoid { center: [0.0, 0.0, 0.0], radii: [0.78, 1.0, 0.82], color: SKIN, head: true, keep: always },
-        |p| [jaw_delta(p), [0.0; 3], [0.0; 3]],
+        |p| [jaw_delta(p), [0.0; 3], [0.0; 3], [0.0; 3]],
     );
     // Hair: a cap over the top and back of the head.
     b.ellipsoid(
@@ -159,20 +168,20 @@ pub fn default_avatar() -> Mesh {
         },
         |p| {
             let lower = if p[1] < my { [0.0, -0.17, 0.0] } else { [0.0, 0.02, 0.0] };
-            [lower, [(p[0] - mx) * 0.45, 0.0, 0.0], [0.0; 3]]
+            [lower, [(p[0] - mx) * 0.45, 0.0, 0.0], [0.0; 3], smile_delta(p)]
         },
     );
     // Lips: the upper lip rises a little, the lower one follows the jaw; both spread with `wide`.
     for (dy, jaw) in [(0.035f32, 0.025f32), (-0.04, -0.17)] {
         b.ellipsoid(
             Ellipsoid { center: [mx, my + dy, mz], radii: [0.19, 0.035, 0.045], color: LIP, head: true, keep: always },
-            move |p| [[0.0, jaw, 0.0], [(p[0] - mx) * 0.45, 0.0, 0.0], [0.0; 3]],
+            move |p| [[0.0, jaw, 0.0], [(p[0] - mx) * 0.45, 0.0, 0.0], [0.0; 3], smile_delta(p)],
         );
     }
     // Eyes: whites and irises; `eyeBlink` squashes them onto their centre line.
     for side in [-1.0f32, 1.0] {
         let (ex, ey) = (side * EYE_X, EYE_Y);
-        let squash = move |p: [f32; 3]| [[0.0; 3], [0.0; 3], [0.0, (ey - p[1]) * 0.92, 0.0]];
+        let squash = move |p: [f32; 3]| [[0.0; 3], [0.0; 3], [0.0, (ey - p[1]) * 0.92, 0.0], [0.0; 3]];
         b.ellipsoid(
             Ellipsoid { center: [ex, ey, 0.66], radii: [0.13, 0.09, 0.08], color: EYE_WHITE, head: true, keep: always },
             squash,

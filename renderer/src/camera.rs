@@ -82,11 +82,12 @@ pub fn head_matrix(pose: &Pose) -> Mat4 {
 
 /// The uniform block the avatar shader reads (`Frame` in avatar.wgsl).
 pub fn frame_uniforms(pose: &Pose, framing: Framing, width: u32, height: u32) -> Vec<f32> {
-    let mut out = Vec::with_capacity(40);
+    let mut out = Vec::with_capacity(44);
     out.extend(view_projection(framing, width, height).iter().flatten());
     out.extend(head_matrix(pose).iter().flatten());
     out.extend([pose.jaw_open, pose.mouth_spread, pose.blink, pose.breath]);
     out.extend([-0.4, 0.5, 0.9, 1.0 - pose.fade_out.clamp(0.0, 1.0)]);
+    out.extend([pose.smile, 0.0, 0.0, 0.0]);
     out
 }
 

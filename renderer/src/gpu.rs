@@ -15,7 +15,7 @@ use crate::{Pose, RenderError};
 const COLOR_FORMAT: vk::Format = vk::Format::R8G8B8A8_UNORM;
 const DEPTH_FORMAT: vk::Format = vk::Format::D32_SFLOAT;
 /// view_proj (16) + head (16) + weights (4) + light (4) floats.
-const FRAME_UNIFORM_FLOATS: usize = 40;
+const FRAME_UNIFORM_FLOATS: usize = 44;
 
 static AVATAR_SPV: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/avatar.spv"));
 static CONVERT_SPV: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/convert.spv"));
@@ -548,11 +548,13 @@ impl Gpu {
         let stride = (VERTEX_FLOATS * 4) as u32;
         let binding =
             [vk::VertexInputBindingDescription { binding: 0, stride, input_rate: vk::VertexInputRate::VERTEX }];
-        let attrs: Vec<vk::VertexInputAttributeDescription> = (0..7u32)
+        // Position, normal, colour, one delta per morph target (vec3 each), then the part flag.
+        let part = 3 + crate::avatar::MORPH_TARGETS.len() as u32;
+        let attrs: Vec<vk::VertexInputAttributeDescription> = (0..=part)
             .map(|location| vk::VertexInputAttributeDescription {
                 location,
                 binding: 0,
-                format: if location == 6 { vk::Format::R32_SFLOAT } else { vk::Format::R32G32B32_SFLOAT },
+                format: if location == part { vk::Format::R32_SFLOAT } else { vk::Format::R32G32B32_SFLOAT },
                 offset: location * 12,
             })
             .collect();

@@ -25,6 +25,8 @@ pub struct Pose {
     pub mouth_spread: f32,
     /// 0 open eyes … 1 closed.
     pub blink: f32,
+    /// Expression: 1 smiling, 0 neutral, −1 mouth corners down.
+    pub smile: f32,
     /// Breathing phase, −1 … 1.
     pub breath: f32,
     pub head_yaw: f32,

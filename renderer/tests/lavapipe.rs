@@ -52,6 +52,13 @@ fn renders_the_avatar_and_converts_to_bt709_i420() {
     assert!(mouth > 15.0, "mouth changed by {mouth}");
     assert!(forehead < 1.0, "forehead changed by {forehead}");
 
+    // A smile moves the mouth corners (not the middle of the mouth, not the forehead).
+    let smile = r.render(&Pose { smile: 1.0, ..Pose::default() }).unwrap().to_vec();
+    let corner = mean_abs_diff_around(&neutral, &smile, mx + 8.0, my, 3);
+    let forehead = mean_abs_diff_around(&neutral, &smile, fx, fy - 20.0, 6);
+    assert!(corner > 8.0, "mouth corner changed by {corner}");
+    assert!(forehead < 1.0, "forehead changed by {forehead}");
+
     // A full fade is black (BT.709 limited range: Y = 16, Cb = Cr = 128).
     let black = r.render(&Pose { fade_out: 1.0, ..Pose::default() }).unwrap().to_vec();
     assert!(black[..luma].iter().all(|&y| y == 16), "luma of a faded frame");
@@ -64,6 +71,7 @@ fn renders_the_avatar_and_converts_to_bt709_i420() {
     if let Ok(dir) = std::env::var("EMCEE_DUMP_DIR") {
         std::fs::write(format!("{dir}/neutral.yuv"), &neutral).unwrap();
         std::fs::write(format!("{dir}/open.yuv"), &open).unwrap();
+        std::fs::write(format!("{dir}/smile.yuv"), &smile).unwrap();
     }
 }
 

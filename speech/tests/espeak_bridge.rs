@@ -68,9 +68,32 @@ fn rate_and_pitch_follow_the_voice() {
     let slow = engine.synthesize(text, &voice("en-us", 100, 50)).unwrap();
     let ratio = slow.pcm.len() as f64 / normal.pcm.len() as f64;
     assert!(ratio > 1.3, "100 wpm should be much longer than 160 wpm: ratio {ratio:.2}");
-    // A higher pitch crosses zero more often.
-    let crossings = |pcm: &[i16]| pcm.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count() as f64 / pcm.len() as f64;
+    // A higher pitch: the median fundamental of voiced 40 ms windows rises.
     let high = engine.synthesize(text, &voice("en-us", 160, 95)).unwrap();
     let low = engine.synthesize(text, &voice("en-us", 160, 5)).unwrap();
-    assert!(crossings(&high.pcm) > crossings(&low.pcm) * 1.1, "{} vs {}", crossings(&high.pcm), crossings(&low.pcm));
+    let (high_f0, low_f0) = (median_f0(&high.pcm), median_f0(&low.pcm));
+    assert!(high_f0 > low_f0 * 1.3, "pitch 95: {high_f0:.0} Hz, pitch 5: {low_f0:.0} Hz");
+}
+
+/// Median fundamental frequency (autocorrelation peak, 60–400 Hz) over loud 40 ms windows.
+fn median_f0(pcm: &[i16]) -> f64 {
+    let rate = f64::from(MEDIA_RATE);
+    let window = 1920;
+    let (min_lag, max_lag) = ((rate / 400.0) as usize, (rate / 60.0) as usize);
+    let mut f0s: Vec<f64> = pcm
+        .chunks_exact(window)
+        .filter_map(|w| {
+            let x: Vec<f64> = w.iter().map(|&s| f64::from(s)).collect();
+            let energy: f64 = x.iter().map(|v| v * v).sum();
+            if energy / (window as f64) < 1.0e6 {
+                return None; // silence or a quiet consonant
+            }
+            let corr = |lag: usize| x[..window - lag].iter().zip(&x[lag..]).map(|(a, b)| a * b).sum::<f64>();
+            let (lag, best) = (min_lag..max_lag).map(|l| (l, corr(l))).max_by(|a, b| a.1.total_cmp(&b.1))?;
+            (best > 0.3 * energy).then(|| rate / lag as f64)
+        })
+        .collect();
+    assert!(f0s.len() >= 5, "too few voiced windows: {}", f0s.len());
+    f0s.sort_by(f64::total_cmp);
+    f0s[f0s.len() / 2]
 }

@@ -9,8 +9,10 @@
 //! - [`pipeline`]: the clock and the media threads (speech → pose → frame → packet → sink).
 //! - [`speech_queue`]: cue lifecycle, interrupts (stop at a phoneme boundary), audio per tick.
 //! - [`idle`]: blinks, head sway, breathing.
+//! - [`actions`]: expressions, gestures and cards from marks, each modality by its policy.
 #![forbid(unsafe_code)]
 
+pub mod actions;
 pub mod idle;
 pub mod pipeline;
 pub mod speech_queue;

@@ -24,6 +24,7 @@ use emcee_stream::aac::{AacEncoder, AacFrame};
 use emcee_stream::flv;
 use emcee_stream::rtmp::{Distributor, MediaPacket, StreamHeaders};
 
+use crate::actions::Actions;
 use crate::idle;
 use crate::speech_queue::{Accepted, SpeechQueue};
 
@@ -208,6 +209,8 @@ fn run_media(
     let mut lifecycle = Vec::new();
     // Scenes of accepted cues, shown when their cue starts.
     let mut scenes: HashMap<String, emcee_protocol::Scene> = HashMap::new();
+    let mut actions = Actions::default();
+    let mut acted = Vec::new();
     let mut late_frames = 0u64;
     let mut last_frame: Vec<u8> = Vec::new();
     let frame_len = Duration::from_nanos(1_000_000_000 / u64::from(fps));
@@ -279,14 +282,16 @@ fn run_media(
         // The pose at this frame's media time.
         let mouth = queue.mouth(tick_start);
         let (head_yaw, head_pitch, head_roll) = idle::head_sway(tick_start);
+        let acting = actions.pose(tick_start);
         let pose = Pose {
             jaw_open: mouth.open,
             mouth_spread: mouth.wide - 0.4,
             blink: idle::blink(tick_start),
+            smile: acting.smile,
             breath: idle::breath(tick_start),
-            head_yaw,
-            head_pitch,
-            head_roll,
+            head_yaw: head_yaw + acting.head_yaw,
+            head_pitch: head_pitch + acting.head_pitch,
+            head_roll: head_roll + acting.head_roll,
             fade_out: fading.map_or(0.0, |(from, len)| (index - from + 1) as f32 / len as f32),
         };
 
@@ -303,8 +308,13 @@ fn run_media(
                 StageEvent::Finished { id, .. } => {
                     scenes.remove(id);
                 }
+                StageEvent::Mark { id, name, media_ts } => actions.mark(id, name, *media_ts, &mut acted),
                 _ => {}
             }
+            emit(&events, event);
+        }
+        actions.advance(tick_end, &mut acted);
+        for event in acted.drain(..) {
             emit(&events, event);
         }
         let interleaved: Vec<i16> = pcm.iter().flat_map(|&s| std::iter::repeat_n(s, channels)).collect();
@@ -347,6 +357,7 @@ fn run_media(
     // End of show: the sentence in progress is cut, audio ends exactly where the video ends.
     let end_ts = frame_ts(index, fps);
     queue.end(end_ts, &mut lifecycle);
+    actions.end(end_ts, &mut lifecycle);
     for event in lifecycle.drain(..) {
         emit(&events, event);
     }
