@@ -434,7 +434,12 @@ pub async fn run_show(
     let one_off = config.autostart && config.schedule.is_empty();
     // Up: the API answers from here on, whether or not the room is open.
     notify("READY=1");
-    let mut at_boot = true;
+    // A show that had already ended before a restart is not opened again just to end it.
+    let mut at_boot = !show.scheduler.has_ended();
+    if !at_boot && one_off {
+        tracing::warn!("this show already played its script to the end (state database); nothing to do");
+        return Ok(());
+    }
     loop {
         match wait_to_go_live(&mut show, config, &mut io, at_boot).await {
             GoLive::Quit => return Ok(()),

@@ -338,6 +338,12 @@ impl Scheduler {
         out
     }
 
+    /// The script was played to its end, nothing waits and the room ends when done: a show
+    /// that has already ended (e.g. the daemon restarted just after its end).
+    pub fn has_ended(&self) -> bool {
+        self.when_done == WhenDone::End && self.offset.sentence >= self.script.len() && self.interactions.is_empty()
+    }
+
     /// A new show begins (a schedule window opened, or `start` after the last show ended): a
     /// script played to its end starts over; one cut short resumes where it was.
     pub fn rewind_if_done(&mut self) -> Vec<Output> {
@@ -419,8 +425,10 @@ mod tests {
         s.finished("s0.0.0", false, 0);
         s.finished("s0.1.0", false, 0);
         assert_eq!(s.room(), Room::Ended);
+        assert!(s.has_ended());
         let out = s.rewind_if_done();
         assert!(matches!(out[..], [Output::SaveOffset(Offset { pass: 1, sentence: 0, attempt: 0 })]));
+        assert!(!s.has_ended());
         let out = s.command(RoomCommand::Start, 0).unwrap();
         assert_eq!(sent(&out), ["s1.0.0"]);
     }

@@ -74,8 +74,9 @@ impl StopSignals {
 
 /// Asks a running pipeline to end the show (streams closed cleanly); false when none runs.
 fn end_show(pipeline: &Option<Pipeline>) -> bool {
-    tracing::info!("stop signal: ending the show");
-    pipeline.as_ref().is_some_and(|p| p.commands.send(Command::End { fade_frames: 0 }).is_ok())
+    let ending = pipeline.as_ref().is_some_and(|p| p.commands.send(Command::End { fade_frames: 0 }).is_ok());
+    tracing::info!(show_running = ending, "stop signal: ending the stage");
+    ending
 }
 
 /// Waits for the pipeline's threads after its show ended, so the next show starts clean.
