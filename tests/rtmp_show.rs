@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
 use emcee_e2e::{bin_dir, free_port, probe, scratch_dir, write_show, Nginx};
+use emcee_protocol::CameraPreset;
 use emcee_renderer::avatar::MOUTH_CENTER;
 use emcee_renderer::camera::project_to_pixels;
-use emcee_renderer::Framing;
 
 const W: usize = 640;
 const H: usize = 360;
@@ -101,7 +101,7 @@ fn a_three_sentence_show_arrives_clean_at_nginx_rtmp() -> Result<()> {
     // The mouth moves with the speech.
     let frames = probe::gray_frames(&rec, W, H)?;
     let pcm = probe::mono_audio(&rec)?;
-    let (mx, my) = project_to_pixels(MOUTH_CENTER, Framing::Medium, W as u32, H as u32);
+    let (mx, my) = project_to_pixels(MOUTH_CENTER, CameraPreset::Medium, W as u32, H as u32);
     let (x0, x1) = ((mx - 26.0) as usize, (mx + 26.0) as usize);
     let (y0, y1) = ((my - 8.0) as usize, (my + 26.0) as usize);
     let change: Vec<f64> = (0..frames.len())

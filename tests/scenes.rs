@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::{ensure, Result};
 use emcee_daemon::store::Store;
 use emcee_e2e::{probe, scratch_dir, spawn_show, wait_for_end, write_show, Nginx};
+use emcee_protocol::CameraPreset;
 use emcee_renderer::camera::project_to_pixels;
-use emcee_renderer::Framing;
 
 const W: usize = 640;
 const H: usize = 360;
@@ -60,7 +60,7 @@ fn figure_width(frame: &[u8], y: usize) -> usize {
 /// Motion between consecutive frames in a band across the nose (which turns with the head;
 /// the mouth and the blinking eyes are outside it): mean absolute luma change per frame.
 fn nose_motion(frames: &[Vec<u8>]) -> f64 {
-    let (nx, ny) = project_to_pixels([0.0, -0.08, 0.8], Framing::Close, W as u32, H as u32);
+    let (nx, ny) = project_to_pixels([0.0, -0.08, 0.8], CameraPreset::Close, W as u32, H as u32);
     let (x0, x1, y0, y1) = (nx as usize - 60, nx as usize + 60, ny as usize - 10, ny as usize + 10);
     let diff = |a: &[u8], b: &[u8]| -> f64 {
         let mut sum = 0u64;

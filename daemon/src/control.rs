@@ -154,8 +154,12 @@ impl Show {
         }
     }
 
-    fn audit(&self, cue: &str, event: &str, media_ts: u64) {
-        let (source, text) = self.cues.get(cue).map_or(("unknown", ""), |(s, t)| (*s, t.as_str()));
+    /// Records `event` of `cue`; `text` is the cue's words, or for marks and actions their name.
+    fn audit(&self, cue: &str, text: Option<&str>, event: &str, media_ts: u64) {
+        let known = self.cues.get(cue);
+        // A cue that has finished is no longer known (a gesture may outlast its sentence).
+        let source = known.map_or(if cue.starts_with('s') { "script" } else { "unknown" }, |(s, _)| *s);
+        let text = text.or(known.map(|(_, t)| t.as_str())).unwrap_or("");
         Self::log_store(self.store.audit(cue, source, text, event, media_ts_to_ms(media_ts)));
     }
 
@@ -163,37 +167,32 @@ impl Show {
         match event {
             StageEvent::Started { id, media_ts } => {
                 tracing::info!(cue = %id, media_ms = media_ts_to_ms(media_ts), "started");
-                self.audit(&id, "started", media_ts);
+                self.audit(&id, None, "started", media_ts);
             }
             StageEvent::Finished { id, was_stopped, media_ts } => {
                 tracing::info!(cue = %id, was_stopped, media_ms = media_ts_to_ms(media_ts), "finished");
-                self.audit(&id, if was_stopped { "cut" } else { "finished" }, media_ts);
+                self.audit(&id, None, if was_stopped { "cut" } else { "finished" }, media_ts);
                 self.cues.remove(&id);
                 let outputs = self.scheduler.finished(&id, was_stopped, now_ms());
                 self.apply(ws, outputs).await;
             }
             StageEvent::Failed { id, reason } => {
                 tracing::warn!(cue = %id, %reason, "cue failed; skipping it");
-                self.audit(&id, "failed", 0);
+                self.audit(&id, None, "failed", 0);
                 self.cues.remove(&id);
                 let outputs = self.scheduler.failed(&id, now_ms());
                 self.apply(ws, outputs).await;
             }
             StageEvent::Mark { id, name, media_ts } => {
                 tracing::info!(cue = %id, mark = %name, media_ms = media_ts_to_ms(media_ts), "mark");
-                let source = self.cues.get(&id).map_or("unknown", |(s, _)| *s);
-                Self::log_store(self.store.audit(&id, source, &name, "mark", media_ts_to_ms(media_ts)));
+                self.audit(&id, Some(&name), "mark", media_ts);
             }
             StageEvent::ActionStarted { id, action, media_ts } => {
-                let source = self.cues.get(&id).map_or("unknown", |(s, _)| *s);
-                Self::log_store(self.store.audit(&id, source, &action, "action_started", media_ts_to_ms(media_ts)));
+                self.audit(&id, Some(&action), "action_started", media_ts)
             }
             StageEvent::ActionFinished { id, action, was_stopped, media_ts } => {
-                // The cue may have finished already (a gesture outlasts its sentence).
-                let source =
-                    self.cues.get(&id).map_or(if id.starts_with('s') { "script" } else { "interaction" }, |(s, _)| *s);
                 let event = if was_stopped { "action_stopped" } else { "action_finished" };
-                Self::log_store(self.store.audit(&id, source, &action, event, media_ts_to_ms(media_ts)));
+                self.audit(&id, Some(&action), event, media_ts);
             }
             StageEvent::Rejected { reason } => tracing::warn!(%reason, "the stage rejected a message"),
             StageEvent::Health(h) => {
@@ -445,10 +444,8 @@ pub async fn run_show(
             GoLive::Quit => return Ok(()),
             GoLive::Now { fresh } => {
                 if fresh {
-                    for output in show.scheduler.rewind_if_done() {
-                        if let Output::SaveOffset(o) = output {
-                            Show::log_store(show.store.save_offset(&show.script_key, o));
-                        }
+                    if let Some(o) = show.scheduler.rewind_if_done() {
+                        Show::log_store(show.store.save_offset(&show.script_key, o));
                     }
                 }
             }

@@ -245,7 +245,7 @@ impl Scheduler {
         // The next sentence that may be said now: those of promotions not running are skipped.
         // Bounded: a script with nothing sayable right now goes quiet instead of spinning.
         for _ in 0..=self.script.len() + 1 {
-            if self.offset.sentence >= self.script.len() {
+            if self.script_done() {
                 match self.when_done {
                     WhenDone::Loop if !self.script.is_empty() => {
                         self.offset = Offset { pass: self.offset.pass + 1, sentence: 0, attempt: 0 };
@@ -341,17 +341,22 @@ impl Scheduler {
     /// The script was played to its end, nothing waits and the room ends when done: a show
     /// that has already ended (e.g. the daemon restarted just after its end).
     pub fn has_ended(&self) -> bool {
-        self.when_done == WhenDone::End && self.offset.sentence >= self.script.len() && self.interactions.is_empty()
+        self.when_done == WhenDone::End && self.script_done() && self.interactions.is_empty()
+    }
+
+    fn script_done(&self) -> bool {
+        self.offset.sentence >= self.script.len()
     }
 
     /// A new show begins (a schedule window opened, or `start` after the last show ended): a
-    /// script played to its end starts over; one cut short resumes where it was.
-    pub fn rewind_if_done(&mut self) -> Vec<Output> {
-        if self.offset.sentence < self.script.len() {
-            return Vec::new();
+    /// script played to its end starts over (the new offset, to persist, is returned); one cut
+    /// short resumes where it was.
+    pub fn rewind_if_done(&mut self) -> Option<Offset> {
+        if !self.script_done() {
+            return None;
         }
         self.offset = Offset { pass: self.offset.pass + 1, sentence: 0, attempt: 0 };
-        vec![Output::SaveOffset(self.offset)]
+        Some(self.offset)
     }
 
     pub fn command(&mut self, command: RoomCommand, now: i64) -> Result<Vec<Output>, RoomError> {
@@ -421,13 +426,12 @@ mod tests {
         let mut s = Scheduler::new(script(2), WhenDone::End, Offset::default(), vec![]);
         let out = s.command(RoomCommand::Start, 0).unwrap();
         assert_eq!(sent(&out), ["s0.0.0"]);
-        assert!(s.rewind_if_done().is_empty(), "mid-script: nothing to rewind");
+        assert!(s.rewind_if_done().is_none(), "mid-script: nothing to rewind");
         s.finished("s0.0.0", false, 0);
         s.finished("s0.1.0", false, 0);
         assert_eq!(s.room(), Room::Ended);
         assert!(s.has_ended());
-        let out = s.rewind_if_done();
-        assert!(matches!(out[..], [Output::SaveOffset(Offset { pass: 1, sentence: 0, attempt: 0 })]));
+        assert_eq!(s.rewind_if_done(), Some(Offset { pass: 1, sentence: 0, attempt: 0 }));
         assert!(!s.has_ended());
         let out = s.command(RoomCommand::Start, 0).unwrap();
         assert_eq!(sent(&out), ["s1.0.0"]);

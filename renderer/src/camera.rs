@@ -1,6 +1,8 @@
 //! Camera, head motion and the per-frame uniform block (column-major matrices, WebGPU clip
 //! conventions: y up, depth 0…1; naga adapts the shaders to Vulkan's).
 
+use emcee_protocol::CameraPreset;
+
 use crate::Pose;
 
 type Mat4 = [[f32; 4]; 4]; // columns
@@ -40,36 +42,22 @@ fn perspective(fov_y: f32, aspect: f32, near: f32, far: f32) -> Mat4 {
     [[f / aspect, 0.0, 0.0, 0.0], [0.0, f, 0.0, 0.0], [0.0, 0.0, range, -1.0], [0.0, 0.0, near * range, 0.0]]
 }
 
-/// Where the camera stands; every avatar is framed by these presets.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Framing {
-    /// The face fills the picture.
-    Close,
-    /// Head and shoulders.
-    #[default]
-    Medium,
-    /// Down to the chest, with room around the host.
-    Wide,
-}
-
-impl Framing {
-    /// The camera's position; it looks straight down −z.
-    fn eye(self) -> [f32; 3] {
-        match self {
-            Framing::Close => [0.0, 0.03, 4.1],
-            Framing::Medium => [0.0, -0.25, 6.2],
-            Framing::Wide => [0.0, -0.75, 9.5],
-        }
+/// Where the camera stands for each preset; it looks straight down −z.
+fn eye(camera: CameraPreset) -> [f32; 3] {
+    match camera {
+        CameraPreset::Close => [0.0, 0.03, 4.1],
+        CameraPreset::Medium => [0.0, -0.25, 6.2],
+        CameraPreset::Wide => [0.0, -0.75, 9.5],
     }
 }
 
 /// The head turns about the top of the neck.
 const NECK_PIVOT: [f32; 3] = [0.0, -0.9, 0.0];
 
-pub fn view_projection(framing: Framing, width: u32, height: u32) -> Mat4 {
+pub fn view_projection(framing: CameraPreset, width: u32, height: u32) -> Mat4 {
     let aspect = width as f32 / height.max(1) as f32;
     let proj = perspective(30f32.to_radians(), aspect, 0.1, 50.0);
-    let [x, y, z] = framing.eye();
+    let [x, y, z] = eye(framing);
     let view = translate(-x, -y, -z);
     mul(&proj, &view)
 }
@@ -81,7 +69,7 @@ pub fn head_matrix(pose: &Pose) -> Mat4 {
 }
 
 /// The uniform block the avatar shader reads (`Frame` in avatar.wgsl).
-pub fn frame_uniforms(pose: &Pose, framing: Framing, width: u32, height: u32) -> Vec<f32> {
+pub fn frame_uniforms(pose: &Pose, framing: CameraPreset, width: u32, height: u32) -> Vec<f32> {
     let mut out = Vec::with_capacity(44);
     out.extend(view_projection(framing, width, height).iter().flatten());
     out.extend(head_matrix(pose).iter().flatten());
@@ -92,7 +80,7 @@ pub fn frame_uniforms(pose: &Pose, framing: Framing, width: u32, height: u32) ->
 }
 
 /// Projects a model-space point of the head (at rest) to pixel coordinates (x right, y down).
-pub fn project_to_pixels(point: [f32; 3], framing: Framing, width: u32, height: u32) -> (f32, f32) {
+pub fn project_to_pixels(point: [f32; 3], framing: CameraPreset, width: u32, height: u32) -> (f32, f32) {
     let m = view_projection(framing, width, height);
     let v = [point[0], point[1], point[2], 1.0];
     let clip: Vec<f32> = (0..4).map(|r| (0..4).map(|c| m[c][r] * v[c]).sum()).collect();
@@ -106,24 +94,24 @@ mod tests {
 
     #[test]
     fn the_face_is_centred_and_the_mouth_below_the_centre() {
-        let (x, y) = project_to_pixels([0.0, 0.0, 0.8], Framing::Medium, 1280, 720);
+        let (x, y) = project_to_pixels([0.0, 0.0, 0.8], CameraPreset::Medium, 1280, 720);
         assert!((x - 640.0).abs() < 1.0);
         assert!(y > 250.0 && y < 420.0, "{y}");
-        let (_, mouth_y) = project_to_pixels(crate::avatar::MOUTH_CENTER, Framing::Medium, 1280, 720);
+        let (_, mouth_y) = project_to_pixels(crate::avatar::MOUTH_CENTER, CameraPreset::Medium, 1280, 720);
         assert!(mouth_y > y + 40.0, "mouth at {mouth_y}");
     }
 
     #[test]
     fn closer_framings_show_the_face_larger_and_keep_it_in_the_picture() {
-        let eye_distance = |f: Framing| {
+        let eye_distance = |f: CameraPreset| {
             let (l, _) = project_to_pixels([-0.3, 0.22, 0.7], f, 1280, 720);
             let (r, _) = project_to_pixels([0.3, 0.22, 0.7], f, 1280, 720);
             r - l
         };
         let (close, medium, wide) =
-            (eye_distance(Framing::Close), eye_distance(Framing::Medium), eye_distance(Framing::Wide));
+            (eye_distance(CameraPreset::Close), eye_distance(CameraPreset::Medium), eye_distance(CameraPreset::Wide));
         assert!(close > medium * 1.4 && medium > wide * 1.4, "{close} {medium} {wide}");
-        for f in [Framing::Close, Framing::Medium, Framing::Wide] {
+        for f in [CameraPreset::Close, CameraPreset::Medium, CameraPreset::Wide] {
             // Top of the hair and the chin are both in the picture.
             let (_, top) = project_to_pixels([0.0, 1.0, 0.0], f, 1280, 720);
             let (_, chin) = project_to_pixels([0.0, -0.85, 0.6], f, 1280, 720);

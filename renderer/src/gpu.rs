@@ -9,8 +9,8 @@ use std::ffi::CStr;
 use ash::vk;
 
 use crate::avatar::{Mesh, VERTEX_FLOATS};
-use crate::camera::Framing;
 use crate::{Pose, RenderError};
+use emcee_protocol::CameraPreset;
 
 const COLOR_FORMAT: vk::Format = vk::Format::R8G8B8A8_UNORM;
 const DEPTH_FORMAT: vk::Format = vk::Format::D32_SFLOAT;
@@ -68,7 +68,7 @@ pub struct Gpu {
     dims: Buffer,
     output: Buffer,
     background: [f32; 3],
-    framing: Framing,
+    framing: CameraPreset,
     /// Three timestamps per frame (start, after render, after convert), when the queue has them.
     timestamps: Option<(vk::QueryPool, f32)>,
     last_timings: Option<GpuTimings>,
@@ -222,7 +222,7 @@ impl Gpu {
             dims: null_buffer(),
             output: null_buffer(),
             background: [0.0; 3],
-            framing: Framing::default(),
+            framing: CameraPreset::default(),
             timestamps: None,
             last_timings: None,
         })
@@ -618,7 +618,7 @@ impl Gpu {
     }
 
     /// Background and framing from the next frame on.
-    pub fn set_scene(&mut self, background: [u8; 3], framing: Framing) {
+    pub fn set_scene(&mut self, background: [u8; 3], framing: CameraPreset) {
         self.background = background.map(|c| f32::from(c) / 255.0);
         self.framing = framing;
     }

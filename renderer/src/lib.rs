@@ -13,7 +13,6 @@ pub mod avatar;
 pub mod camera;
 mod gpu;
 
-pub use camera::Framing;
 pub use gpu::GpuTimings;
 
 /// Everything that moves, evaluated by the stage at the frame's media time.
@@ -83,9 +82,9 @@ impl Renderer {
         self.gpu.last_timings()
     }
 
-    /// Background colour (display sRGB bytes) and camera framing from the next frame on.
-    pub fn set_scene(&mut self, background_rgb: [u8; 3], framing: Framing) {
-        self.gpu.set_scene(background_rgb, framing);
+    /// The scene's background and camera from the next frame on.
+    pub fn set_scene(&mut self, scene: &emcee_protocol::Scene) {
+        self.gpu.set_scene(scene.background_rgb, scene.camera);
     }
 
     /// Renders `pose`; returns the I420 frame (valid until the next call).

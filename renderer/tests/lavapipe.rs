@@ -1,6 +1,7 @@
 //! Renders on the real Vulkan device of this machine (lavapipe on CI).
 
-use emcee_renderer::{avatar::MOUTH_CENTER, camera::project_to_pixels, i420_len, Framing, Pose, Renderer};
+use emcee_protocol::CameraPreset;
+use emcee_renderer::{avatar::MOUTH_CENTER, camera::project_to_pixels, i420_len, Pose, Renderer};
 
 const W: u32 = 320;
 const H: u32 = 180;
@@ -41,12 +42,12 @@ fn renders_the_avatar_and_converts_to_bt709_i420() {
     assert!((i32::from(neutral[luma + luma / 4]) - expect_cr).abs() <= 1);
 
     // The face is lit skin: brighter than the dark background at the centre of the face.
-    let (fx, fy) = project_to_pixels([0.0, 0.1, 0.8], Framing::Medium, W, H);
+    let (fx, fy) = project_to_pixels([0.0, 0.1, 0.8], CameraPreset::Medium, W, H);
     assert!(luma_at(&neutral, fx as u32, fy as u32) > expect_y as u8 + 40);
 
     // Opening the jaw changes the mouth region much more than anything else.
     let open = r.render(&Pose { jaw_open: 1.0, ..Pose::default() }).unwrap().to_vec();
-    let (mx, my) = project_to_pixels(MOUTH_CENTER, Framing::Medium, W, H);
+    let (mx, my) = project_to_pixels(MOUTH_CENTER, CameraPreset::Medium, W, H);
     let mouth = mean_abs_diff_around(&neutral, &open, mx, my + 3.0, 6);
     let forehead = mean_abs_diff_around(&neutral, &open, fx, fy - 20.0, 6);
     assert!(mouth > 15.0, "mouth changed by {mouth}");

@@ -63,6 +63,12 @@ impl Current<()> {
     }
 }
 
+impl<T> Current<T> {
+    fn finished(self, at: u64, was_stopped: bool) -> StageEvent {
+        StageEvent::ActionFinished { id: self.cue, action: self.name, was_stopped, media_ts: at }
+    }
+}
+
 #[derive(Default)]
 pub struct Actions {
     expression: Option<Current<Expression>>,
@@ -77,37 +83,31 @@ impl Actions {
     /// unknown actions do nothing (the control plane checks scripts before they get here).
     pub fn mark(&mut self, cue: &str, name: &str, at: u64, events: &mut Vec<StageEvent>) {
         let Ok(Some(action)) = Action::from_mark(name) else { return };
+        // Taking the card down is instant: it starts and finishes at once.
+        let instant = action == Action::HideCard;
         let begun = Current { value: (), name: name.to_string(), cue: cue.to_string(), since: at };
-        let started = StageEvent::ActionStarted { id: cue.to_string(), action: name.to_string(), media_ts: at };
-        match action {
+        let replaced = match action {
             Action::Expression(e) => {
                 self.smile_from = self.pose(at).smile;
-                if let Some(old) = self.expression.replace(begun.with(e)) {
-                    events.push(stopped(old, at));
-                }
+                self.expression.replace(begun.with(e)).map(|old| old.finished(at, true))
             }
-            Action::Gesture(g) => self.gestures.push(begun.with(g)),
-            Action::ShowCard { sku } => {
-                if let Some(old) = self.card.replace(begun.with(sku)) {
-                    events.push(stopped(old, at));
-                }
+            Action::Gesture(g) => {
+                self.gestures.push(begun.with(g));
+                None
             }
-            Action::HideCard => {
-                if let Some(old) = self.card.take() {
-                    events.push(stopped(old, at));
-                }
-                // Taking the card down is instant: it starts and finishes at once.
-                events.push(started);
-                events.push(StageEvent::ActionFinished {
-                    id: cue.to_string(),
-                    action: name.to_string(),
-                    was_stopped: false,
-                    media_ts: at,
-                });
-                return;
-            }
+            Action::ShowCard { sku } => self.card.replace(begun.with(sku)).map(|old| old.finished(at, true)),
+            Action::HideCard => self.card.take().map(|old| old.finished(at, true)),
+        };
+        events.extend(replaced);
+        events.push(StageEvent::ActionStarted { id: cue.to_string(), action: name.to_string(), media_ts: at });
+        if instant {
+            events.push(StageEvent::ActionFinished {
+                id: cue.to_string(),
+                action: name.to_string(),
+                was_stopped: false,
+                media_ts: at,
+            });
         }
-        events.push(started);
     }
 
     /// Gestures that have played out by `at` finish.
@@ -115,23 +115,24 @@ impl Actions {
         let (done, running): (Vec<_>, Vec<_>) =
             self.gestures.drain(..).partition(|g| at >= g.since + gesture_length(g.value));
         self.gestures = running;
-        for g in done {
+        events.extend(done.into_iter().map(|g| {
             let end = g.since + gesture_length(g.value);
-            events.push(StageEvent::ActionFinished { id: g.cue, action: g.name, was_stopped: false, media_ts: end });
-        }
+            g.finished(end, false)
+        }));
     }
 
     /// The end of the show: whatever still runs is stopped.
     pub fn end(&mut self, at: u64, events: &mut Vec<StageEvent>) {
         self.advance(at, events);
-        let gestures = self.gestures.drain(..).map(|g| stopped(g, at));
-        let others =
-            self.expression.take().map(|e| stopped(e, at)).into_iter().chain(self.card.take().map(|c| stopped(c, at)));
-        events.extend(gestures.chain(others));
+        let gestures = self.gestures.drain(..).map(|g| g.finished(at, true));
+        let expression = self.expression.take().map(|e| e.finished(at, true));
+        let card = self.card.take().map(|c| c.finished(at, true));
+        events.extend(gestures.chain(expression).chain(card));
     }
 
-    /// The product card on show, if any.
-    pub fn card(&self) -> Option<&str> {
+    /// The product card on show, if any (drawn once the renderer has cards).
+    #[cfg(test)]
+    fn card(&self) -> Option<&str> {
         self.card.as_ref().map(|c| c.value.as_str())
     }
 
@@ -157,10 +158,6 @@ impl Actions {
         pose.head_roll = pose.head_roll.clamp(-0.2, 0.2);
         pose
     }
-}
-
-fn stopped<T>(c: Current<T>, at: u64) -> StageEvent {
-    StageEvent::ActionFinished { id: c.cue, action: c.name, was_stopped: true, media_ts: at }
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use emcee_encoder::{EncoderSettings, I420Frame, OpenH264Encoder, VideoEncoder};
 use emcee_protocol::{Cue, CueAction, Health, OutputHealth, StageConfig, StageEvent, StopWhen, MEDIA_CLOCK_HZ};
-use emcee_renderer::{Framing, Pose, Renderer};
+use emcee_renderer::{Pose, Renderer};
 use emcee_speech::espeak::{default_bridge_path, EspeakEngine};
 use emcee_speech::Utterance;
 use emcee_stream::aac::{AacEncoder, AacFrame};
@@ -74,7 +74,7 @@ impl Pipeline {
     ) -> Result<Self, PipelineError> {
         let v = &config.video;
         let mut renderer = Renderer::new(v.width, v.height, config.avatar.scene.background_rgb)?;
-        show_scene(&mut renderer, &config.avatar.scene);
+        renderer.set_scene(&config.avatar.scene);
         tracing::info!(device = renderer.device_name(), software = renderer.is_software(), "renderer ready");
         let encoder = OpenH264Encoder::new(EncoderSettings {
             width: v.width,
@@ -161,16 +161,6 @@ fn run_speech(jobs: Receiver<SpeechJob>, spoken: Sender<(String, Result<Utteranc
             break;
         }
     }
-}
-
-/// Puts `scene` on screen from the next frame on (a cut, as a vision mixer does).
-fn show_scene(renderer: &mut Renderer, scene: &emcee_protocol::Scene) {
-    let framing = match scene.camera {
-        emcee_protocol::CameraPreset::Close => Framing::Close,
-        emcee_protocol::CameraPreset::Medium => Framing::Medium,
-        emcee_protocol::CameraPreset::Wide => Framing::Wide,
-    };
-    renderer.set_scene(scene.background_rgb, framing);
 }
 
 enum VideoJob {
@@ -302,7 +292,8 @@ fn run_media(
             match &event {
                 StageEvent::Started { id, .. } => {
                     if let Some(scene) = scenes.remove(id) {
-                        show_scene(&mut renderer, &scene);
+                        // A cut, as a vision mixer does.
+                        renderer.set_scene(&scene);
                     }
                 }
                 StageEvent::Finished { id, .. } => {
