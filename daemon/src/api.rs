@@ -13,11 +13,13 @@ use axum::extract::{Path as UrlPath, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::config::ConfigErrors;
+use crate::library::{Doc, DocName, Format, Origin};
 use crate::scheduler::{Offset, Room, RoomCommand};
 use crate::store::{AuditRecord, Store};
 
@@ -35,9 +37,49 @@ pub enum ApiError {
 /// What the show loop is asked to do; each carries its reply channel.
 pub enum ApiCall {
     Status(oneshot::Sender<Status>),
-    Say { text: String, priority: i32, reply: oneshot::Sender<Result<i64, String>> },
-    Ask { question: String, reply: oneshot::Sender<Result<Asked, String>> },
-    Room { command: RoomCommand, reply: oneshot::Sender<Result<Room, String>> },
+    Say {
+        text: String,
+        priority: i32,
+        reply: oneshot::Sender<Result<i64, String>>,
+    },
+    Ask {
+        question: String,
+        reply: oneshot::Sender<Result<Asked, String>>,
+    },
+    Room {
+        command: RoomCommand,
+        reply: oneshot::Sender<Result<Room, String>>,
+    },
+    /// The document the show plays from now.
+    ContentOf {
+        name: DocName,
+        reply: oneshot::Sender<Doc>,
+    },
+    /// Replace a document (`Some`, checked first) or go back to its configured file (`None`).
+    ChangeContent {
+        name: DocName,
+        doc: Option<Doc>,
+        reply: oneshot::Sender<Result<ContentInfo, ContentRefused>>,
+    },
+}
+
+/// A document the show now plays from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ContentInfo {
+    pub name: DocName,
+    pub format: Format,
+    pub origin: Origin,
+    /// Sentences in the script now.
+    pub script_sentences: usize,
+}
+
+/// Why a content change was not made (nothing changed).
+#[derive(Debug)]
+pub enum ContentRefused {
+    /// The document, or the other one with it, does not check.
+    Invalid(ConfigErrors),
+    /// It could not be stored.
+    Store(String),
 }
 
 /// What became of a viewer's question.
@@ -240,6 +282,72 @@ async fn room(State(state): State<AppState>, UrlPath(command): UrlPath<String>) 
     Ok(Json(serde_json::json!({ "room": room })).into_response())
 }
 
+fn doc_name(name: &str) -> Result<DocName, Failure> {
+    DocName::from_name(name)
+        .ok_or_else(|| Failure(StatusCode::NOT_FOUND, format!("no content `{name}`: use materials or script")))
+}
+
+async fn content_of(State(state): State<AppState>, UrlPath(name): UrlPath<String>) -> Result<Response, Failure> {
+    let name = doc_name(&name)?;
+    Ok(Json(ask_show(&state, |reply| ApiCall::ContentOf { name, reply }).await?).into_response())
+}
+
+/// How a document is written, from the request's `Content-Type`.
+fn format_of(name: DocName, headers: &HeaderMap) -> Result<Format, Failure> {
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+    match (name, media.as_deref()) {
+        (_, Some("application/toml")) => Ok(Format::Toml),
+        (DocName::Script, Some("text/plain")) => Ok(Format::Lines),
+        (DocName::Script, _) => Err(Failure(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the script as `Content-Type: application/toml` (segments) or `text/plain` (a sentence per line)"
+                .into(),
+        )),
+        (DocName::Materials, _) => Err(Failure(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the materials as `Content-Type: application/toml`".into(),
+        )),
+    }
+}
+
+async fn change_content(state: &AppState, name: DocName, doc: Option<Doc>) -> Result<Response, Failure> {
+    match ask_show(state, |reply| ApiCall::ChangeContent { name, doc, reply }).await? {
+        Ok(info) => Ok(Json(info).into_response()),
+        Err(ContentRefused::Invalid(errors)) => {
+            let file = errors.file.display().to_string();
+            let list: Vec<serde_json::Value> = errors
+                .errors
+                .iter()
+                .map(|e| serde_json::json!({ "file": file, "line": e.line, "column": e.column, "message": e.message }))
+                .collect();
+            let body = serde_json::json!({ "error": errors.to_string(), "errors": list });
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response())
+        }
+        Err(ContentRefused::Store(e)) => Err(Failure(StatusCode::INTERNAL_SERVER_ERROR, e)),
+    }
+}
+
+async fn put_content(
+    State(state): State<AppState>,
+    UrlPath(name): UrlPath<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Failure> {
+    let name = doc_name(&name)?;
+    let format = format_of(name, &headers)?;
+    let body = String::from_utf8(body.to_vec())
+        .map_err(|e| Failure(StatusCode::BAD_REQUEST, format!("the body is not UTF-8 text: {e}")))?;
+    change_content(&state, name, Some(Doc { name, format, origin: Origin::Request, body })).await
+}
+
+async fn delete_content(State(state): State<AppState>, UrlPath(name): UrlPath<String>) -> Result<Response, Failure> {
+    let name = doc_name(&name)?;
+    change_content(&state, name, None).await
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LogQuery {
@@ -359,6 +467,7 @@ pub fn router(token: String, calls: mpsc::Sender<ApiCall>, log: Store) -> Router
         .route("/v1/say", post(say))
         .route("/v1/ask", post(ask))
         .route("/v1/room/{command}", post(room))
+        .route("/v1/content/{name}", put(put_content).get(content_of).delete(delete_content))
         .route("/v1/log", get(audit_log))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));

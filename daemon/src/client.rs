@@ -39,24 +39,30 @@ impl ApiClient {
         Self { addr, token: token.to_string() }
     }
 
-    /// Sends one request; returns the JSON body of a 2xx answer.
+    /// Sends one request with a JSON body (or none); returns the JSON body of a 2xx answer.
     pub fn call(
         &self,
         method: &str,
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<serde_json::Value, ClientError> {
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        self.send(method, path, "application/json", body.as_bytes())
+    }
+
+    /// Sends one request with a body of type `media`; returns the JSON body of a 2xx answer.
+    pub fn send(&self, method: &str, path: &str, media: &str, body: &[u8]) -> Result<serde_json::Value, ClientError> {
         let mut stream = TcpStream::connect_timeout(&self.addr, Duration::from_secs(3))
             .map_err(|source| ClientError::Unreachable { addr: self.addr, source })?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        let body = body.map(|b| b.to_string()).unwrap_or_default();
         write!(
             stream,
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nContent-Type: {media}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             self.addr,
             self.token,
             body.len()
         )?;
+        stream.write_all(body)?;
         let mut response = Vec::new();
         stream.read_to_end(&mut response)?;
         let text = String::from_utf8_lossy(&response);

@@ -34,12 +34,11 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use emcee_protocol::{Scene, Voice};
 use toml_edit::{Item, Table};
 
-use crate::config::{scene_fields, voice_fields, Checker, ConfigError, ConfigErrors};
+use crate::config::{scene_fields, voice_fields, Checker, ConfigError};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Faq {
@@ -253,14 +252,6 @@ pub fn parse_materials(text: &str) -> Result<Materials, Vec<ConfigError>> {
         Some(item) => c.error(item.span(), "products are written as [[product]] tables"),
     }
     c.finish(Materials { products, promotions, scenes, voices })
-}
-
-pub fn load_materials(path: &Path) -> Result<Materials, ConfigErrors> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
-        file: path.to_path_buf(),
-        errors: vec![ConfigError { line: 1, column: 1, message: format!("cannot read the file: {e}") }],
-    })?;
-    parse_materials(&text).map_err(|errors| ConfigErrors { file: path.to_path_buf(), errors })
 }
 
 #[cfg(test)]

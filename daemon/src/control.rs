@@ -17,11 +17,12 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::answer::Answerer;
-use crate::api::{ApiCall, Asked, Playing, Status};
+use crate::api::{ApiCall, Asked, ContentInfo, ContentRefused, Playing, Status};
 use crate::config::Config;
+use crate::library::{Built, Doc, DocName, Library, Origin};
 use crate::notify::notify;
-use crate::scheduler::{Interaction, InteractionKind, Output, RoomCommand, Scheduler, ScriptSentence, Source};
-use crate::store::{now_ms, script_key, Store, StoreError};
+use crate::scheduler::{Interaction, InteractionKind, Output, RoomCommand, Scheduler, Source};
+use crate::store::{now_ms, Store, StoreError};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -113,6 +114,8 @@ struct Show {
     stage_connected: bool,
     answerer: Answerer,
     answer_max_age_ms: i64,
+    /// The documents the show plays from.
+    library: Library,
     last_health: Option<emcee_protocol::Health>,
     /// Questions answered lately (normalised text → answer, when), so a question repeated in
     /// the chat is answered once.
@@ -245,6 +248,51 @@ impl Show {
         Ok((asked, outputs))
     }
 
+    /// Checks new content with the rest of the library, stores it, and hands it to the
+    /// scheduler (effective at the next sentence boundary). `doc: None` goes back to the
+    /// configured file. A refused change changes nothing.
+    fn change_content(
+        &mut self,
+        config: &Config,
+        name: DocName,
+        doc: Option<Doc>,
+    ) -> Result<(ContentInfo, Vec<Output>), ContentRefused> {
+        let file = match name {
+            DocName::Materials => config.products.as_deref(),
+            DocName::Script => Some(config.script.as_path()),
+        };
+        let candidate = match doc {
+            Some(doc) => doc,
+            None => Doc::from_file(name, file).map_err(ContentRefused::Invalid)?,
+        };
+        let library = self.library.with(candidate);
+        let Built { materials, sentences, script_key } =
+            library.build(config.stage.avatar.scene).map_err(ContentRefused::Invalid)?;
+        let stored = |e: StoreError| ContentRefused::Store(e.to_string());
+        // Durable before it is acknowledged or played.
+        let mut library = library;
+        if matches!(library.doc(name).origin, Origin::Request) {
+            let updated_ms = now_ms();
+            self.store.save_content(library.doc(name), updated_ms).map_err(stored)?;
+            let doc = Doc { origin: Origin::Stored { updated_ms }, ..library.doc(name).clone() };
+            library = library.with(doc);
+        } else {
+            self.store.delete_content(name).map_err(stored)?;
+        }
+        let resume_at =
+            if script_key == self.script_key { None } else { Some(self.store.offset(&script_key).map_err(stored)?) };
+        tracing::info!(content = name.as_str(), origin = ?library.doc(name).origin, sentences = sentences.len(), "content changed");
+        self.answerer = Answerer::new(&materials.products, config.min_confidence, &config.holding_line);
+        self.recent_questions.clear();
+        self.script_key = script_key;
+        let script_sentences = sentences.len();
+        let outputs = self.scheduler.replace_script(sentences, resume_at, now_ms());
+        let doc = library.doc(name);
+        let info = ContentInfo { name, format: doc.format, origin: doc.origin.clone(), script_sentences };
+        self.library = library;
+        Ok((info, outputs))
+    }
+
     fn answer_status(&self, call: ApiCall) {
         if let ApiCall::Status(reply) = call {
             let playing = self.scheduler.in_flight().map(|(cue, source)| {
@@ -263,9 +311,21 @@ impl Show {
         }
     }
 
-    async fn on_call(&mut self, ws: &mut Ws, call: ApiCall) {
+    async fn on_call(&mut self, ws: &mut Ws, config: &Config, call: ApiCall) {
         match call {
             status @ ApiCall::Status(_) => self.answer_status(status),
+            ApiCall::ContentOf { name, reply } => {
+                let _ = reply.send(self.library.doc(name).clone());
+            }
+            ApiCall::ChangeContent { name, doc, reply } => match self.change_content(config, name, doc) {
+                Ok((info, outputs)) => {
+                    self.apply(ws, outputs).await;
+                    let _ = reply.send(Ok(info));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
             ApiCall::Say { text, priority, reply } => match self.enqueue(InteractionKind::Operator, &text, priority) {
                 Ok((interaction, outputs)) => {
                     self.apply(ws, outputs).await;
@@ -358,6 +418,21 @@ async fn wait_to_go_live(
                     let _ = reply.send(show.ask(&question).map(|(asked, _)| asked).map_err(|e| e.to_string()));
                 }
                 status @ ApiCall::Status(_) => show.answer_status(status),
+                ApiCall::ContentOf { name, reply } => {
+                    let _ = reply.send(show.library.doc(name).clone());
+                }
+                ApiCall::ChangeContent { name, doc, reply } => {
+                    let result = show.change_content(config, name, doc).map(|(info, outputs)| {
+                        // The room is closed: nothing is sent, the new script's place is kept.
+                        for output in outputs {
+                            if let Output::SaveOffset(o) = output {
+                                Show::log_store(show.store.save_offset(&show.script_key, o));
+                            }
+                        }
+                        info
+                    });
+                    let _ = reply.send(result);
+                }
             },
             _ = tokio::time::sleep_until(next_change) => {
                 if schedule.is_open(jiff::Timestamp::now()) {
@@ -395,14 +470,14 @@ enum Played {
 /// one-off show (`autostart` without a schedule), which ends the daemon with it.
 pub async fn run_show(
     config: &Config,
-    sentences: Vec<ScriptSentence>,
+    (library, built): (Library, Built),
     ending: Ending,
     stop: impl std::future::Future<Output = ()>,
     store: Store,
-    answerer: Answerer,
     mut calls: mpsc::Receiver<ApiCall>,
 ) -> Result<(), ControlError> {
-    let key = script_key(&sentences.iter().map(|s| s.ssml.clone()).collect::<Vec<_>>());
+    let Built { materials, sentences, script_key: key } = built;
+    let answerer = Answerer::new(&materials.products, config.min_confidence, &config.holding_line);
     let offset = store.offset(&key)?;
     let queued = store.queued()?;
     if !queued.is_empty() || offset.sentence > 0 || offset.pass > 0 {
@@ -420,6 +495,7 @@ pub async fn run_show(
         answer_max_age_ms: (config.answer_max_age_s * 1000) as i64,
         last_health: None,
         recent_questions: HashMap::new(),
+        library,
     };
 
     let end_at = match ending {
@@ -515,7 +591,7 @@ async fn play(
                     }
                 }
             }
-            Some(call) = calls.recv() => show.on_call(&mut ws, call).await,
+            Some(call) = calls.recv() => show.on_call(&mut ws, config, call).await,
             _ = tokio::time::sleep_until(
                 config.schedule.next_change(jiff::Timestamp::now()).map_or_else(never, instant_of)
             ) => {

@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - [`config`]: the technician's TOML, validated with line/column errors before anything runs.
-//! - [`script`]: the sentences to say.
+//! - [`content`], [`script`], [`ssml`]: materials and the sentences to say, checked.
+//! - [`library`]: those two documents, from their files or pushed through the API (stored).
 //! - [`scheduler`]: pure state machine: script and interaction queues, interrupts, room control.
 //! - [`store`]: SQLite (WAL): offsets, the durable interaction queue, the audit log.
 //! - [`control`]: the show loop: stage connection + scheduler + store + API calls.
@@ -19,6 +20,7 @@ pub mod client;
 pub mod config;
 pub mod content;
 pub mod control;
+pub mod library;
 pub mod notify;
 pub mod schedule;
 pub mod scheduler;

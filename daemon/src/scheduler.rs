@@ -106,6 +106,8 @@ struct InFlight {
     source: Source,
     /// A stop was requested; `skip` means the script moves on afterwards.
     stopping: Option<Stopping>,
+    /// A script sentence of a script since replaced: how it ends moves no offset.
+    replaced: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -239,7 +241,7 @@ impl Scheduler {
             let cue = Cue { id: format!("i{}", interaction.id), action: CueAction::say(interaction.text.clone()) };
             let source = Source::Interaction(interaction);
             out.push(Output::Send { cue: cue.clone(), source: source.clone() });
-            self.in_flight = Some(InFlight { cue, source, stopping: None });
+            self.in_flight = Some(InFlight { cue, source, stopping: None, replaced: false });
             return;
         }
         // The next sentence that may be said now: those of promotions not running are skipped.
@@ -276,7 +278,7 @@ impl Scheduler {
         let cue = self.script_cue();
         let source = Source::Script(self.offset);
         out.push(Output::Send { cue: cue.clone(), source: source.clone() });
-        self.in_flight = Some(InFlight { cue, source, stopping: None });
+        self.in_flight = Some(InFlight { cue, source, stopping: None, replaced: false });
     }
 
     /// A new interaction (already stored durably).
@@ -301,6 +303,7 @@ impl Scheduler {
             return out; // not ours (a late event after a restart): nothing to do
         };
         match f.source {
+            Source::Script(_) if f.replaced => {}
             Source::Script(o) => {
                 let skipped = f.stopping == Some(Stopping::Skip);
                 self.offset = if !was_stopped || skipped {
@@ -357,6 +360,30 @@ impl Scheduler {
         }
         self.offset = Offset { pass: self.offset.pass + 1, sentence: 0, attempt: 0 };
         Some(self.offset)
+    }
+
+    /// New content, taking effect at the next sentence boundary (the sentence playing is not cut).
+    ///
+    /// `resume_at`: a different script, starting at its own persisted offset (over again if
+    /// that one was played to its end). `None`: the same script with new materials — same
+    /// sentences, new words (a new price) — so the show goes on where it is.
+    ///
+    /// The new script's pass is above every pass played so far, so its cue ids are new to
+    /// the stage (which answers a known id with its old result instead of playing it).
+    pub fn replace_script(&mut self, script: Vec<ScriptSentence>, resume_at: Option<Offset>, now: i64) -> Vec<Output> {
+        let mut out = Vec::new();
+        self.script = script;
+        if let Some(o) = resume_at {
+            if let Some(f) = self.in_flight.as_mut().filter(|f| matches!(f.source, Source::Script(_))) {
+                f.replaced = true;
+            }
+            let done = o.sentence >= self.script.len();
+            let pass = (o.pass + u64::from(done)).max(self.offset.pass + 1);
+            self.offset = if done { Offset { pass, ..Offset::default() } } else { Offset { pass, ..o } };
+            out.push(Output::SaveOffset(self.offset));
+        }
+        self.next(now, &mut out);
+        out
     }
 
     pub fn command(&mut self, command: RoomCommand, now: i64) -> Result<Vec<Output>, RoomError> {
@@ -607,5 +634,56 @@ mod tests {
         s.command(RoomCommand::Start, 0).unwrap();
         assert!(s.finished("not-mine", false, 0).is_empty());
         assert_eq!(sent(&s.failed("s0.0.0", 0)), ["s0.1.0"]);
+    }
+
+    fn said(out: &[Output]) -> Vec<String> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Send { cue, .. } => {
+                    let CueAction::Say { text, .. } = &cue.action;
+                    Some(text.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_new_script_starts_after_the_sentence_playing_which_moves_no_offset() {
+        let mut s = Scheduler::new(script(3), WhenDone::End, Offset::default(), vec![]);
+        s.command(RoomCommand::Start, 0).unwrap();
+        let other = vec![ScriptSentence { ssml: "Other.".into(), ..Default::default() }];
+        let out = s.replace_script(other.clone(), Some(Offset::default()), 0);
+        // Nothing is cut and nothing new starts while "Sentence 1." plays; the new script's
+        // pass is above the old one's, so its cue ids are new.
+        assert_eq!(out, vec![Output::SaveOffset(Offset { pass: 1, ..Offset::default() })]);
+        let out = s.finished("s0.0.0", false, 0);
+        assert_eq!((sent(&out), said(&out)), (vec!["s1.0.0".to_string()], vec!["Other.".to_string()]));
+        // The old sentence moves no offset: the only one saved is the new script's, as it starts.
+        assert_eq!(out[0], Output::SaveOffset(Offset { pass: 1, ..Offset::default() }));
+        assert_eq!(out.iter().filter(|o| matches!(o, Output::SaveOffset(_))).count(), 1, "{out:?}");
+        // A script whose saved offset is at its end starts over (a script pushed again).
+        let out = s.replace_script(other, Some(Offset { pass: 4, sentence: 1, attempt: 0 }), 0);
+        assert_eq!(out, vec![Output::SaveOffset(Offset { pass: 5, sentence: 0, attempt: 0 })]);
+    }
+
+    #[test]
+    fn new_materials_keep_the_place_and_change_the_words() {
+        let mut s = Scheduler::new(script(2), WhenDone::End, Offset::default(), vec![]);
+        s.command(RoomCommand::Start, 0).unwrap();
+        let reworded: Vec<ScriptSentence> =
+            (1..=2).map(|i| ScriptSentence { ssml: format!("New {i}."), ..Default::default() }).collect();
+        assert!(s.replace_script(reworded, None, 0).is_empty());
+        let out = s.finished("s0.0.0", false, 0);
+        assert_eq!((sent(&out), said(&out)), (vec!["s0.1.0".to_string()], vec!["New 2.".to_string()]));
+    }
+
+    #[test]
+    fn a_script_for_an_idle_room_starts_at_once() {
+        let mut s = Scheduler::new(script(1), WhenDone::Idle, Offset::default(), vec![]);
+        s.command(RoomCommand::Start, 0).unwrap();
+        s.finished("s0.0.0", false, 0);
+        let other = vec![ScriptSentence { ssml: "Other.".into(), ..Default::default() }];
+        assert_eq!(said(&s.replace_script(other, Some(Offset::default()), 0)), ["Other."]);
     }
 }

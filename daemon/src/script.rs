@@ -19,13 +19,12 @@
 //! Every problem in a script is reported at once as `file:line:column: message`.
 
 use std::ops::Range;
-use std::path::Path;
 
 use toml_edit::{Item, Table};
 
 use emcee_protocol::{Scene, Voice};
 
-use crate::config::{Checker, ConfigError, ConfigErrors};
+use crate::config::{Checker, ConfigError};
 use crate::content::{Materials, Product};
 use crate::ssml::{self, Sentence};
 
@@ -226,19 +225,6 @@ fn finish(mut c: Checker<'_>, sentences: Vec<Line>) -> Result<Vec<Line>, Vec<Con
         c.error(None, "the script has no sentences");
     }
     c.finish(sentences)
-}
-
-/// Loads a script (`.toml` segments or `.txt` lines) against the current materials.
-pub fn load(path: &Path, materials: &Materials) -> Result<Vec<Line>, ConfigErrors> {
-    let wrap = |errors| ConfigErrors { file: path.to_path_buf(), errors };
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| wrap(vec![ConfigError { line: 1, column: 1, message: format!("cannot read the script: {e}") }]))?;
-    let parsed = if path.extension().is_some_and(|e| e == "toml") {
-        parse_segments(&text, materials)
-    } else {
-        parse_lines(&text, &materials.products)
-    };
-    parsed.map_err(wrap)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::path::Path;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
+use crate::library::{Doc, DocName, Format, Origin};
 use crate::scheduler::{Interaction, InteractionKind, Offset};
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +70,14 @@ CREATE TABLE IF NOT EXISTS audit (
 -- it is the same utterance, recorded once. Two actions at one mark are two records.
 DROP INDEX IF EXISTS audit_once;
 CREATE UNIQUE INDEX IF NOT EXISTS audit_once_per_text ON audit (cue, event, media_ms, text);
+-- Content pushed through the API (`materials`, `script`); it replaces the configured file
+-- until it is deleted here.
+CREATE TABLE IF NOT EXISTS content (
+    name TEXT PRIMARY KEY,
+    format TEXT NOT NULL,
+    body TEXT NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
 ";
 
 fn kind_name(kind: InteractionKind) -> &'static str {
@@ -76,19 +85,6 @@ fn kind_name(kind: InteractionKind) -> &'static str {
         InteractionKind::Operator => "operator",
         InteractionKind::Answer => "answer",
     }
-}
-
-/// A stable key for a script's content, so an edited script starts from its beginning.
-pub fn script_key(sentences: &[String]) -> String {
-    // FNV-1a: stable across builds and platforms (std's hasher is not).
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for s in sentences {
-        for b in s.bytes().chain([0u8]) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    format!("{h:016x}")
 }
 
 pub fn now_ms() -> i64 {
@@ -189,6 +185,41 @@ impl Store {
         Ok(())
     }
 
+    /// Stores `doc` as the show's `doc.name` (in place of the configured file).
+    pub fn save_content(&self, doc: &Doc, updated_ms: i64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO content (name, format, body, updated_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(name) DO UPDATE SET format = ?2, body = ?3, updated_ms = ?4",
+            params![doc.name.as_str(), doc.format.as_str(), doc.body, updated_ms],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets the stored `name`: the configured file is the show's again.
+    pub fn delete_content(&self, name: DocName) -> Result<(), StoreError> {
+        self.conn.execute("DELETE FROM content WHERE name = ?1", params![name.as_str()])?;
+        Ok(())
+    }
+
+    /// The documents pushed through the API. Rows this build cannot read are skipped.
+    pub fn stored_content(&self) -> Result<Vec<Doc>, StoreError> {
+        let mut stmt = self.conn.prepare("SELECT name, format, body, updated_ms FROM content ORDER BY name")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?))
+        })?;
+        let mut docs = Vec::new();
+        for row in rows {
+            let (name, format, body, updated_ms) = row?;
+            match (DocName::from_name(&name), Format::from_name(&format)) {
+                (Some(name), Some(format)) => {
+                    docs.push(Doc { name, format, origin: Origin::Stored { updated_ms }, body })
+                }
+                _ => tracing::warn!(name, format, "unreadable stored content ignored"),
+            }
+        }
+        Ok(docs)
+    }
+
     /// Audit records with `seq > since`, oldest first, at most `limit`.
     pub fn audit_since(&self, since: i64, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
         let mut stmt = self.conn.prepare(
@@ -222,11 +253,11 @@ mod tests {
     #[test]
     fn offsets_and_queues_survive_reopening() {
         let dir = temp_dir("reopen");
-        let key = script_key(&["a".into(), "b".into()]);
+        let key = "0123456789abcdef";
         {
             let store = Store::open(&dir).unwrap();
-            assert_eq!(store.offset(&key).unwrap(), Offset::default());
-            store.save_offset(&key, Offset { pass: 1, sentence: 2, attempt: 3 }).unwrap();
+            assert_eq!(store.offset(key).unwrap(), Offset::default());
+            store.save_offset(key, Offset { pass: 1, sentence: 2, attempt: 3 }).unwrap();
             let a = store.enqueue(InteractionKind::Operator, "first", 0, None).unwrap();
             store.enqueue(InteractionKind::Answer, "second", 5, Some(123)).unwrap();
             store.interaction_done(a.id).unwrap();
@@ -234,7 +265,7 @@ mod tests {
             store.audit("s0.0.0", "script", "a", "started", 1000).unwrap(); // heard twice, kept once
         }
         let store = Store::open(&dir).unwrap();
-        assert_eq!(store.offset(&key).unwrap(), Offset { pass: 1, sentence: 2, attempt: 3 });
+        assert_eq!(store.offset(key).unwrap(), Offset { pass: 1, sentence: 2, attempt: 3 });
         let queued = store.queued().unwrap();
         assert_eq!(queued.len(), 1);
         assert_eq!(
@@ -251,9 +282,22 @@ mod tests {
     }
 
     #[test]
-    fn an_edited_script_has_its_own_offset() {
-        assert_ne!(script_key(&["ab".into()]), script_key(&["a".into(), "b".into()]));
-        assert_eq!(script_key(&["x".into()]), script_key(&["x".into()]));
+    fn stored_content_is_replaced_and_deleted_by_name() {
+        let dir = temp_dir("content");
+        let store = Store::open(&dir).unwrap();
+        let doc = |body: &str| Doc {
+            name: DocName::Script,
+            format: Format::Lines,
+            origin: Origin::Request,
+            body: body.into(),
+        };
+        store.save_content(&doc("One.\n"), 10).unwrap();
+        store.save_content(&doc("Two.\n"), 20).unwrap();
+        let stored = Store::open(&dir).unwrap().stored_content().unwrap();
+        assert_eq!(stored, vec![Doc { origin: Origin::Stored { updated_ms: 20 }, ..doc("Two.\n") }]);
+        store.delete_content(DocName::Script).unwrap();
+        assert!(store.stored_content().unwrap().is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

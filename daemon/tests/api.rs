@@ -44,6 +44,7 @@ async fn serve() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
                 ApiCall::Room { reply, .. } => {
                     let _ = reply.send(Err("cannot start while the room is Live".into()));
                 }
+                ApiCall::ContentOf { .. } | ApiCall::ChangeContent { .. } => {} // tested on the real daemon
             }
         }
     });
@@ -120,7 +121,7 @@ async fn the_right_token_is_needed_and_wrong_ones_reach_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_bodies_get_precise_json_errors_and_change_nothing() {
     let (addr, calls) = serve().await;
-    let client = || ApiClient::new(addr, TOKEN);
+    let client = move || ApiClient::new(addr, TOKEN);
     let cases: [(&'static str, Option<serde_json::Value>, u16, &str); 5] = [
         (
             "/v1/say",
@@ -133,6 +134,22 @@ async fn bad_bodies_get_precise_json_errors_and_change_nothing() {
         ("/v1/say", Some(serde_json::json!({"text": "hi", "priority": 1000})), 422, "`priority`"),
         ("/v1/room/dance", None, 404, "no room command `dance`"),
     ];
+    // Content needs its media type; only the two documents exist.
+    let content: [(&'static str, &'static str, &str, u16, &str); 4] = [
+        ("PUT", "/v1/content/script", "application/json", 415, "`text/plain` (a sentence per line)"),
+        ("PUT", "/v1/content/materials", "text/plain", 415, "materials as `Content-Type: application/toml`"),
+        ("PUT", "/v1/content/playlist", "application/toml", 404, "no content `playlist`"),
+        ("DELETE", "/v1/content/faq", "application/toml", 404, "no content `faq`"),
+    ];
+    for (method, path, media, status, needle) in content {
+        match tokio::task::spawn_blocking(move || client().send(method, path, media, b"x = 1\n")).await.unwrap() {
+            Err(ClientError::Refused { status: s, message }) => {
+                assert_eq!(s, status, "{path}: {message}");
+                assert!(message.contains(needle), "{path}: {message}");
+            }
+            other => panic!("{path}: {other:?}"),
+        }
+    }
     for (path, body, status, needle) in cases {
         match call(client(), "POST", path, body).await {
             Err(ClientError::Refused { status: s, message }) => {

@@ -1,8 +1,9 @@
 //! `emcee`: the command line.
 //!
 //! - `emcee check FILE`: validate a configuration; every error with line and column; exit 78.
-//! - `emcee status|say|start|stop|pause|resume|skip|log [--config FILE]`: talk to the running
-//!   control plane over its local API (token from the configured token file).
+//! - `emcee status|say|ask|start|stop|pause|resume|skip|log [--config FILE]`: talk to the
+//!   running control plane over its local API (token from the configured token file).
+//! - `emcee content show|put|reset materials|script`: the show's content, replaced live.
 //! - `emcee run --config FILE [--output URL]... [--run-for SECONDS]`: run the whole show in the
 //!   foreground: the stage (`emcee-stage`) and the control plane (`emceed`) as two processes,
 //!   as systemd runs them on the appliance.
@@ -14,7 +15,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use emcee_daemon::client::{ApiClient, ClientError};
 use emcee_daemon::config::Config;
-use emcee_daemon::{content, script, EXIT_CONFIG};
+use emcee_daemon::library::Library;
+use emcee_daemon::EXIT_CONFIG;
 use tokio::process::{Child, Command};
 
 #[derive(Parser)]
@@ -66,11 +68,44 @@ enum Verb {
     Resume(ApiArgs),
     /// Cut the current sentence and go on with the next.
     Skip(ApiArgs),
+    /// The show's materials or script: print it, replace it, or go back to its file.
+    Content {
+        #[command(subcommand)]
+        verb: ContentVerb,
+    },
     /// The audit log of every utterance, as JSON lines.
     Log {
         /// Only records after this sequence number.
         #[arg(long, default_value_t = 0)]
         since: i64,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum ContentVerb {
+    /// Print the document the show plays from (JSON: where it came from, format, text).
+    Show {
+        #[arg(value_parser = ["materials", "script"])]
+        name: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Replace it with FILE (TOML; a script may also be `.txt`, a sentence per line). It is
+    /// checked with the other document first, kept in the state database, and played from the
+    /// next sentence on.
+    Put {
+        #[arg(value_parser = ["materials", "script"])]
+        name: String,
+        file: PathBuf,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Go back to the file named in the configuration.
+    Reset {
+        #[arg(value_parser = ["materials", "script"])]
+        name: String,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -85,12 +120,13 @@ struct ApiArgs {
 
 /// EX_UNAVAILABLE: the daemon is not running.
 const EXIT_UNAVAILABLE: u8 = 69;
+/// EX_DATAERR: the daemon refused what was sent (bad SSML, content that does not check).
+const EXIT_DATAERR: u8 = 65;
 
-fn api_call(
+/// One request to the daemon that `args` configures; errors are printed, exit code returned.
+fn api_request(
     args: &ApiArgs,
-    method: &str,
-    path: &str,
-    body: Option<serde_json::Value>,
+    request: impl FnOnce(&ApiClient) -> Result<serde_json::Value, ClientError>,
 ) -> Result<serde_json::Value, ExitCode> {
     let config = Config::load(&args.config, &[]).map_err(|errors| {
         eprintln!("{errors}");
@@ -100,10 +136,39 @@ fn api_call(
         eprintln!("emcee: {e}");
         match e {
             ClientError::Unreachable { .. } => ExitCode::from(EXIT_UNAVAILABLE),
+            ClientError::Refused { status: 422, .. } => ExitCode::from(EXIT_DATAERR),
             _ => ExitCode::FAILURE,
         }
     };
-    ApiClient::for_config(&config).map_err(fail)?.call(method, path, body.as_ref()).map_err(fail)
+    request(&ApiClient::for_config(&config).map_err(fail)?).map_err(fail)
+}
+
+fn api_call(
+    args: &ApiArgs,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> Result<serde_json::Value, ExitCode> {
+    api_request(args, |client| client.call(method, path, body.as_ref()))
+}
+
+fn content(verb: ContentVerb) -> ExitCode {
+    match verb {
+        ContentVerb::Show { name, api } => print_json(api_call(&api, "GET", &format!("/v1/content/{name}"), None)),
+        ContentVerb::Reset { name, api } => print_json(api_call(&api, "DELETE", &format!("/v1/content/{name}"), None)),
+        ContentVerb::Put { name, file, api } => {
+            let body = match std::fs::read(&file) {
+                Ok(b) => b,
+                Err(e) => {
+                    eprintln!("emcee: {}: {e}", file.display());
+                    return ExitCode::FAILURE;
+                }
+            };
+            let media = if file.extension().is_some_and(|e| e == "txt") { "text/plain" } else { "application/toml" };
+            let path = format!("/v1/content/{name}");
+            print_json(api_request(&api, |client| client.send("PUT", &path, media, &body)))
+        }
+    }
 }
 
 fn print_json(result: Result<serde_json::Value, ExitCode>) -> ExitCode {
@@ -129,17 +194,14 @@ fn check(file: &Path, outputs: &[String]) -> Result<Config, ExitCode> {
         eprintln!("{errors}");
         ExitCode::from(EXIT_CONFIG as u8)
     })?;
-    let materials = match &config.products {
-        Some(path) => content::load_materials(path).map_err(|errors| {
+    // The files, as the daemon falls back to them (content pushed through the API is checked
+    // when it is pushed).
+    Library::load(config.products.as_deref(), &config.script, Vec::new())
+        .and_then(|library| library.build(config.stage.avatar.scene))
+        .map_err(|errors| {
             eprintln!("{errors}");
             ExitCode::from(EXIT_CONFIG as u8)
-        })?,
-        None => content::Materials::default(),
-    };
-    script::load(&config.script, &materials).map_err(|errors| {
-        eprintln!("{errors}");
-        ExitCode::from(EXIT_CONFIG as u8)
-    })?;
+        })?;
     Ok(config)
 }
 
@@ -312,6 +374,7 @@ async fn main() -> ExitCode {
         Verb::Pause(api) => print_json(api_call(&api, "POST", "/v1/room/pause", None)),
         Verb::Resume(api) => print_json(api_call(&api, "POST", "/v1/room/resume", None)),
         Verb::Skip(api) => print_json(api_call(&api, "POST", "/v1/room/skip", None)),
+        Verb::Content { verb } => content(verb),
         Verb::Log { since, api } => match api_call(&api, "GET", &format!("/v1/log?since={since}"), None) {
             Ok(serde_json::Value::Array(records)) => {
                 for r in records {

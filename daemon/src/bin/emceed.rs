@@ -5,12 +5,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use emcee_daemon::answer::Answerer;
 use emcee_daemon::config::Config;
 use emcee_daemon::control::{run_show, Ending};
-use emcee_daemon::scheduler::ScriptSentence;
+use emcee_daemon::library::Library;
 use emcee_daemon::store::Store;
-use emcee_daemon::{api, content, script, EXIT_CONFIG};
+use emcee_daemon::{api, EXIT_CONFIG};
 
 #[derive(Parser)]
 #[command(version, about = "emcee control plane")]
@@ -49,30 +48,20 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(EXIT_CONFIG);
         }
     };
-    let materials = match config.products.as_deref().map(content::load_materials).transpose() {
-        Ok(m) => m.unwrap_or_default(),
+    let store = Store::open(&config.state_dir)?;
+    // Content pushed through the API (kept in the state database) wins over the files.
+    let content = match Library::at_boot(
+        config.products.as_deref(),
+        &config.script,
+        config.stage.avatar.scene,
+        store.stored_content()?,
+    ) {
+        Ok(c) => c,
         Err(errors) => {
             eprintln!("{errors}");
             std::process::exit(EXIT_CONFIG);
         }
     };
-    let sentences: Vec<ScriptSentence> = match script::load(&config.script, &materials) {
-        Ok(lines) => lines
-            .into_iter()
-            .map(|l| ScriptSentence {
-                ssml: l.sentence.ssml,
-                window: l.window,
-                voice: l.voice,
-                // Every script sentence names its scene, so a restarted stage shows the right one.
-                scene: Some(l.scene.unwrap_or(config.stage.avatar.scene)),
-            })
-            .collect(),
-        Err(errors) => {
-            eprintln!("{errors}");
-            std::process::exit(EXIT_CONFIG);
-        }
-    };
-    let answerer = Answerer::new(&materials.products, config.min_confidence, &config.holding_line);
     let ending = match args.run_for {
         Some(s) if s.is_finite() && s > 0.0 => Ending::After(Duration::from_secs_f64(s)),
         Some(s) => {
@@ -81,7 +70,6 @@ async fn main() -> anyhow::Result<()> {
         }
         None => Ending::RoomEnds,
     };
-    let store = Store::open(&config.state_dir)?;
     let log_reader = Store::open(&config.state_dir)?;
     let token = api::load_or_create_token(&config.token_file)?;
     let listener = api::bind(config.api_listen).await?;
@@ -93,6 +81,6 @@ async fn main() -> anyhow::Result<()> {
             tracing::error!(error = %e, "API server stopped");
         }
     });
-    run_show(&config, sentences, ending, shutdown_signal(), store, answerer, calls_rx).await?;
+    run_show(&config, content, ending, shutdown_signal(), store, calls_rx).await?;
     Ok(())
 }

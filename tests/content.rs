@@ -1,0 +1,178 @@
+//! Content pushed through the API: checked against the other document (every problem with its
+//! line and column), stored in the state database, kept over a restart, played from the next
+//! sentence boundary of a live show, and given back to the file on reset.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use emcee_daemon::store::{AuditRecord, Store};
+use emcee_e2e::{bin_dir, scratch_dir, spawn_show, wait_for_end, write_show, Nginx};
+
+const MATERIALS: &str = r#"
+[[product]]
+sku = "KET-100"
+name = "Smart kettle"
+price = "29.00"
+currency = "USD"
+"#;
+
+/// Segments that fill in the price (so a materials change rewords them).
+const SEGMENTS: &str = r#"
+[[segment]]
+product = "KET-100"
+sentences = [
+  "The {product.name} is here.",
+  "It costs <say-as interpret-as=\"currency\">{product.price}</say-as>.",
+  "That is all for today.",
+]
+"#;
+
+fn emcee(args: &[&str], config: &Path) -> Result<Output> {
+    Ok(Command::new(bin_dir().join("emcee")).args(args).arg("--config").arg(config).output()?)
+}
+
+fn json(out: &Output) -> Result<serde_json::Value> {
+    ensure!(out.status.success(), "exit {:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).context("the CLI prints JSON")
+}
+
+/// A show with a products file whose script (lines) shows the kettle's card.
+fn write_content_show(dir: &Path, sentences: &[&str], urls: &[String], show_keys: &str) -> Result<std::path::PathBuf> {
+    let config = write_show(dir, sentences, urls, "end")?;
+    std::fs::write(dir.join("products.toml"), MATERIALS)?;
+    let text = std::fs::read_to_string(&config)?
+        .replace("when_done = \"end\"", &format!("when_done = \"end\"\n{show_keys}"))
+        + "\n[content]\nproducts = \"products.toml\"\n";
+    std::fs::write(&config, text)?;
+    Ok(config)
+}
+
+/// The control plane alone: with the room closed it never needs a stage.
+fn spawn_daemon(config: &Path) -> Result<Child> {
+    let child = Command::new(bin_dir().join("emceed"))
+        .arg("--config")
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !emcee(&["status"], config)?.status.success() {
+        ensure!(Instant::now() < deadline, "the API never came up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(child)
+}
+
+fn stop_daemon(mut child: Child) -> Result<()> {
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status()?;
+    let status = child.wait()?;
+    ensure!(status.success(), "emceed exited with {status}");
+    Ok(())
+}
+
+#[test]
+fn content_is_checked_with_the_other_document_stored_and_kept_over_a_restart() -> Result<()> {
+    let dir = scratch_dir("content-api")?;
+    let lines = ["<mark name=\"card:show:KET-100\"/>Meet the kettle.", "Bye."];
+    let config = write_content_show(&dir, &lines, &["rtmp://127.0.0.1:1/live/x".into()], "autostart = false")?;
+    let daemon = spawn_daemon(&config)?;
+
+    let shown = json(&emcee(&["content", "show", "script"], &config)?)?;
+    ensure!(shown["origin"]["kind"] == "file" && shown["format"] == "lines", "{shown}");
+    ensure!(shown["body"].as_str().is_some_and(|b| b.starts_with("<mark")), "{shown}");
+
+    // A broken script: every problem at once, with line and column, exit 65; nothing changes.
+    let broken = dir.join("broken.toml");
+    std::fs::write(&broken, "[[segment]]\nproduct = \"NOPE\"\nsentences = [\"Hi.\", \"<emphasis>x</emphasis>\"]\n")?;
+    let out = emcee(&["content", "put", "script", broken.to_str().unwrap_or_default()], &config)?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(out.status.code() == Some(65), "exit {:?}: {stderr}", out.status);
+    ensure!(stderr.contains("script (request body):2:11: [[segment]] product \"NOPE\""), "{stderr}");
+    ensure!(stderr.contains("script (request body):3:22: <emphasis>"), "{stderr}");
+    // Materials that drop the product the running script shows: refused, naming the script.
+    let renamed = dir.join("renamed.toml");
+    std::fs::write(&renamed, MATERIALS.replace("KET-100", "KET-200"))?;
+    let out = emcee(&["content", "put", "materials", renamed.to_str().unwrap_or_default()], &config)?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(out.status.code() == Some(65), "exit {:?}: {stderr}", out.status);
+    let script_file = dir.join("script.txt").display().to_string();
+    ensure!(stderr.contains(&format!("{script_file}:1:")) && stderr.contains("\"KET-100\""), "{stderr}");
+    let status = json(&emcee(&["status"], &config)?)?;
+    ensure!(status["script_sentences"] == 2, "nothing changed: {status}");
+    ensure!(json(&emcee(&["content", "show", "materials"], &config)?)?["origin"]["kind"] == "file");
+
+    // A good script and a price change: accepted, stored, counted.
+    let segments = dir.join("segments.toml");
+    std::fs::write(&segments, SEGMENTS)?;
+    let put = json(&emcee(&["content", "put", "script", segments.to_str().unwrap_or_default()], &config)?)?;
+    ensure!(put["origin"]["kind"] == "stored" && put["format"] == "toml" && put["script_sentences"] == 3, "{put}");
+    let cheaper = dir.join("cheaper.toml");
+    std::fs::write(&cheaper, MATERIALS.replace("29.00", "19.00"))?;
+    let put = json(&emcee(&["content", "put", "materials", cheaper.to_str().unwrap_or_default()], &config)?)?;
+    ensure!(put["origin"]["kind"] == "stored" && put["script_sentences"] == 3, "{put}");
+
+    // Kept over a restart; the files on disk are untouched.
+    stop_daemon(daemon)?;
+    ensure!(std::fs::read_to_string(dir.join("products.toml"))? == MATERIALS, "the file was not rewritten");
+    let daemon = spawn_daemon(&config)?;
+    let script = json(&emcee(&["content", "show", "script"], &config)?)?;
+    ensure!(script["origin"]["kind"] == "stored" && script["body"] == SEGMENTS, "{script}");
+    let materials = json(&emcee(&["content", "show", "materials"], &config)?)?;
+    ensure!(materials["body"].as_str().is_some_and(|b| b.contains("19.00")), "{materials}");
+    ensure!(json(&emcee(&["status"], &config)?)?["script_sentences"] == 3);
+
+    // Reset: the file is the script again. Materials reset too; the file still has KET-100.
+    let reset = json(&emcee(&["content", "reset", "script"], &config)?)?;
+    ensure!(reset["origin"]["kind"] == "file" && reset["script_sentences"] == 2, "{reset}");
+    let reset = json(&emcee(&["content", "reset", "materials"], &config)?)?;
+    ensure!(reset["origin"]["kind"] == "file", "{reset}");
+    stop_daemon(daemon)?;
+    ensure!(Store::open(&dir.join("state"))?.stored_content()?.is_empty(), "reset forgets the stored copies");
+    Ok(())
+}
+
+#[test]
+fn a_script_pushed_during_a_live_show_starts_at_the_next_sentence() -> Result<()> {
+    let dir = scratch_dir("content-live")?;
+    let nginx = Nginx::start(&dir.join("nginx"))?;
+    let first = [
+        "This first sentence of the old script is long enough to push a new script while it plays.",
+        "Nobody should hear this old sentence.",
+    ];
+    let config = write_content_show(&dir, &first, &[nginx.url("live")], "")?;
+    let mut show = spawn_show(&config)?;
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !String::from_utf8_lossy(&emcee(&["log"], &config)?.stdout).contains("\"event\":\"started\"") {
+        ensure!(Instant::now() < deadline, "the first sentence never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(800));
+    let segments = dir.join("segments.toml");
+    std::fs::write(&segments, SEGMENTS)?;
+    let put = json(&emcee(&["content", "put", "script", segments.to_str().unwrap_or_default()], &config)?)?;
+    ensure!(put["script_sentences"] == 3, "{put}");
+    let code = wait_for_end(&mut show, Duration::from_secs(90))?;
+    ensure!(code.success(), "emcee run: {code}");
+    drop(nginx);
+
+    let log: Vec<AuditRecord> = Store::open(&dir.join("state"))?.audit_since(0, 100)?;
+    let said: Vec<String> = log.iter().map(|r| format!("{} {} {}", r.cue, r.event, r.text)).collect();
+    let expected = [
+        format!("s0.0.0 started {}", first[0]),
+        format!("s0.0.0 finished {}", first[0]),
+        "s1.0.0 started The Smart kettle is here.".to_string(),
+        "s1.0.0 finished The Smart kettle is here.".to_string(),
+        "s1.1.0 started It costs 29 dollars.".to_string(),
+        "s1.1.0 finished It costs 29 dollars.".to_string(),
+        "s1.2.0 started That is all for today.".to_string(),
+        "s1.2.0 finished That is all for today.".to_string(),
+    ];
+    ensure!(said == expected, "the old sentence finishes uncut, then the new script plays whole: {said:#?}");
+    // One sentence follows the other with the usual breath between, not a hole.
+    let gap = log[2].media_ms - log[1].media_ms;
+    ensure!((250..=1000).contains(&gap), "gap between the scripts {gap} ms");
+    Ok(())
+}
