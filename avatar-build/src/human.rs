@@ -3,8 +3,8 @@
 //! 52 ARKit face targets as morph targets on every part they move, and the skin.
 //!
 //! The MakeHuman body is nude; the `helper-tights` shell (about 8 mm off the skin, neck to
-//! ankles and wrists) is drawn as a long-sleeved bodysuit, and the top of the `helper-hair`
-//! shell as short hair. Genital and skirt helpers are left out.
+//! ankles and wrists) is drawn as a long-sleeved bodysuit, and short hair is painted on the
+//! scalp. The hair, genital and skirt helpers are left out.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -18,8 +18,22 @@ use crate::{rig, target, vrm, BuildError};
 
 /// The MakeHuman base mesh is in decimetres.
 const METRES_PER_UNIT: f32 = 0.1;
-/// Hair is the part of the hair helper above this height (mesh units; the ears are at ~7.0).
-const HAIR_FROM_Y: f32 = 6.95;
+const SKIN: [f32; 4] = [0.62, 0.42, 0.33, 1.0];
+const HAIR: [f32; 4] = [0.10, 0.07, 0.05, 1.0];
+
+/// Short hair painted on the scalp (the `helper-hair` shell is a fitting proxy, too coarse to
+/// draw): 1 above the hairline, 0 below, over a soft 1 cm band. Mesh units (decimetres): the
+/// hairline runs from above the brow (y 7.85) at the front to the nape (y 6.9) at the back,
+/// and leaves the ears.
+fn hair_amount(p: [f32; 3]) -> f32 {
+    let [x, y, z] = p;
+    if x.abs() > 0.68 && y < 7.6 {
+        return 0.0;
+    }
+    let line = 6.9 + (7.85 - 6.9) * ((z - 0.3) / 0.6).clamp(0.0, 1.0);
+    let t = ((y - line + 0.05) / 0.1).clamp(0.0, 1.0);
+    t * t * (3.0 - 2.0 * t)
+}
 
 /// Everything the avatar is made from.
 pub struct Sources {
@@ -63,24 +77,30 @@ impl Sources {
 struct Look {
     color: [f32; 4],
     roughness: f32,
-    /// Eyes: sclera, iris and pupil painted by the angle from the eyeball's front.
-    painted_eyes: bool,
-    /// Only faces whose every corner is at least this high (mesh units).
-    from_y: Option<f32>,
+    /// Vertex colours painted on.
+    paint: Paint,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Paint {
+    None,
+    /// Sclera, iris and pupil by the angle from the eyeball's front.
+    Eyes,
+    /// Hair on the scalp.
+    Scalp,
 }
 
 const fn look(color: [f32; 4], roughness: f32) -> Look {
-    Look { color, roughness, painted_eyes: false, from_y: None }
+    Look { color, roughness, paint: Paint::None }
 }
 
 /// Drawn parts: name, mesh groups, look.
 fn parts() -> Vec<(&'static str, Vec<&'static str>, Look)> {
     let lashes = vec!["helper-l-eyelashes-1", "helper-l-eyelashes-2", "helper-r-eyelashes-1", "helper-r-eyelashes-2"];
     vec![
-        ("skin", vec!["body"], look([0.80, 0.60, 0.50, 1.0], 0.55)),
+        ("skin", vec!["body"], Look { paint: Paint::Scalp, ..look([1.0; 4], 0.55) }),
         ("clothes", vec!["helper-tights"], look([0.09, 0.13, 0.24, 1.0], 0.85)),
-        ("hair", vec!["helper-hair"], Look { from_y: Some(HAIR_FROM_Y), ..look([0.12, 0.08, 0.06, 1.0], 0.7) }),
-        ("eyes", vec!["helper-l-eye", "helper-r-eye"], Look { painted_eyes: true, ..look([1.0, 1.0, 1.0, 1.0], 0.15) }),
+        ("eyes", vec!["helper-l-eye", "helper-r-eye"], Look { paint: Paint::Eyes, ..look([1.0, 1.0, 1.0, 1.0], 0.15) }),
         ("lashes", lashes, look([0.04, 0.03, 0.03, 1.0], 0.8)),
         ("teeth", vec!["helper-upper-teeth", "helper-lower-teeth"], look([0.90, 0.88, 0.82, 1.0], 0.3)),
         ("tongue", vec!["helper-tongue"], look([0.65, 0.30, 0.30, 1.0], 0.5)),
@@ -134,12 +154,7 @@ struct Part {
 
 fn build_part(src: &Sources, groups: &[usize], look: &Look, to_metres: impl Fn([f32; 3]) -> [f32; 3]) -> Part {
     let mesh = &src.mesh;
-    let faces: Vec<_> = mesh
-        .faces
-        .iter()
-        .filter(|f| groups.contains(&f.group))
-        .filter(|f| look.from_y.is_none_or(|y| f.corners.iter().all(|c| mesh.positions[c.0 as usize][1] >= y)))
-        .collect();
+    let faces: Vec<_> = mesh.faces.iter().filter(|f| groups.contains(&f.group)).collect();
     // Smooth normals per mesh vertex, so UV seams do not show as creases.
     let mut normal_sum: HashMap<u32, [f32; 3]> = HashMap::new();
     for f in &faces {
@@ -171,7 +186,7 @@ fn build_part(src: &Sources, groups: &[usize], look: &Look, to_metres: impl Fn([
         positions: Vec::new(),
         normals: Vec::new(),
         uvs: Vec::new(),
-        colors: look.painted_eyes.then(Vec::new),
+        colors: (look.paint != Paint::None).then(Vec::new),
         joints: Vec::new(),
         weights: Vec::new(),
         indices: Vec::new(),
@@ -190,8 +205,16 @@ fn build_part(src: &Sources, groups: &[usize], look: &Look, to_metres: impl Fn([
                 let uv = vt.map_or([0.0, 0.0], |t| mesh.uvs[t as usize]);
                 part.uvs.push([uv[0], 1.0 - uv[1]]);
                 if let Some(colors) = part.colors.as_mut() {
-                    let d = normalize(sub(p, centres[&f.group]));
-                    colors.push(eye_color(d[2].clamp(-1.0, 1.0).acos().to_degrees()));
+                    colors.push(match look.paint {
+                        Paint::Eyes => {
+                            let d = normalize(sub(p, centres[&f.group]));
+                            eye_color(d[2].clamp(-1.0, 1.0).acos().to_degrees())
+                        }
+                        _ => {
+                            let h = hair_amount(p);
+                            [0, 1, 2, 3].map(|k| SKIN[k] * (1.0 - h) + HAIR[k] * h)
+                        }
+                    });
                 }
                 let w = src.weights[v as usize];
                 part.joints.push(w.map(|x| x.0));

@@ -1,28 +1,27 @@
-// Avatar pass: morph targets blended per vertex, rigid head motion, simple key + fill + rim light.
-// WebGPU conventions (clip-space y up); naga adjusts the coordinate space for Vulkan.
+// Avatar pass: active morph targets blended per vertex, linear-blend skinning, simple key +
+// fill + rim light. WebGPU conventions (clip-space y up); naga adjusts them for Vulkan.
 
 struct Frame {
     view_proj: mat4x4<f32>,
-    head: mat4x4<f32>,
-    // x: jaw open, y: lip spread, z: blink, w: breathing
-    weights: vec4<f32>,
     // xyz: key light direction, w: picture level (1 normal … 0 black, for fades)
     light_dir: vec4<f32>,
-    // x: smile (negative: corners down)
-    expression: vec4<f32>,
+    // x: how many entries of `morphs` are active
+    morph_count: vec4<u32>,
+    // Per active target: x first delta (in vec3s), y first vertex, z vertex count, w weight (f32 bits)
+    morphs: array<vec4<u32>, 32>,
 };
 
 @group(0) @binding(0) var<uniform> frame: Frame;
+@group(0) @binding(1) var<storage, read> deltas: array<f32>;
+@group(0) @binding(2) var<storage, read> joints: array<mat4x4<f32>>;
 
 struct VertexIn {
+    @builtin(vertex_index) index: u32,
     @location(0) position: vec3<f32>,
     @location(1) normal: vec3<f32>,
     @location(2) color: vec3<f32>,
-    @location(3) jaw: vec3<f32>,
-    @location(4) spread: vec3<f32>,
-    @location(5) blink: vec3<f32>,
-    @location(6) smile: vec3<f32>,
-    @location(7) part: f32,
+    @location(3) joint: vec4<f32>,
+    @location(4) weight: vec4<f32>,
 };
 
 struct VertexOut {
@@ -33,23 +32,22 @@ struct VertexOut {
 
 @vertex
 fn vs_main(v: VertexIn) -> VertexOut {
-    let morphed = v.position
-        + v.jaw * frame.weights.x
-        + v.spread * frame.weights.y
-        + v.blink * frame.weights.z
-        + v.smile * frame.expression.x;
-    var world = vec4<f32>(morphed, 1.0);
-    var normal = v.normal;
-    if (v.part > 0.5) {
-        world = frame.head * world;
-        normal = (frame.head * vec4<f32>(v.normal, 0.0)).xyz;
-    } else {
-        // The torso breathes: a slight rise and widening of the chest.
-        world = vec4<f32>(world.x * (1.0 + 0.01 * frame.weights.w), world.y + 0.015 * frame.weights.w, world.z, 1.0);
+    var morphed = v.position;
+    let count = min(frame.morph_count.x, 32u);
+    for (var k = 0u; k < count; k = k + 1u) {
+        let m = frame.morphs[k];
+        if (v.index >= m.y && v.index < m.y + m.z) {
+            let at = (m.x + v.index - m.y) * 3u;
+            morphed = morphed + bitcast<f32>(m.w) * vec3<f32>(deltas[at], deltas[at + 1u], deltas[at + 2u]);
+        }
     }
+    let skin = joints[u32(v.joint.x)] * v.weight.x
+        + joints[u32(v.joint.y)] * v.weight.y
+        + joints[u32(v.joint.z)] * v.weight.z
+        + joints[u32(v.joint.w)] * v.weight.w;
     var out: VertexOut;
-    out.clip = frame.view_proj * world;
-    out.normal = normal;
+    out.clip = frame.view_proj * (skin * vec4<f32>(morphed, 1.0));
+    out.normal = (skin * vec4<f32>(v.normal, 0.0)).xyz;
     out.color = v.color;
     return out;
 }

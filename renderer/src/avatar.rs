@@ -1,12 +1,12 @@
 //! The built-in avatar: a stylised head and shoulders made of ellipsoids, with four morph
-//! targets (`jawOpen`, `mouthSpread`, `eyeBlink`, `mouthSmile`) in the same shape a glTF mesh gives us
-//! (base positions + per-target position deltas), so a glTF loader can replace this module
-//! without touching the render pass.
+//! targets (`jawOpen`, `mouthSpread`, `eyeBlink`, `mouthSmile`, which also take negative
+//! weights) and two joints (`chest` for the torso, `head` turning about the top of the neck),
+//! as a [`Model`] like any glTF avatar gives.
 
-/// Floats per vertex: position 3, normal 3, colour 3, four morph deltas 3 each, part 1.
-pub const VERTEX_FLOATS: usize = 22;
+use crate::camera::NECK_PIVOT;
+use crate::model::{Model, Node, Target, Vertex as ModelVertex, IDENTITY};
 
-/// Names of the morph targets, in shader order.
+/// Names of the morph targets.
 pub const MORPH_TARGETS: [&str; 4] = ["jawOpen", "mouthSpread", "eyeBlink", "mouthSmile"];
 
 type Morphs = [[f32; 3]; 4];
@@ -17,20 +17,8 @@ struct Vertex {
     normal: [f32; 3],
     color: [f32; 3],
     morphs: Morphs,
-    /// 1 for parts that move with the head, 0 for the torso.
+    /// Moves with the head (else with the chest).
     head: bool,
-}
-
-/// Interleaved vertex data and triangle indices.
-pub struct Mesh {
-    pub vertices: Vec<f32>,
-    pub indices: Vec<u32>,
-}
-
-impl Mesh {
-    pub fn vertex_count(&self) -> usize {
-        self.vertices.len() / VERTEX_FLOATS
-    }
 }
 
 /// Where the mouth sits in model space (centre), for tests and for the camera framing.
@@ -127,7 +115,7 @@ fn smile_delta(p: [f32; 3]) -> [f32; 3] {
 }
 
 /// Builds the default avatar.
-pub fn default_avatar() -> Mesh {
+pub fn default_avatar() -> Model {
     let mut b = Builder { vertices: Vec::new(), indices: Vec::new() };
     let [mx, my, mz] = MOUTH_CENTER;
 
@@ -208,17 +196,43 @@ pub fn default_avatar() -> Mesh {
         no_morph,
     );
 
-    let mut vertices = Vec::with_capacity(b.vertices.len() * VERTEX_FLOATS);
-    for v in &b.vertices {
-        vertices.extend(v.position);
-        vertices.extend(v.normal);
-        vertices.extend(v.color);
-        for m in v.morphs {
-            vertices.extend(m);
-        }
-        vertices.push(if v.head { 1.0 } else { 0.0 });
+    let vertices = b
+        .vertices
+        .iter()
+        .map(|v| ModelVertex {
+            position: v.position,
+            normal: v.normal,
+            color: v.color,
+            joints: [u32::from(v.head), 0, 0, 0],
+            weights: [1.0, 0.0, 0.0, 0.0],
+        })
+        .collect();
+    let targets = MORPH_TARGETS
+        .iter()
+        .enumerate()
+        .map(|(t, name)| Target {
+            name: (*name).into(),
+            first_vertex: 0,
+            deltas: b.vertices.iter().map(|v| v.morphs[t]).collect(),
+        })
+        .collect();
+    let node = |name: &str, translation| Node {
+        name: Some(name.into()),
+        parent: None,
+        translation,
+        rotation: [0.0, 0.0, 0.0, 1.0],
+        scale: [1.0; 3],
+    };
+    let mut unpivot = IDENTITY;
+    unpivot[12..15].copy_from_slice(&NECK_PIVOT.map(|c| -c));
+    Model {
+        vertices,
+        indices: b.indices,
+        nodes: vec![node("chest", [0.0; 3]), node("head", NECK_PIVOT)],
+        palette: vec![(0, IDENTITY), (1, unpivot)],
+        targets,
+        ..Model::default()
     }
-    Mesh { vertices, indices: b.indices }
 }
 
 #[cfg(test)]
@@ -226,13 +240,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn mesh_is_well_formed() {
-        let mesh = default_avatar();
-        assert_eq!(mesh.vertices.len() % VERTEX_FLOATS, 0);
-        assert_eq!(mesh.indices.len() % 3, 0);
-        let n = mesh.vertex_count() as u32;
-        assert!(mesh.indices.iter().all(|&i| i < n));
-        assert!(mesh.vertices.iter().all(|f| f.is_finite()));
+    fn model_is_well_formed() {
+        let model = default_avatar();
+        assert_eq!(model.indices.len() % 3, 0);
+        let n = model.vertices.len() as u32;
+        assert!(model.indices.iter().all(|&i| i < n));
+        assert!(model.vertices.iter().all(|v| v.position.iter().chain(&v.normal).all(|f| f.is_finite())));
+        assert!(model.targets.iter().all(|t| t.deltas.len() == n as usize));
+        assert!(model.vertices.iter().all(|v| (v.joints[0] as usize) < model.palette.len()));
+    }
+
+    #[test]
+    fn head_rotation_keeps_the_neck_pivot_fixed_and_breathing_leaves_the_head() {
+        use crate::rig::Rig;
+        use crate::Pose;
+        let model = default_avatar();
+        let rig = Rig::new(&model);
+        let pose = Pose { head_yaw: 0.3, head_pitch: -0.2, head_roll: 0.1, breath: 1.0, ..Pose::default() };
+        let palette = rig.palette(&model, &pose);
+        let head = palette[1];
+        let p = NECK_PIVOT;
+        for r in 0..3 {
+            let v = head[r] * p[0] + head[4 + r] * p[1] + head[8 + r] * p[2] + head[12 + r];
+            assert!((v - p[r]).abs() < 1e-5, "{r}: {v}");
+        }
+        assert!(palette[0][13] > 0.01, "the chest rises");
+        assert!((palette[0][0] - 1.01).abs() < 1e-5, "and widens");
     }
 
     #[test]

@@ -8,14 +8,16 @@ use std::ffi::CStr;
 
 use ash::vk;
 
-use crate::avatar::{Mesh, VERTEX_FLOATS};
-use crate::{Pose, RenderError};
-use emcee_protocol::CameraPreset;
+use crate::model::Model;
+use crate::RenderError;
 
 const COLOR_FORMAT: vk::Format = vk::Format::R8G8B8A8_UNORM;
 const DEPTH_FORMAT: vk::Format = vk::Format::D32_SFLOAT;
-/// view_proj (16) + head (16) + weights (4) + light (4) floats.
-const FRAME_UNIFORM_FLOATS: usize = 44;
+/// The `Frame` uniform block of avatar.wgsl, in 32-bit words: view_proj (16), light (4),
+/// morph count (4), active morphs (32 × 4).
+pub const FRAME_UNIFORM_WORDS: usize = 16 + 4 + 4 + 4 * crate::rig::MAX_ACTIVE_MORPHS;
+/// Floats per vertex: position 3, normal 3, colour 3, joints 4, weights 4.
+const VERTEX_FLOATS: usize = 17;
 
 static AVATAR_SPV: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/avatar.spv"));
 static CONVERT_SPV: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/convert.spv"));
@@ -64,11 +66,14 @@ pub struct Gpu {
     vertex: Buffer,
     index: Buffer,
     index_count: u32,
+    /// Morph target deltas (vec3 as three f32), target after target.
+    deltas: Buffer,
+    /// Skinning palette (mat4 per entry), written every frame.
+    joints: Buffer,
     uniform: Buffer,
     dims: Buffer,
     output: Buffer,
     background: [f32; 3],
-    framing: CameraPreset,
     /// Three timestamps per frame (start, after render, after convert), when the queue has them.
     timestamps: Option<(vk::QueryPool, f32)>,
     last_timings: Option<GpuTimings>,
@@ -86,7 +91,7 @@ pub struct GpuTimings {
 unsafe impl Send for Gpu {}
 
 impl Gpu {
-    pub fn new(width: u32, height: u32, background: [u8; 3], mesh: &Mesh) -> Result<Self, RenderError> {
+    pub fn new(width: u32, height: u32, background: [u8; 3], model: &Model) -> Result<Self, RenderError> {
         // SAFETY: loading the system Vulkan loader; failure is reported, not assumed.
         let entry = unsafe { ash::Entry::load() }.map_err(|e| RenderError::NoVulkan(e.to_string()))?;
         let app = vk::ApplicationInfo::default().application_name(c"emcee-stage").api_version(vk::API_VERSION_1_1);
@@ -156,7 +161,7 @@ impl Gpu {
                     .map_err(vkerr("create query pool"))?;
                 gpu.timestamps = Some((pool, props.limits.timestamp_period));
             }
-            gpu.build(mesh)?;
+            gpu.build(model)?;
             Ok(gpu)
         }
     }
@@ -218,11 +223,12 @@ impl Gpu {
             vertex: null_buffer(),
             index: null_buffer(),
             index_count: 0,
+            deltas: null_buffer(),
+            joints: null_buffer(),
             uniform: null_buffer(),
             dims: null_buffer(),
             output: null_buffer(),
             background: [0.0; 3],
-            framing: CameraPreset::default(),
             timestamps: None,
             last_timings: None,
         })
@@ -356,7 +362,7 @@ impl Gpu {
         Ok(module)
     }
 
-    unsafe fn build(&mut self, mesh: &Mesh) -> Result<(), RenderError> {
+    unsafe fn build(&mut self, model: &Model) -> Result<(), RenderError> {
         let d = self.device.clone();
         self.color = self.image(
             COLOR_FORMAT,
@@ -435,23 +441,51 @@ impl Gpu {
             .map_err(vkerr("create framebuffer"))?;
 
         // Buffers.
-        let vbytes: Vec<u8> = mesh.vertices.iter().flat_map(|f| f.to_le_bytes()).collect();
-        let ibytes: Vec<u8> = mesh.indices.iter().flat_map(|i| i.to_le_bytes()).collect();
+        let floats = |v: &crate::model::Vertex| {
+            let mut out = [0.0f32; VERTEX_FLOATS];
+            out[0..3].copy_from_slice(&v.position);
+            out[3..6].copy_from_slice(&v.normal);
+            out[6..9].copy_from_slice(&v.color);
+            out[9..13].copy_from_slice(&v.joints.map(|j| j as f32));
+            out[13..17].copy_from_slice(&v.weights);
+            out
+        };
+        let vbytes: Vec<u8> = model.vertices.iter().flat_map(floats).flat_map(f32::to_le_bytes).collect();
+        let ibytes: Vec<u8> = model.indices.iter().flat_map(|i| i.to_le_bytes()).collect();
         self.vertex = self.upload(&vbytes, vk::BufferUsageFlags::VERTEX_BUFFER)?;
         self.index = self.upload(&ibytes, vk::BufferUsageFlags::INDEX_BUFFER)?;
-        self.index_count = mesh.indices.len() as u32;
-        self.uniform = self.buffer((FRAME_UNIFORM_FLOATS * 4) as u64, vk::BufferUsageFlags::UNIFORM_BUFFER, true)?;
+        self.index_count = model.indices.len() as u32;
+        // Never empty: a storage buffer needs a size.
+        let mut dbytes: Vec<u8> =
+            model.targets.iter().flat_map(|t| t.deltas.iter().flatten()).flat_map(|f| f.to_le_bytes()).collect();
+        dbytes.resize(dbytes.len().max(16), 0);
+        self.deltas = self.upload(&dbytes, vk::BufferUsageFlags::STORAGE_BUFFER)?;
+        self.joints =
+            self.buffer((model.palette.len().max(1) * 64) as u64, vk::BufferUsageFlags::STORAGE_BUFFER, true)?;
+        self.uniform = self.buffer((FRAME_UNIFORM_WORDS * 4) as u64, vk::BufferUsageFlags::UNIFORM_BUFFER, true)?;
         let dims: Vec<u8> = [self.width, self.height, 0, 0].iter().flat_map(|v| v.to_le_bytes()).collect();
         self.dims = self.upload(&dims, vk::BufferUsageFlags::UNIFORM_BUFFER)?;
         let out_len = crate::i420_len(self.width, self.height) as u64;
         self.output = self.buffer(out_len, vk::BufferUsageFlags::STORAGE_BUFFER, true)?;
 
         // Descriptor layouts and sets.
-        let avatar_bindings = [vk::DescriptorSetLayoutBinding::default()
-            .binding(0)
-            .descriptor_type(vk::DescriptorType::UNIFORM_BUFFER)
-            .descriptor_count(1)
-            .stage_flags(vk::ShaderStageFlags::VERTEX | vk::ShaderStageFlags::FRAGMENT)];
+        let avatar_bindings = [
+            vk::DescriptorSetLayoutBinding::default()
+                .binding(0)
+                .descriptor_type(vk::DescriptorType::UNIFORM_BUFFER)
+                .descriptor_count(1)
+                .stage_flags(vk::ShaderStageFlags::VERTEX | vk::ShaderStageFlags::FRAGMENT),
+            vk::DescriptorSetLayoutBinding::default()
+                .binding(1)
+                .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
+                .descriptor_count(1)
+                .stage_flags(vk::ShaderStageFlags::VERTEX),
+            vk::DescriptorSetLayoutBinding::default()
+                .binding(2)
+                .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
+                .descriptor_count(1)
+                .stage_flags(vk::ShaderStageFlags::VERTEX),
+        ];
         let convert_bindings = [
             vk::DescriptorSetLayoutBinding::default()
                 .binding(0)
@@ -483,7 +517,7 @@ impl Gpu {
         let sizes = [
             vk::DescriptorPoolSize { ty: vk::DescriptorType::UNIFORM_BUFFER, descriptor_count: 2 },
             vk::DescriptorPoolSize { ty: vk::DescriptorType::SAMPLED_IMAGE, descriptor_count: 1 },
-            vk::DescriptorPoolSize { ty: vk::DescriptorType::STORAGE_BUFFER, descriptor_count: 1 },
+            vk::DescriptorPoolSize { ty: vk::DescriptorType::STORAGE_BUFFER, descriptor_count: 3 },
         ];
         self.descriptor_pool = d
             .create_descriptor_pool(&vk::DescriptorPoolCreateInfo::default().max_sets(2).pool_sizes(&sizes), None)
@@ -504,12 +538,24 @@ impl Gpu {
         }];
         let out = [vk::DescriptorBufferInfo { buffer: self.output.buffer, offset: 0, range: vk::WHOLE_SIZE }];
         let dims_info = [vk::DescriptorBufferInfo { buffer: self.dims.buffer, offset: 0, range: vk::WHOLE_SIZE }];
+        let deltas = [vk::DescriptorBufferInfo { buffer: self.deltas.buffer, offset: 0, range: vk::WHOLE_SIZE }];
+        let joints = [vk::DescriptorBufferInfo { buffer: self.joints.buffer, offset: 0, range: vk::WHOLE_SIZE }];
         let writes = [
             vk::WriteDescriptorSet::default()
                 .dst_set(self.avatar_set)
                 .dst_binding(0)
                 .descriptor_type(vk::DescriptorType::UNIFORM_BUFFER)
                 .buffer_info(&ubo),
+            vk::WriteDescriptorSet::default()
+                .dst_set(self.avatar_set)
+                .dst_binding(1)
+                .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
+                .buffer_info(&deltas),
+            vk::WriteDescriptorSet::default()
+                .dst_set(self.avatar_set)
+                .dst_binding(2)
+                .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
+                .buffer_info(&joints),
             vk::WriteDescriptorSet::default()
                 .dst_set(self.convert_set)
                 .dst_binding(0)
@@ -548,16 +594,19 @@ impl Gpu {
         let stride = (VERTEX_FLOATS * 4) as u32;
         let binding =
             [vk::VertexInputBindingDescription { binding: 0, stride, input_rate: vk::VertexInputRate::VERTEX }];
-        // Position, normal, colour, one delta per morph target (vec3 each), then the part flag.
-        let part = 3 + crate::avatar::MORPH_TARGETS.len() as u32;
-        let attrs: Vec<vk::VertexInputAttributeDescription> = (0..=part)
-            .map(|location| vk::VertexInputAttributeDescription {
-                location,
-                binding: 0,
-                format: if location == part { vk::Format::R32_SFLOAT } else { vk::Format::R32G32B32_SFLOAT },
-                offset: location * 12,
-            })
-            .collect();
+        // Position, normal, colour (vec3 each), joints and weights (vec4 each).
+        let (vec3, vec4) = (vk::Format::R32G32B32_SFLOAT, vk::Format::R32G32B32A32_SFLOAT);
+        let attrs: Vec<vk::VertexInputAttributeDescription> =
+            [(vec3, 0), (vec3, 12), (vec3, 24), (vec4, 36), (vec4, 52)]
+                .iter()
+                .enumerate()
+                .map(|(location, &(format, offset))| vk::VertexInputAttributeDescription {
+                    location: location as u32,
+                    binding: 0,
+                    format,
+                    offset,
+                })
+                .collect();
         let vertex_input = vk::PipelineVertexInputStateCreateInfo::default()
             .vertex_binding_descriptions(&binding)
             .vertex_attribute_descriptions(&attrs);
@@ -617,20 +666,25 @@ impl Gpu {
         Ok(())
     }
 
-    /// Background and framing from the next frame on.
-    pub fn set_scene(&mut self, background: [u8; 3], framing: CameraPreset) {
+    /// Background from the next frame on.
+    pub fn set_background(&mut self, background: [u8; 3]) {
         self.background = background.map(|c| f32::from(c) / 255.0);
-        self.framing = framing;
     }
 
     fn extent(&self) -> vk::Extent2D {
         vk::Extent2D { width: self.width, height: self.height }
     }
 
-    /// Renders one frame and writes its I420 bytes into `out` (resized as needed).
-    pub fn render(&mut self, pose: &Pose, out: &mut Vec<u8>) -> Result<(), RenderError> {
-        let uniforms = crate::camera::frame_uniforms(pose, self.framing, self.width, self.height);
-        debug_assert_eq!(uniforms.len(), FRAME_UNIFORM_FLOATS);
+    /// Renders one frame and writes its I420 bytes into `out` (resized as needed). `uniforms`:
+    /// the `Frame` block; `palette`: one skinning matrix per palette entry; `level`: picture
+    /// level, 1 normal … 0 black.
+    pub fn render(
+        &mut self,
+        uniforms: &[u32; FRAME_UNIFORM_WORDS],
+        palette: &[[f32; 16]],
+        level: f32,
+        out: &mut Vec<u8>,
+    ) -> Result<(), RenderError> {
         let d = &self.device;
         // SAFETY: all handles are valid and owned by self; the single command buffer is not in
         // use (we waited on the fence at the end of the previous frame); mapped pointers cover
@@ -639,6 +693,11 @@ impl Gpu {
             if let Some(ptr) = self.uniform.mapped {
                 let bytes: Vec<u8> = uniforms.iter().flat_map(|f| f.to_le_bytes()).collect();
                 std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr, bytes.len());
+            }
+            if let Some(ptr) = self.joints.mapped {
+                let bytes: Vec<u8> = palette.iter().flatten().flat_map(|f| f.to_le_bytes()).collect();
+                let len = bytes.len().min(self.joints.size as usize);
+                std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr, len);
             }
             let cmd = self.cmd;
             d.reset_command_buffer(cmd, vk::CommandBufferResetFlags::empty()).map_err(vkerr("reset commands"))?;
@@ -652,7 +711,6 @@ impl Gpu {
                 d.cmd_write_timestamp(cmd, vk::PipelineStageFlags::TOP_OF_PIPE, pool, 0);
             }
             // The background bytes are display values, like everything in the UNORM target.
-            let level = 1.0 - pose.fade_out.clamp(0.0, 1.0);
             let [r, g, b] = self.background.map(|c| c * level);
             let clear = [
                 vk::ClearValue { color: vk::ClearColorValue { float32: [r, g, b, 1.0] } },
@@ -760,7 +818,7 @@ impl Drop for Gpu {
                 d.destroy_shader_module(m, None);
             }
             d.destroy_descriptor_pool(self.descriptor_pool, None);
-            for b in [&self.vertex, &self.index, &self.uniform, &self.dims, &self.output] {
+            for b in [&self.vertex, &self.index, &self.deltas, &self.joints, &self.uniform, &self.dims, &self.output] {
                 d.destroy_buffer(b.buffer, None);
                 d.free_memory(b.memory, None);
             }

@@ -1,9 +1,14 @@
 //! The avatar renderer: a pose in, an I420 frame out, on any Vulkan device (lavapipe on CI).
 //!
 //! # Layout
-//! - [`avatar`]: the built-in head-and-shoulders mesh with named morph targets (glTF-shaped data).
-//! - [`camera`]: camera framing, head motion, the per-frame uniform block.
-//! - `gpu`: headless Vulkan (ash): render pass → compute RGB→I420 (BT.709 limited) → readback.
+//! - [`model`]: what is drawn — vertices skinned to a node hierarchy, morph targets, VRM
+//!   humanoid bones and expressions — loaded from glTF 2.0 / VRM 1.0 binaries.
+//! - [`avatar`]: the built-in head-and-shoulders avatar, as a [`model::Model`].
+//! - [`rig`]: how a [`Pose`] drives a model: face channels → morph targets, head and chest
+//!   joints → skinning palette, and the face's framing.
+//! - [`camera`]: camera presets around the face.
+//! - `gpu`: headless Vulkan (ash): morph + skin + light → compute RGB→I420 (BT.709 limited) →
+//!   readback.
 //! - [`Renderer`]: the public face: `render(&Pose) -> &[u8]` (I420, tightly packed).
 //!
 //! The compute pass writes I420 for the CPU encoder; the NVENC path will add an NV12 output
@@ -12,6 +17,8 @@
 pub mod avatar;
 pub mod camera;
 mod gpu;
+pub mod model;
+pub mod rig;
 
 pub use gpu::GpuTimings;
 
@@ -55,16 +62,56 @@ pub fn i420_len(width: u32, height: u32) -> usize {
 
 pub struct Renderer {
     gpu: gpu::Gpu,
+    model: model::Model,
+    rig: rig::Rig,
+    /// Per target: where its deltas start in the GPU buffer (in vec3s).
+    delta_offsets: Vec<u32>,
+    camera: emcee_protocol::CameraPreset,
+    width: u32,
+    height: u32,
     frame: Vec<u8>,
 }
 
 impl Renderer {
+    /// A renderer drawing the built-in avatar.
     pub fn new(width: u32, height: u32, background_rgb: [u8; 3]) -> Result<Self, RenderError> {
+        let mut renderer = Self::with_model(width, height, background_rgb, avatar::default_avatar())?;
+        // The camera presets were made for it.
+        renderer.rig.framing = rig::Framing::UNIT;
+        Ok(renderer)
+    }
+
+    /// A renderer drawing `model` (e.g. from [`model::Model::from_glb`]).
+    pub fn with_model(
+        width: u32,
+        height: u32,
+        background_rgb: [u8; 3],
+        model: model::Model,
+    ) -> Result<Self, RenderError> {
         if !width.is_multiple_of(8) || !height.is_multiple_of(2) || width < 16 || height < 16 {
             return Err(RenderError::BadSize { width, height });
         }
-        let gpu = gpu::Gpu::new(width, height, background_rgb, &avatar::default_avatar())?;
-        Ok(Self { gpu, frame: Vec::new() })
+        let gpu = gpu::Gpu::new(width, height, background_rgb, &model)?;
+        let rig = rig::Rig::new(&model);
+        let delta_offsets = model
+            .targets
+            .iter()
+            .scan(0u32, |at, t| {
+                let here = *at;
+                *at += t.deltas.len() as u32;
+                Some(here)
+            })
+            .collect();
+        Ok(Self {
+            gpu,
+            model,
+            rig,
+            delta_offsets,
+            camera: emcee_protocol::CameraPreset::default(),
+            width,
+            height,
+            frame: Vec::new(),
+        })
     }
 
     /// The Vulkan device's name (e.g. `llvmpipe (LLVM 15.0.6, 256 bits)`).
@@ -84,12 +131,40 @@ impl Renderer {
 
     /// The scene's background and camera from the next frame on.
     pub fn set_scene(&mut self, scene: &emcee_protocol::Scene) {
-        self.gpu.set_scene(scene.background_rgb, scene.camera);
+        self.gpu.set_background(scene.background_rgb);
+        self.camera = scene.camera;
+    }
+
+    /// Where the camera frames the face (for projecting model points to pixels).
+    pub fn framing(&self) -> rig::Framing {
+        self.rig.framing
     }
 
     /// Renders `pose`; returns the I420 frame (valid until the next call).
     pub fn render(&mut self, pose: &Pose) -> Result<&[u8], RenderError> {
-        self.gpu.render(pose, &mut self.frame)?;
+        let level = 1.0 - pose.fade_out.clamp(0.0, 1.0);
+        let mut uniforms = [0u32; gpu::FRAME_UNIFORM_WORDS];
+        let view_proj = camera::view_projection(self.camera, self.rig.framing, self.width, self.height);
+        for (slot, value) in uniforms.iter_mut().zip(view_proj.iter().flatten()) {
+            *slot = value.to_bits();
+        }
+        for (slot, value) in uniforms[16..20].iter_mut().zip([-0.4f32, 0.5, 0.9, level]) {
+            *slot = value.to_bits();
+        }
+        let morphs = self.rig.morphs(pose);
+        uniforms[20] = morphs.len() as u32;
+        for (k, (target, weight)) in morphs.iter().enumerate() {
+            let t = &self.model.targets[*target];
+            let at = 24 + 4 * k;
+            uniforms[at..at + 4].copy_from_slice(&[
+                self.delta_offsets[*target],
+                t.first_vertex,
+                t.deltas.len() as u32,
+                weight.to_bits(),
+            ]);
+        }
+        let palette = self.rig.palette(&self.model, pose);
+        self.gpu.render(&uniforms, &palette, level, &mut self.frame)?;
         Ok(&self.frame)
     }
 }

@@ -1,0 +1,352 @@
+//! What the renderer draws: one vertex list (position, normal, colour, four joint influences),
+//! triangles, a node hierarchy with rest transforms, a *palette* of (node, inverse bind matrix)
+//! that vertices are skinned to, morph targets as position deltas over a vertex range, and —
+//! for VRM 1.0 — the humanoid bones and expressions. Built from a glTF 2.0 / VRM 1.0 binary
+//! ([`Model::from_glb`]) or from the built-in avatar.
+//!
+//! Loading checks everything it reads and reports what is wrong or unsupported by name; it
+//! never panics on a bad file.
+
+use std::collections::HashMap;
+
+use gltf::mesh::Mode;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("not a valid glTF binary: {0}")]
+    Parse(String),
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    #[error("invalid: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Vertex {
+    pub position: [f32; 3],
+    pub normal: [f32; 3],
+    /// Linear RGB (material base colour × vertex colour).
+    pub color: [f32; 3],
+    /// Palette indices and their weights (summing to 1).
+    pub joints: [u32; 4],
+    pub weights: [f32; 4],
+}
+
+/// A node of the hierarchy at rest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub name: Option<String>,
+    pub parent: Option<usize>,
+    pub translation: [f32; 3],
+    /// Quaternion x, y, z, w.
+    pub rotation: [f32; 4],
+    pub scale: [f32; 3],
+}
+
+/// A morph target: position deltas for vertices `first_vertex..first_vertex + deltas.len()`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub name: String,
+    pub first_vertex: u32,
+    pub deltas: Vec<[f32; 3]>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Model {
+    pub vertices: Vec<Vertex>,
+    pub indices: Vec<u32>,
+    /// Parents come before their children.
+    pub nodes: Vec<Node>,
+    /// What vertices are skinned to: a node and its inverse bind matrix (column-major).
+    pub palette: Vec<(usize, [f32; 16])>,
+    pub targets: Vec<Target>,
+    /// VRM expressions by name (`aa`, `blink`, `happy`, …): (target, weight) binds.
+    pub expressions: HashMap<String, Vec<(usize, f32)>>,
+    /// VRM humanoid bones by name (`head`, `neck`, `chest`, `leftEye`, …) → node.
+    pub humanoid: HashMap<String, usize>,
+}
+
+/// Most vertices a model may have (the renderer's budget; a broadcast avatar needs far fewer).
+pub const MAX_VERTICES: usize = 2_000_000;
+
+pub const IDENTITY: [f32; 16] = [1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0];
+
+fn unsupported(m: impl Into<String>) -> ModelError {
+    ModelError::Unsupported(m.into())
+}
+
+fn invalid(m: impl Into<String>) -> ModelError {
+    ModelError::Invalid(m.into())
+}
+
+impl Model {
+    /// Reads a `.glb` / `.vrm` (glTF 2.0 binary with its buffer embedded).
+    pub fn from_glb(bytes: &[u8]) -> Result<Self, ModelError> {
+        let gltf = gltf::Gltf::from_slice(bytes).map_err(|e| ModelError::Parse(e.to_string()))?;
+        let blob = gltf.blob.as_deref();
+        for buffer in gltf.buffers() {
+            if let gltf::buffer::Source::Uri(uri) = buffer.source() {
+                let shown: String = uri.chars().take(40).collect();
+                return Err(unsupported(format!(
+                    "buffer {} refers to `{shown}`: embed it (.glb/.vrm)",
+                    buffer.index()
+                )));
+            }
+            if blob.is_none_or(|b| b.len() < buffer.length()) {
+                return Err(invalid(format!("buffer {} is longer than the file's binary chunk", buffer.index())));
+            }
+        }
+        let data = |b: gltf::Buffer<'_>| (b.index() == 0).then_some(blob).flatten();
+        let scene = gltf.default_scene().or_else(|| gltf.scenes().next()).ok_or_else(|| invalid("no scene"))?;
+
+        // Nodes of the scene, parents first, with our own indices.
+        let mut model = Model::default();
+        let mut ours: HashMap<usize, usize> = HashMap::new();
+        let mut stack: Vec<(gltf::Node<'_>, Option<usize>)> = scene.nodes().map(|n| (n, None)).collect();
+        stack.reverse();
+        while let Some((node, parent)) = stack.pop() {
+            if ours.contains_key(&node.index()) {
+                return Err(invalid(format!("node {} appears twice in the scene graph", node.index())));
+            }
+            let (translation, rotation, scale) = node.transform().decomposed();
+            ours.insert(node.index(), model.nodes.len());
+            let me = model.nodes.len();
+            model.nodes.push(Node { name: node.name().map(String::from), parent, translation, rotation, scale });
+            for child in node.children().collect::<Vec<_>>().into_iter().rev() {
+                stack.push((child, Some(me)));
+            }
+        }
+        if model.nodes.len() > 4096 {
+            return Err(unsupported(format!("{} nodes (at most 4096)", model.nodes.len())));
+        }
+
+        // Skins become palette ranges.
+        let mut skin_base: HashMap<usize, usize> = HashMap::new();
+        for skin in gltf.skins() {
+            let base = model.palette.len();
+            let ibms: Vec<[[f32; 4]; 4]> = match skin.reader(data).read_inverse_bind_matrices() {
+                Some(it) => it.collect(),
+                None => vec![
+                    [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]];
+                    skin.joints().count()
+                ],
+            };
+            if ibms.len() != skin.joints().count() {
+                return Err(invalid(format!("skin {}: inverse bind matrices do not match its joints", skin.index())));
+            }
+            for (joint, ibm) in skin.joints().zip(ibms) {
+                let node = *ours.get(&joint.index()).ok_or_else(|| {
+                    unsupported(format!("skin {} uses node {}, which is not in the scene", skin.index(), joint.index()))
+                })?;
+                let flat: Vec<f32> = ibm.iter().flatten().copied().collect();
+                let mut m = [0.0; 16];
+                m.copy_from_slice(&flat);
+                model.palette.push((node, m));
+            }
+            skin_base.insert(skin.index(), base);
+        }
+
+        // Meshes, in scene order; each mesh instance's morph targets cover its vertex range.
+        let mut target_base_of_node: HashMap<usize, usize> = HashMap::new();
+        for node in gltf.nodes() {
+            let Some(mesh) = node.mesh() else { continue };
+            let Some(&our_node) = ours.get(&node.index()) else { continue };
+            let (joint_base, rigid) = match node.skin() {
+                Some(skin) => (skin_base[&skin.index()], None),
+                None => {
+                    model.palette.push((our_node, IDENTITY));
+                    (0, Some(model.palette.len() - 1))
+                }
+            };
+            let first = model.vertices.len();
+            let mut mesh_targets: Vec<Vec<[f32; 3]>> = Vec::new();
+            for primitive in mesh.primitives() {
+                let label = format!("mesh `{}` primitive {}", mesh.name().unwrap_or("?"), primitive.index());
+                if primitive.mode() != Mode::Triangles {
+                    return Err(unsupported(format!("{label}: {:?} (only triangles)", primitive.mode())));
+                }
+                let reader = primitive.reader(data);
+                let positions: Vec<[f32; 3]> =
+                    reader.read_positions().ok_or_else(|| invalid(format!("{label}: no POSITION")))?.collect();
+                let n = positions.len();
+                if model.vertices.len() + n > MAX_VERTICES {
+                    return Err(unsupported(format!("more than {MAX_VERTICES} vertices")));
+                }
+                let same = |what: &str, len: usize| {
+                    if len == n {
+                        Ok(())
+                    } else {
+                        Err(invalid(format!("{label}: {what} has {len} entries for {n} vertices")))
+                    }
+                };
+                let normals: Option<Vec<[f32; 3]>> = reader.read_normals().map(|i| i.collect());
+                let colors: Option<Vec<[f32; 4]>> = reader.read_colors(0).map(|c| c.into_rgba_f32().collect());
+                let base = primitive.material().pbr_metallic_roughness().base_color_factor();
+                let (joints, weights) = match (rigid, reader.read_joints(0), reader.read_weights(0)) {
+                    (None, Some(j), Some(w)) => {
+                        let j: Vec<[u16; 4]> = j.into_u16().collect();
+                        let w: Vec<[f32; 4]> = w.into_f32().collect();
+                        same("JOINTS_0", j.len())?;
+                        same("WEIGHTS_0", w.len())?;
+                        let count = node.skin().map_or(0, |s| s.joints().count());
+                        if let Some(bad) = j.iter().flatten().find(|&&x| usize::from(x) >= count) {
+                            return Err(invalid(format!("{label}: joint {bad} is not in its skin ({count} joints)")));
+                        }
+                        (j, w)
+                    }
+                    (None, _, _) => return Err(invalid(format!("{label}: skinned node without JOINTS_0/WEIGHTS_0"))),
+                    (Some(_), _, _) => (vec![[0; 4]; n], vec![[1.0, 0.0, 0.0, 0.0]; n]),
+                };
+                if let Some(c) = &colors {
+                    same("COLOR_0", c.len())?;
+                }
+                if let Some(nm) = &normals {
+                    same("NORMAL", nm.len())?;
+                }
+                let offset = model.vertices.len() as u32;
+                let indices: Vec<u32> = match reader.read_indices() {
+                    Some(i) => i.into_u32().collect(),
+                    None => (0..n as u32).collect(),
+                };
+                if !indices.len().is_multiple_of(3) {
+                    return Err(invalid(format!(
+                        "{label}: {} indices is not a whole number of triangles",
+                        indices.len()
+                    )));
+                }
+                if let Some(bad) = indices.iter().find(|&&i| i as usize >= n) {
+                    return Err(invalid(format!("{label}: index {bad} is beyond its {n} vertices")));
+                }
+                let normals = normals.unwrap_or_else(|| face_normals(&positions, &indices));
+                for i in 0..n {
+                    let c = colors.as_ref().map_or([1.0; 4], |c| c[i]);
+                    let w = weights[i];
+                    let total: f32 = w.iter().sum();
+                    let (joints, weights) = match rigid {
+                        Some(p) => ([p as u32, 0, 0, 0], [1.0, 0.0, 0.0, 0.0]),
+                        None if total > 0.0 => {
+                            (joints[i].map(|j| (joint_base + usize::from(j)) as u32), w.map(|x| x / total))
+                        }
+                        None => return Err(invalid(format!("{label}: vertex {i} has no joint weight"))),
+                    };
+                    model.vertices.push(Vertex {
+                        position: positions[i],
+                        normal: normals[i],
+                        color: [base[0] * c[0], base[1] * c[1], base[2] * c[2]],
+                        joints,
+                        weights,
+                    });
+                }
+                model.indices.extend(indices.iter().map(|i| i + offset));
+                let targets: Vec<_> = reader.read_morph_targets().collect();
+                if mesh_targets.is_empty() {
+                    mesh_targets = vec![Vec::new(); targets.len()];
+                } else if targets.len() != mesh_targets.len() {
+                    return Err(invalid(format!(
+                        "{label}: {} morph targets, other primitives have {}",
+                        targets.len(),
+                        mesh_targets.len()
+                    )));
+                }
+                for (t, (p, _, _)) in targets.into_iter().enumerate() {
+                    let deltas: Vec<[f32; 3]> = p.map_or_else(|| vec![[0.0; 3]; n], |p| p.collect());
+                    same("a morph target", deltas.len())?;
+                    mesh_targets[t].extend(deltas);
+                }
+            }
+            let names = target_names(&mesh);
+            target_base_of_node.insert(node.index(), model.targets.len());
+            for (t, deltas) in mesh_targets.into_iter().enumerate() {
+                let name = names.get(t).cloned().unwrap_or_else(|| format!("{}#{t}", mesh.name().unwrap_or("mesh")));
+                model.targets.push(Target { name, first_vertex: first as u32, deltas });
+            }
+        }
+        if model.indices.is_empty() {
+            return Err(invalid("the scene draws no triangles"));
+        }
+        if let Some(vrm) = gltf.extensions().and_then(|e| e.get("VRMC_vrm")) {
+            read_vrm(vrm, &ours, &target_base_of_node, &mut model)?;
+        }
+        Ok(model)
+    }
+
+    /// Index of the target named `name`.
+    pub fn target(&self, name: &str) -> Option<usize> {
+        self.targets.iter().position(|t| t.name == name)
+    }
+
+    /// The node named `name`.
+    pub fn node(&self, name: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.name.as_deref() == Some(name))
+    }
+}
+
+fn target_names(mesh: &gltf::Mesh<'_>) -> Vec<String> {
+    let Some(extras) = mesh.extras().as_ref() else { return Vec::new() };
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(extras.get()) else { return Vec::new() };
+    value["targetNames"]
+        .as_array()
+        .map(|names| names.iter().map(|n| n.as_str().unwrap_or_default().to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// Humanoid bones and expressions from `VRMC_vrm` (VRM 1.0).
+fn read_vrm(
+    vrm: &serde_json::Value,
+    ours: &HashMap<usize, usize>,
+    target_base_of_node: &HashMap<usize, usize>,
+    model: &mut Model,
+) -> Result<(), ModelError> {
+    if let Some(bones) = vrm["humanoid"]["humanBones"].as_object() {
+        for (name, bone) in bones {
+            let node = bone["node"].as_u64().and_then(|n| ours.get(&(n as usize)).copied());
+            let node = node.ok_or_else(|| invalid(format!("VRM humanoid bone `{name}` names no node of the scene")))?;
+            model.humanoid.insert(name.clone(), node);
+        }
+    }
+    let expressions = ["preset", "custom"].iter().filter_map(|k| vrm["expressions"][k].as_object()).flatten();
+    for (name, expression) in expressions {
+        let mut binds = Vec::new();
+        for bind in expression["morphTargetBinds"].as_array().into_iter().flatten() {
+            let (Some(node), Some(index)) = (bind["node"].as_u64(), bind["index"].as_u64()) else {
+                return Err(invalid(format!("VRM expression `{name}`: a bind without node and index")));
+            };
+            let base = target_base_of_node
+                .get(&(node as usize))
+                .ok_or_else(|| invalid(format!("VRM expression `{name}`: node {node} has no mesh")))?;
+            let target = base + index as usize;
+            if target >= model.targets.len() {
+                return Err(invalid(format!("VRM expression `{name}`: node {node} has no morph target {index}")));
+            }
+            let weight = bind["weight"].as_f64().unwrap_or(1.0) as f32;
+            binds.push((target, weight.clamp(0.0, 1.0)));
+        }
+        model.expressions.insert(name.clone(), binds);
+    }
+    Ok(())
+}
+
+/// Smooth normals from the triangles, for meshes that come without.
+fn face_normals(positions: &[[f32; 3]], indices: &[u32]) -> Vec<[f32; 3]> {
+    let mut sum = vec![[0.0f32; 3]; positions.len()];
+    for t in indices.chunks_exact(3) {
+        let [a, b, c] = [t[0], t[1], t[2]].map(|i| positions[i as usize]);
+        let (u, v) = ([b[0] - a[0], b[1] - a[1], b[2] - a[2]], [c[0] - a[0], c[1] - a[1], c[2] - a[2]]);
+        let n = [u[1] * v[2] - u[2] * v[1], u[2] * v[0] - u[0] * v[2], u[0] * v[1] - u[1] * v[0]];
+        for &i in t {
+            for k in 0..3 {
+                sum[i as usize][k] += n[k];
+            }
+        }
+    }
+    sum.into_iter()
+        .map(|n| {
+            let len = (n[0] * n[0] + n[1] * n[1] + n[2] * n[2]).sqrt();
+            if len > 1e-12 {
+                n.map(|c| c / len)
+            } else {
+                [0.0, 0.0, 1.0]
+            }
+        })
+        .collect()
+}

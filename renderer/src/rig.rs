@@ -1,0 +1,271 @@
+//! How a [`Pose`] moves a [`Model`]: which morph targets carry the mouth, blinks and
+//! expressions (VRM expressions where the model has them, else ARKit names, else the built-in
+//! avatar's), which joints turn the head and lift the chest, and where the camera frames the
+//! face. Worked out once per model; per frame it yields the active morph weights and the
+//! skinning palette.
+
+use crate::model::Model;
+use crate::Pose;
+
+/// At most this many morph targets are blended per frame (the strongest win).
+pub const MAX_ACTIVE_MORPHS: usize = 32;
+
+type Binds = Vec<(usize, f32)>;
+
+/// A pose channel's targets for its positive and its negative side.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Channel {
+    positive: Binds,
+    negative: Binds,
+}
+
+/// Where the camera looks: the middle of the face and the head's size (half its height).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Framing {
+    pub center: [f32; 3],
+    pub scale: f32,
+}
+
+impl Framing {
+    /// The built-in avatar's head: centred on the origin, about two units tall.
+    pub const UNIT: Framing = Framing { center: [0.0, 0.0, 0.0], scale: 1.0 };
+}
+
+#[derive(Debug, Clone)]
+pub struct Rig {
+    jaw: Channel,
+    spread: Channel,
+    blink: Channel,
+    smile: Channel,
+    /// Joints that turn the head, with their share of the turn.
+    head: Vec<(usize, f32)>,
+    /// The chest joint and how far it rises per unit of breath (model units).
+    chest: Option<(usize, f32)>,
+    /// The chest widens as it fills (only where it moves nothing but the torso).
+    chest_widens: bool,
+    pub framing: Framing,
+}
+
+/// The first of `options` the model has: a VRM expression, or (ARKit / built-in) target names
+/// with their weights.
+fn binds(model: &Model, expression: &str, targets: &[&[(&str, f32)]]) -> Binds {
+    if let Some(b) = model.expressions.get(expression).filter(|b| !b.is_empty()) {
+        return b.clone();
+    }
+    for names in targets {
+        let found: Binds = names.iter().filter_map(|(n, w)| model.target(n).map(|t| (t, *w))).collect();
+        if found.len() == names.len() {
+            return found;
+        }
+    }
+    Vec::new()
+}
+
+fn quat_from_euler(yaw: f32, pitch: f32, roll: f32) -> [f32; 4] {
+    // Yaw about y, then pitch about x, then roll about z (q = qy · qx · qz).
+    let (sy, cy) = (yaw / 2.0).sin_cos();
+    let (sx, cx) = (pitch / 2.0).sin_cos();
+    let (sz, cz) = (roll / 2.0).sin_cos();
+    let qy = [0.0, sy, 0.0, cy];
+    let qx = [sx, 0.0, 0.0, cx];
+    let qz = [0.0, 0.0, sz, cz];
+    quat_mul(quat_mul(qy, qx), qz)
+}
+
+fn quat_mul(a: [f32; 4], b: [f32; 4]) -> [f32; 4] {
+    [
+        a[3] * b[0] + a[0] * b[3] + a[1] * b[2] - a[2] * b[1],
+        a[3] * b[1] - a[0] * b[2] + a[1] * b[3] + a[2] * b[0],
+        a[3] * b[2] + a[0] * b[1] - a[1] * b[0] + a[2] * b[3],
+        a[3] * b[3] - a[0] * b[0] - a[1] * b[1] - a[2] * b[2],
+    ]
+}
+
+/// Column-major T · R · S.
+fn compose(t: [f32; 3], q: [f32; 4], s: [f32; 3]) -> [f32; 16] {
+    let [x, y, z, w] = q;
+    let r = [
+        [1.0 - 2.0 * (y * y + z * z), 2.0 * (x * y + z * w), 2.0 * (x * z - y * w)],
+        [2.0 * (x * y - z * w), 1.0 - 2.0 * (x * x + z * z), 2.0 * (y * z + x * w)],
+        [2.0 * (x * z + y * w), 2.0 * (y * z - x * w), 1.0 - 2.0 * (x * x + y * y)],
+    ];
+    [
+        r[0][0] * s[0],
+        r[0][1] * s[0],
+        r[0][2] * s[0],
+        0.0,
+        r[1][0] * s[1],
+        r[1][1] * s[1],
+        r[1][2] * s[1],
+        0.0,
+        r[2][0] * s[2],
+        r[2][1] * s[2],
+        r[2][2] * s[2],
+        0.0,
+        t[0],
+        t[1],
+        t[2],
+        1.0,
+    ]
+}
+
+pub fn mat_mul(a: &[f32; 16], b: &[f32; 16]) -> [f32; 16] {
+    let mut out = [0.0; 16];
+    for c in 0..4 {
+        for r in 0..4 {
+            out[c * 4 + r] = (0..4).map(|k| a[k * 4 + r] * b[c * 4 + k]).sum();
+        }
+    }
+    out
+}
+
+fn transform_point(m: &[f32; 16], p: [f32; 3]) -> [f32; 3] {
+    [0, 1, 2].map(|r| m[r] * p[0] + m[4 + r] * p[1] + m[8 + r] * p[2] + m[12 + r])
+}
+
+/// Every node's matrix in model space at rest (parents come first).
+pub fn rest_globals(model: &Model) -> Vec<[f32; 16]> {
+    let mut globals: Vec<[f32; 16]> = Vec::with_capacity(model.nodes.len());
+    for n in &model.nodes {
+        let local = compose(n.translation, n.rotation, n.scale);
+        globals.push(n.parent.map_or(local, |p| mat_mul(&globals[p], &local)));
+    }
+    globals
+}
+
+impl Rig {
+    pub fn new(model: &Model) -> Self {
+        let pair = |l: &'static str, r: &'static str, w: f32| -> Vec<(&'static str, f32)> { vec![(l, w), (r, w)] };
+        let jaw = Channel { positive: binds(model, "aa", &[&[("jawOpen", 1.0)]]), negative: Vec::new() };
+        let spread = Channel {
+            positive: binds(
+                model,
+                "ih",
+                &[&pair("mouthStretchLeft", "mouthStretchRight", 0.6), &[("mouthSpread", 1.0)]],
+            ),
+            negative: binds(model, "ou", &[&[("mouthPucker", 1.0)], &[("mouthSpread", -1.0)]]),
+        };
+        let blink = Channel {
+            positive: binds(model, "blink", &[&pair("eyeBlinkLeft", "eyeBlinkRight", 1.0), &[("eyeBlink", 1.0)]]),
+            negative: Vec::new(),
+        };
+        let smile = Channel {
+            positive: binds(model, "happy", &[&pair("mouthSmileLeft", "mouthSmileRight", 0.8), &[("mouthSmile", 1.0)]]),
+            negative: binds(model, "sad", &[&pair("mouthFrownLeft", "mouthFrownRight", 0.8), &[("mouthSmile", -1.0)]]),
+        };
+        let bone = |vrm: &str, names: &[&str]| {
+            model.humanoid.get(vrm).copied().or_else(|| names.iter().find_map(|n| model.node(n)))
+        };
+        let head_joint = bone("head", &["head", "Head", "J_Bip_C_Head"]);
+        let neck_joint = bone("neck", &["neck", "Neck", "neck01", "J_Bip_C_Neck"]);
+        let head = match (neck_joint, head_joint) {
+            (Some(n), Some(h)) => vec![(n, 0.35), (h, 0.65)],
+            (None, Some(h)) => vec![(h, 1.0)],
+            _ => Vec::new(),
+        };
+        let globals = rest_globals(model);
+        let framing = head_joint.map_or(Framing::UNIT, |h| framing_of(model, &globals, h));
+        let chest_joint =
+            bone("chest", &["chest", "Chest", "spine02"]).or_else(|| model.humanoid.get("spine").copied());
+        // The built-in torso is a root of its own; a real spine carries arms and head too, so
+        // it only rises (a widening chest would widen the shoulders and the face).
+        let chest_widens = chest_joint.is_some_and(|c| model.nodes[c].parent.is_none() && Some(c) != head_joint)
+            && head_joint.is_none_or(|h| model.nodes[h].parent.is_none());
+        let chest = chest_joint.map(|c| (c, 0.015 * framing.scale));
+        Rig { jaw, spread, blink, smile, head, chest, chest_widens, framing }
+    }
+
+    /// The morph targets to blend for `pose`: (target, weight), strongest first, at most
+    /// [`MAX_ACTIVE_MORPHS`], merged where channels share a target.
+    pub fn morphs(&self, pose: &Pose) -> Vec<(usize, f32)> {
+        let mut weights: Vec<(usize, f32)> = Vec::new();
+        let mut add = |channel: &Channel, value: f32| {
+            let (binds, amount) = if value >= 0.0 { (&channel.positive, value) } else { (&channel.negative, -value) };
+            for &(t, w) in binds {
+                match weights.iter_mut().find(|x| x.0 == t) {
+                    Some(x) => x.1 += w * amount,
+                    None => weights.push((t, w * amount)),
+                }
+            }
+        };
+        add(&self.jaw, pose.jaw_open);
+        add(&self.spread, pose.mouth_spread);
+        add(&self.blink, pose.blink);
+        add(&self.smile, pose.smile);
+        weights.retain(|x| x.1.abs() > 1e-4);
+        weights.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
+        weights.truncate(MAX_ACTIVE_MORPHS);
+        weights
+    }
+
+    /// The skinning palette for `pose`: each entry's node matrix times its inverse bind matrix.
+    pub fn palette(&self, model: &Model, pose: &Pose) -> Vec<[f32; 16]> {
+        let mut globals: Vec<[f32; 16]> = Vec::with_capacity(model.nodes.len());
+        for (i, n) in model.nodes.iter().enumerate() {
+            let mut rotation = n.rotation;
+            let mut translation = n.translation;
+            let mut scale = n.scale;
+            if let Some(&(_, share)) = self.head.iter().find(|(j, _)| *j == i) {
+                let turn = quat_from_euler(pose.head_yaw * share, pose.head_pitch * share, pose.head_roll * share);
+                rotation = quat_mul(rotation, turn);
+            }
+            if let Some((_, lift)) = self.chest.filter(|(c, _)| *c == i) {
+                translation[1] += lift * pose.breath;
+                if self.chest_widens {
+                    scale[0] *= 1.0 + 0.01 * pose.breath;
+                }
+            }
+            let local = compose(translation, rotation, scale);
+            globals.push(n.parent.map_or(local, |p| mat_mul(&globals[p], &local)));
+        }
+        model.palette.iter().map(|(node, ibm)| mat_mul(&globals[*node], ibm)).collect()
+    }
+}
+
+/// The face's middle and half-height from the vertices that follow the head joint most.
+fn framing_of(model: &Model, globals: &[[f32; 16]], head: usize) -> Framing {
+    let follows_head = |node: usize| {
+        let mut n = Some(node);
+        while let Some(i) = n {
+            if i == head {
+                return true;
+            }
+            n = model.nodes[i].parent;
+        }
+        false
+    };
+    let head_palette: Vec<bool> = model.palette.iter().map(|(node, _)| follows_head(*node)).collect();
+    let (mut lo, mut hi) = ([f32::MAX; 3], [f32::MIN; 3]);
+    for v in &model.vertices {
+        let strongest = (0..4).max_by(|&a, &b| v.weights[a].total_cmp(&v.weights[b])).unwrap_or(0);
+        if !head_palette.get(v.joints[strongest] as usize).copied().unwrap_or(false) {
+            continue;
+        }
+        // Skinned positions at rest: palette matrix (global · inverse bind) applied.
+        let (node, ibm) = &model.palette[v.joints[strongest] as usize];
+        let p = transform_point(&mat_mul(&globals[*node], ibm), v.position);
+        for k in 0..3 {
+            lo[k] = lo[k].min(p[k]);
+            hi[k] = hi[k].max(p[k]);
+        }
+    }
+    if lo[0] > hi[0] {
+        let p = transform_point(&globals[head], [0.0; 3]);
+        return Framing { center: p, scale: 0.12 };
+    }
+    let height = hi[1] - lo[1];
+    Framing { center: [0, 1, 2].map(|k| (lo[k] + hi[k]) / 2.0), scale: (height / 2.0).max(1e-3) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quarter_turn_about_y_maps_z_to_x() {
+        let m = compose([0.0; 3], quat_from_euler(std::f32::consts::FRAC_PI_2, 0.0, 0.0), [1.0; 3]);
+        let p = transform_point(&m, [0.0, 0.0, 1.0]);
+        assert!((p[0] - 1.0).abs() < 1e-5 && p[2].abs() < 1e-5, "{p:?}");
+        assert_eq!(mat_mul(&crate::model::IDENTITY, &m), m);
+    }
+}
