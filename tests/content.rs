@@ -49,14 +49,26 @@ fn write_content_show(dir: &Path, sentences: &[&str], urls: &[String], show_keys
     Ok(config)
 }
 
-/// The control plane alone: with the room closed it never needs a stage.
-fn spawn_daemon(config: &Path) -> Result<Child> {
-    let child = Command::new(bin_dir().join("emceed"))
-        .arg("--config")
-        .arg(config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
+/// The control plane alone (with the room closed it never needs a stage); killed if the test
+/// fails before stopping it.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_daemon(config: &Path) -> Result<Daemon> {
+    let child = Daemon(
+        Command::new(bin_dir().join("emceed"))
+            .arg("--config")
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     while !emcee(&["status"], config)?.status.success() {
         ensure!(Instant::now() < deadline, "the API never came up");
@@ -65,9 +77,9 @@ fn spawn_daemon(config: &Path) -> Result<Child> {
     Ok(child)
 }
 
-fn stop_daemon(mut child: Child) -> Result<()> {
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status()?;
-    let status = child.wait()?;
+fn stop_daemon(mut daemon: Daemon) -> Result<()> {
+    Command::new("kill").args(["-TERM", &daemon.0.id().to_string()]).status()?;
+    let status = daemon.0.wait()?;
     ensure!(status.success(), "emceed exited with {status}");
     Ok(())
 }

@@ -83,7 +83,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
     ("api", &["listen", "token_file"]),
     ("video", &["width", "height", "fps", "bitrate_kbps", "keyframe_interval_s"]),
     ("audio", &["bitrate_kbps", "channels"]),
-    ("avatar", &["background", "camera", "voice", "words_per_minute", "pitch"]),
+    ("avatar", &["model", "background", "camera", "voice", "words_per_minute", "pitch"]),
     ("stage", &["listen"]),
     ("output", &["url"]),
     ("schedule", &["days", "start", "end", "time_zone"]),
@@ -204,6 +204,19 @@ fn parse_colour(s: &str) -> Option<[u8; 3]> {
     }
     let byte = |i: usize| u8::from_str_radix(&hex[i..i + 2], 16).ok();
     Some([byte(0)?, byte(2)?, byte(4)?])
+}
+
+/// A readable glTF binary (`.glb` / `.vrm`); the stage reads the rest of it.
+fn avatar_file(path: &Path) -> Result<(), String> {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if &magic != b"glTF" {
+        return Err(format!("{} is not a glTF binary (.glb or .vrm)", path.display()));
+    }
+    Ok(())
 }
 
 /// `background` and `camera` of `table` (the config's `[avatar]` or a `[[scene]]`), with defaults.
@@ -406,6 +419,16 @@ impl Config {
         // [avatar]
         let scene = scene_fields(&mut c, avatar, "[avatar]");
         let voice = voice_fields(&mut c, avatar, "[avatar]", "voice");
+        let model = c.string(avatar, "avatar", "model").and_then(|(name, item)| {
+            let path = base.join(name);
+            match avatar_file(&path) {
+                Ok(()) => Some(path),
+                Err(why) => {
+                    c.error(item.span(), format!("[avatar] model = \"{name}\": {why}"));
+                    None
+                }
+            }
+        });
 
         // [stage]
         let stage_listen = match c.string(stage, "stage", "listen") {
@@ -524,7 +547,7 @@ impl Config {
             stage: StageConfig {
                 video: VideoConfig { width, height, fps, bitrate_kbps, keyframe_interval_frames },
                 audio: AudioConfig { bitrate_kbps: audio_kbps, channels },
-                avatar: AvatarConfig { scene, voice },
+                avatar: AvatarConfig { scene, voice, model },
                 outputs: urls,
             },
         })
@@ -562,6 +585,22 @@ url = "rtmp://127.0.0.1:1935/live/demo"
         assert_eq!(c.stage.avatar.voice.pitch, 50);
         assert_eq!(c.stage.audio.channels, 2);
         assert_eq!(c.stage.outputs, vec!["rtmp://127.0.0.1:1935/live/demo".to_string()]);
+    }
+
+    #[test]
+    fn an_avatar_model_must_be_a_readable_gltf_binary() {
+        let dir = std::env::temp_dir().join(format!("emcee-config-avatar-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("host.vrm"), b"glTF\x02\0\0\0").unwrap();
+        std::fs::write(dir.join("notes.txt"), b"hello").unwrap();
+        let with = |model: &str| GOOD.replace("[avatar]\n", &format!("[avatar]\nmodel = \"{model}\"\n"));
+        let c = Config::parse(&with("host.vrm"), &dir, &[]).unwrap();
+        assert_eq!(c.stage.avatar.model, Some(dir.join("host.vrm")));
+        for (name, why) in [("notes.txt", "is not a glTF binary"), ("gone.vrm", "cannot read")] {
+            let errors = Config::parse(&with(name), &dir, &[]).unwrap_err();
+            assert!(errors[0].message.contains(why) && errors[0].column == 9, "{errors:?}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

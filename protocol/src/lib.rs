@@ -45,6 +45,9 @@ pub struct AvatarConfig {
     pub scene: Scene,
     /// The voice of lines that name none (answers, operator lines).
     pub voice: Voice,
+    /// A glTF 2.0 / VRM 1.0 binary (`.glb`, `.vrm`) to draw; `None`: the built-in avatar.
+    #[serde(default)]
+    pub model: Option<std::path::PathBuf>,
 }
 
 /// Everything the stage needs to run the media pipeline.

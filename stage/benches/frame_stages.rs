@@ -1,12 +1,14 @@
 //! Per-stage cost of one frame on the CPU path (lavapipe → openh264 → FLV), and the CPU the
 //! stage needs at 30 fps. Prints a Markdown table; `cargo bench -p emcee-stage`.
 //!
-//! Usage: `cargo bench -p emcee-stage --bench frame_stages -- [WIDTHxHEIGHT ...] [--frames N]`
-//! (default 1280x720 and 640x360, 150 frames each after 15 warm-up frames).
+//! Usage: `cargo bench -p emcee-stage --bench frame_stages -- [WIDTHxHEIGHT ...] [--frames N]
+//! [--avatar FILE.vrm] [--camera close|medium|wide]` (default 1280x720 and 640x360, 150 frames
+//! each after 15 warm-up frames, the built-in avatar, medium shot).
 
 use std::time::{Duration, Instant};
 
 use emcee_encoder::{EncoderSettings, I420Frame, OpenH264Encoder, VideoEncoder};
+use emcee_protocol::{CameraPreset, Scene};
 use emcee_renderer::{Pose, Renderer};
 use emcee_stream::aac::AacEncoder;
 use emcee_stream::flv;
@@ -37,8 +39,21 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn bench(width: u32, height: u32, frames: usize) -> String {
-    let mut renderer = Renderer::new(width, height, [0x1f, 0x35, 0x50]).expect("a Vulkan device");
+/// The renderer for `avatar` (a .glb/.vrm), or the built-in avatar.
+fn renderer(width: u32, height: u32, avatar: Option<&[u8]>) -> Renderer {
+    let background = [0x1f, 0x35, 0x50];
+    match avatar {
+        Some(bytes) => {
+            let model = emcee_renderer::model::Model::from_glb(bytes).expect("a valid avatar");
+            Renderer::with_model(width, height, background, model).expect("a Vulkan device")
+        }
+        None => Renderer::new(width, height, background).expect("a Vulkan device"),
+    }
+}
+
+fn bench(width: u32, height: u32, frames: usize, avatar: Option<&[u8]>, camera: CameraPreset) -> String {
+    let mut renderer = renderer(width, height, avatar);
+    renderer.set_scene(&Scene { background_rgb: [0x1f, 0x35, 0x50], camera });
     let mut encoder = OpenH264Encoder::new(EncoderSettings {
         width,
         height,
@@ -64,6 +79,8 @@ fn bench(width: u32, height: u32, frames: usize) -> String {
             jaw_open: (phase * 9.0).sin().abs(),
             mouth_spread: (phase * 5.0).sin() * 0.3,
             head_yaw: (phase * 0.7).sin() * 0.05,
+            blink: if i % 90 < 6 { 1.0 } else { 0.0 },
+            smile: 0.5,
             ..Pose::default()
         };
         let start = Instant::now();
@@ -109,10 +126,18 @@ fn bench(width: u32, height: u32, frames: usize) -> String {
 fn main() {
     let mut sizes = Vec::new();
     let mut frames = 150;
+    let mut avatar: Option<(String, Vec<u8>)> = None;
+    let mut camera = CameraPreset::Medium;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         if a == "--frames" {
             frames = args.next().and_then(|f| f.parse().ok()).unwrap_or(frames);
+        } else if a == "--camera" {
+            camera = args.next().and_then(|c| CameraPreset::from_name(&c)).expect("--camera close|medium|wide");
+        } else if a == "--avatar" {
+            let path = args.next().expect("--avatar FILE");
+            let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            avatar = Some((path, bytes));
         } else if let Some((w, h)) = a.split_once('x') {
             if let (Ok(w), Ok(h)) = (w.parse(), h.parse()) {
                 sizes.push((w, h));
@@ -123,11 +148,12 @@ fn main() {
         sizes = vec![(1280, 720), (640, 360)];
     }
     let probe = Renderer::new(64, 64, [0; 3]).expect("a Vulkan device");
-    println!("device: {}, {} frames per size\n", probe.device_name(), frames);
+    let avatar_name = avatar.as_ref().map_or("built-in", |a| a.0.as_str());
+    println!("device: {}, avatar: {avatar_name}, camera: {camera:?}, {frames} frames per size\n", probe.device_name());
     drop(probe);
     println!("| size | GPU render ms | GPU convert ms | render call ms (incl. sync + readback) | encode ms | mux ms (AVCC+FLV+AAC) | total ms/frame | max fps (serial) | CPU cores at 30 fps |");
     println!("|---|---|---|---|---|---|---|---|---|");
     for (w, h) in sizes {
-        println!("{}", bench(w, h, frames));
+        println!("{}", bench(w, h, frames, avatar.as_ref().map(|a| a.1.as_slice()), camera));
     }
 }

@@ -36,6 +36,8 @@ const LEAD_FRAMES: u64 = 2;
 pub enum PipelineError {
     #[error("renderer: {0}")]
     Render(#[from] emcee_renderer::RenderError),
+    #[error("avatar {path}: {reason}")]
+    Avatar { path: String, reason: String },
     #[error("video encoder: {0}")]
     Video(#[from] emcee_encoder::EncodeError),
     #[error("audio encoder: {0}")]
@@ -73,7 +75,17 @@ impl Pipeline {
         rt: tokio::runtime::Handle,
     ) -> Result<Self, PipelineError> {
         let v = &config.video;
-        let mut renderer = Renderer::new(v.width, v.height, config.avatar.scene.background_rgb)?;
+        let background = config.avatar.scene.background_rgb;
+        let mut renderer = match &config.avatar.model {
+            None => Renderer::new(v.width, v.height, background)?,
+            Some(path) => {
+                let failed = |reason: String| PipelineError::Avatar { path: path.display().to_string(), reason };
+                let bytes = std::fs::read(path).map_err(|e| failed(e.to_string()))?;
+                let model = emcee_renderer::model::Model::from_glb(&bytes).map_err(|e| failed(e.to_string()))?;
+                tracing::info!(avatar = %path.display(), vertices = model.vertices.len(), targets = model.targets.len(), "avatar loaded");
+                Renderer::with_model(v.width, v.height, background, model)?
+            }
+        };
         renderer.set_scene(&config.avatar.scene);
         tracing::info!(device = renderer.device_name(), software = renderer.is_software(), "renderer ready");
         let encoder = OpenH264Encoder::new(EncoderSettings {
