@@ -13,6 +13,7 @@ packages=(
   iproute2                        # ss, used by the tests
   systemd                         # systemd-analyze verify for the units
   python3-pip unzip               # pinned wheels from PyPI (models, avatar data)
+  fonts-dejavu-core fonts-noto-cjk   # subtitles and cards: Latin, and Chinese/Japanese/Korean
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -83,7 +83,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
     ("api", &["listen", "token_file"]),
     ("video", &["width", "height", "fps", "bitrate_kbps", "keyframe_interval_s"]),
     ("audio", &["bitrate_kbps", "channels"]),
-    ("avatar", &["model", "background", "camera", "voice", "words_per_minute", "pitch"]),
+    ("avatar", &["model", "background", "camera", "voice", "words_per_minute", "pitch", "subtitles", "label"]),
     ("stage", &["listen"]),
     ("output", &["url"]),
     ("schedule", &["days", "start", "end", "time_zone"]),
@@ -157,6 +157,17 @@ impl<'a> Checker<'a> {
                 self.error(item.span(), format!("[{section}] {key} must be an integer"));
                 default
             }
+        }
+    }
+
+    /// `true`/`false` under `key`, or `default`.
+    pub(crate) fn boolean(&mut self, table: Option<&Table>, section: &str, key: &str, default: bool) -> bool {
+        match table.and_then(|t| t.get(key)) {
+            None => default,
+            Some(item) => item.as_bool().unwrap_or_else(|| {
+                self.error(item.span(), format!("[{section}] {key} must be true or false"));
+                default
+            }),
         }
     }
 
@@ -354,15 +365,7 @@ impl Config {
                 PathBuf::new()
             }
         };
-        let mut flag =
-            |table: Option<&Table>, section: &str, key: &str, default: bool| match table.and_then(|t| t.get(key)) {
-                None => default,
-                Some(item) => item.as_bool().unwrap_or_else(|| {
-                    c.error(item.span(), format!("[{section}] {key} must be true or false"));
-                    default
-                }),
-            };
-        let autostart = flag(show, "show", "autostart", true);
+        let autostart = c.boolean(show, "show", "autostart", true);
         let when_done = match c.string(show, "show", "when_done") {
             None => WhenDone::End,
             Some(("end", _)) => WhenDone::End,
@@ -419,6 +422,8 @@ impl Config {
         // [avatar]
         let scene = scene_fields(&mut c, avatar, "[avatar]");
         let voice = voice_fields(&mut c, avatar, "[avatar]", "voice");
+        let subtitles = c.boolean(avatar, "avatar", "subtitles", true);
+        let label = c.string(avatar, "avatar", "label").map(|(s, _)| s.trim().to_string()).filter(|s| !s.is_empty());
         let model = c.string(avatar, "avatar", "model").and_then(|(name, item)| {
             let path = base.join(name);
             match avatar_file(&path) {
@@ -547,7 +552,7 @@ impl Config {
             stage: StageConfig {
                 video: VideoConfig { width, height, fps, bitrate_kbps, keyframe_interval_frames },
                 audio: AudioConfig { bitrate_kbps: audio_kbps, channels },
-                avatar: AvatarConfig { scene, voice, model },
+                avatar: AvatarConfig { scene, voice, model, subtitles, label },
                 outputs: urls,
             },
         })

@@ -19,7 +19,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use crate::answer::Answerer;
 use crate::api::{ApiCall, Asked, ContentInfo, ContentRefused, Playing, Status};
 use crate::config::Config;
-use crate::library::{Built, Doc, DocName, Library, Origin};
+use crate::library::{image_base, Built, Doc, DocName, Library, Origin};
 use crate::notify::notify;
 use crate::scheduler::{Interaction, InteractionKind, Output, RoomCommand, Scheduler, Source};
 use crate::store::{now_ms, Store, StoreError};
@@ -267,7 +267,7 @@ impl Show {
         };
         let library = self.library.with(candidate);
         let Built { materials, sentences, script_key } =
-            library.build(config.stage.avatar.scene).map_err(ContentRefused::Invalid)?;
+            library.build(config.stage.avatar.scene, &image_base(config)).map_err(ContentRefused::Invalid)?;
         let stored = |e: StoreError| ContentRefused::Store(e.to_string());
         // Durable before it is acknowledged or played.
         let mut library = library;

@@ -9,11 +9,11 @@
 
 use std::path::{Path, PathBuf};
 
-use emcee_protocol::Scene;
+use emcee_protocol::{Card, Scene};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ConfigError, ConfigErrors};
-use crate::content::{parse_materials, Materials};
+use crate::content::{parse_materials, Materials, Product};
 use crate::scheduler::ScriptSentence;
 use crate::script::{parse_lines, parse_segments};
 
@@ -151,6 +151,41 @@ pub struct Built {
     pub script_key: String,
 }
 
+/// The cards a sentence's `card:show:SKU` marks put up (the marks were checked against the
+/// products when the script was read).
+fn cards(marks: &[String], products: &[Product], image_base: &Path) -> Vec<Card> {
+    marks
+        .iter()
+        .filter_map(|m| m.strip_prefix("card:show:"))
+        .filter_map(|sku| products.iter().find(|p| p.sku == sku))
+        .map(|p| Card {
+            sku: p.sku.clone(),
+            name: p.name.clone(),
+            price: shown_price(&p.price, &p.currency),
+            image: p.images.first().map(|i| image_base.join(i)),
+        })
+        .collect()
+}
+
+/// A price as a viewer reads it: `$29.00`, `€19.90`, `¥199`, or `29.00 CHF`.
+pub fn shown_price(price: &str, currency: &str) -> String {
+    let symbol = match currency.to_ascii_uppercase().as_str() {
+        "USD" | "" => "$",
+        "EUR" => "€",
+        "GBP" => "£",
+        "CNY" | "JPY" | "RMB" => "¥",
+        _ => return format!("{price} {currency}"),
+    };
+    format!("{symbol}{price}")
+}
+
+/// Where product images named in the materials are found: beside the products file, or
+/// beside the configuration when there is none.
+pub fn image_base(config: &crate::config::Config) -> PathBuf {
+    let anchor = config.products.as_deref().unwrap_or(config.script.as_path());
+    anchor.parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
 /// A stable key for a script's text: FNV-1a (stable across builds; std's hasher is not).
 pub fn script_key(body: &str) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -178,12 +213,12 @@ impl Library {
     pub fn at_boot(
         products: Option<&Path>,
         script: &Path,
-        default_scene: Scene,
+        (default_scene, image_base): (Scene, &Path),
         stored: Vec<Doc>,
     ) -> Result<(Self, Built), ConfigErrors> {
         if !stored.is_empty() {
             let library = Self::load(products, script, stored)?;
-            match library.build(default_scene) {
+            match library.build(default_scene, image_base) {
                 Ok(built) => return Ok((library, built)),
                 Err(errors) => {
                     tracing::error!(%errors, "content in the state database does not check; playing the files")
@@ -191,7 +226,7 @@ impl Library {
             }
         }
         let library = Self::load(products, script, Vec::new())?;
-        let built = library.build(default_scene)?;
+        let built = library.build(default_scene, image_base)?;
         Ok((library, built))
     }
 
@@ -214,8 +249,8 @@ impl Library {
 
     /// Checks both documents; every problem of the first broken one, with line and column.
     /// Script sentences without a scene get `default_scene`, so every cue names its scene (a
-    /// restarted stage shows the right one).
-    pub fn build(&self, default_scene: Scene) -> Result<Built, ConfigErrors> {
+    /// restarted stage shows the right one). Product images are found under `image_base`.
+    pub fn build(&self, default_scene: Scene, image_base: &Path) -> Result<Built, ConfigErrors> {
         let materials = parse_materials(&self.materials.body).map_err(|e| self.materials.errors(e))?;
         let script = &self.script;
         let lines = match script.format {
@@ -226,6 +261,7 @@ impl Library {
         let sentences = lines
             .into_iter()
             .map(|l| ScriptSentence {
+                cards: cards(&l.sentence.marks, &materials.products, image_base),
                 ssml: l.sentence.ssml,
                 window: l.window,
                 voice: l.voice,
@@ -258,20 +294,39 @@ mod tests {
 
     #[test]
     fn a_price_change_rewrites_the_words_but_keeps_the_script_key() {
-        let before = library().build(SCENE).unwrap();
+        let before = library().build(SCENE, Path::new("/media")).unwrap();
         let cheaper = library().with(doc(DocName::Materials, Format::Toml, &MATERIALS.replace("29.00", "19.00")));
-        let after = cheaper.build(SCENE).unwrap();
+        let after = cheaper.build(SCENE, Path::new("/media")).unwrap();
         assert_eq!(before.sentences[0].ssml, "<speak>Only 29.00.</speak>");
         assert_eq!(after.sentences[0].ssml, "<speak>Only 19.00.</speak>");
         assert_eq!(before.script_key, after.script_key);
         let edited = library().with(doc(DocName::Script, Format::Lines, "Hello.\n"));
-        assert_ne!(edited.build(SCENE).unwrap().script_key, before.script_key);
+        assert_ne!(edited.build(SCENE, Path::new("/media")).unwrap().script_key, before.script_key);
+    }
+
+    #[test]
+    fn card_marks_carry_the_products_card() {
+        let materials = format!("{MATERIALS}currency = \"EUR\"\nimages = [\"kettle.png\"]\n");
+        let script = "[[segment]]\nsentences = [\"<mark name=\\\"card:show:KET-100\\\"/>Look.\", \"Bye.\"]\n";
+        let library = Library {
+            materials: doc(DocName::Materials, Format::Toml, &materials),
+            script: doc(DocName::Script, Format::Toml, script),
+        };
+        let built = library.build(SCENE, Path::new("/media")).unwrap();
+        let card = Card {
+            sku: "KET-100".into(),
+            name: "Smart kettle".into(),
+            price: "€29.00".into(),
+            image: Some(PathBuf::from("/media/kettle.png")),
+        };
+        assert_eq!((built.sentences[0].cards.clone(), built.sentences[1].cards.len()), (vec![card], 0));
+        assert_eq!(shown_price("19.90", "CHF"), "19.90 CHF");
     }
 
     #[test]
     fn materials_that_break_the_script_are_refused_naming_the_script() {
         let renamed = library().with(doc(DocName::Materials, Format::Toml, &MATERIALS.replace("KET-100", "KET-200")));
-        let errors = renamed.build(SCENE).unwrap_err();
+        let errors = renamed.build(SCENE, Path::new("/media")).unwrap_err();
         assert_eq!(errors.file, PathBuf::from("script (request body)"));
         assert_eq!((errors.errors[0].line, errors.errors[0].column), (2, 11));
         assert!(errors.errors[0].message.contains("\"KET-100\""), "{errors}");
@@ -281,7 +336,7 @@ mod tests {
     fn every_sentence_gets_a_scene_and_lines_scripts_are_read_as_lines() {
         let scene = Scene { background_rgb: [1, 2, 3], camera: emcee_protocol::CameraPreset::Wide };
         let lines = library().with(doc(DocName::Script, Format::Lines, "One.\n# note\nTwo.\n"));
-        let built = lines.build(scene).unwrap();
+        let built = lines.build(scene, Path::new("/media")).unwrap();
         assert_eq!(built.sentences.len(), 2);
         assert!(built.sentences.iter().all(|s| s.scene == Some(scene)));
     }
@@ -300,7 +355,7 @@ mod tests {
         assert_eq!(loaded.script, stored);
         // Stored content that no longer checks is set aside for the files.
         let stale = Doc { body: "[[segment]]\nproduct = \"GONE\"\nsentences = [\"Hi.\"]\n".into(), ..stored.clone() };
-        let (booted, built) = Library::at_boot(None, &file, SCENE, vec![stale]).unwrap();
+        let (booted, built) = Library::at_boot(None, &file, (SCENE, Path::new("/media")), vec![stale]).unwrap();
         assert_eq!((booted.script.origin, built.sentences.len()), (Origin::File { path: file.clone() }, 1));
         let missing = Library::load(None, &dir.join("missing.txt"), vec![]).unwrap_err();
         assert!(missing.to_string().contains("missing.txt:1:1: cannot read the script"), "{missing}");

@@ -56,6 +56,8 @@ pub struct ScriptSentence {
     /// Said in this voice (`None`: the default) and in this scene (`None`: as it is).
     pub voice: Option<emcee_protocol::Voice>,
     pub scene: Option<emcee_protocol::Scene>,
+    /// The product cards its marks show.
+    pub cards: Vec<emcee_protocol::Card>,
 }
 
 /// What the room does when the script is done and no interaction is waiting.
@@ -214,7 +216,7 @@ impl Scheduler {
             id: format!("s{}.{}.{}", o.pass, o.sentence, o.attempt),
             action: {
                 let s = &self.script[o.sentence];
-                CueAction::Say { text: s.ssml.clone(), voice: s.voice.clone(), scene: s.scene }
+                CueAction::Say { text: s.ssml.clone(), voice: s.voice.clone(), scene: s.scene, cards: s.cards.clone() }
             },
         }
     }

@@ -48,6 +48,16 @@ pub struct AvatarConfig {
     /// A glTF 2.0 / VRM 1.0 binary (`.glb`, `.vrm`) to draw; `None`: the built-in avatar.
     #[serde(default)]
     pub model: Option<std::path::PathBuf>,
+    /// Burn in what the host says as subtitles.
+    #[serde(default = "yes")]
+    pub subtitles: bool,
+    /// A label always shown in a corner (e.g. "AI-generated", where the law asks for one).
+    #[serde(default)]
+    pub label: Option<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Everything the stage needs to run the media pipeline.
@@ -121,13 +131,28 @@ pub enum CueAction {
         /// stays as it is (an answer does not move the camera).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         scene: Option<Scene>,
+        /// The product cards its `card:show:SKU` marks put up.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        cards: Vec<Card>,
     },
+}
+
+/// A product card as the viewer sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Card {
+    pub sku: String,
+    pub name: String,
+    /// The price as shown, e.g. `$29.00`.
+    pub price: String,
+    /// A PNG or JPEG of the product, on the appliance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<std::path::PathBuf>,
 }
 
 impl CueAction {
     /// A sentence in the default voice, in whatever scene is showing.
     pub fn say(text: impl Into<String>) -> Self {
-        Self::Say { text: text.into(), voice: None, scene: None }
+        Self::Say { text: text.into(), voice: None, scene: None, cards: Vec::new() }
     }
 }
 
@@ -294,7 +319,8 @@ mod tests {
         assert_eq!(serde_json::from_str::<ControlMessage>(&json).unwrap(), msg);
         let voice = Voice { name: "en-gb".into(), words_per_minute: 150, pitch: 40 };
         let scene = Scene { background_rgb: [1, 2, 3], camera: CameraPreset::Close };
-        let action = CueAction::Say { text: "Hi".into(), voice: Some(voice), scene: Some(scene) };
+        let card = Card { sku: "KET-100".into(), name: "Smart kettle".into(), price: "$29.00".into(), image: None };
+        let action = CueAction::Say { text: "Hi".into(), voice: Some(voice), scene: Some(scene), cards: vec![card] };
         let msg = ControlMessage::Cue(Cue { id: "s2".into(), action });
         let json = serde_json::to_string(&msg).unwrap();
         assert!(json.contains(r#""scene":{"background_rgb":[1,2,3],"camera":"close"}"#), "{json}");

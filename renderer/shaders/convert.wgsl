@@ -1,15 +1,30 @@
-// RGB → I420, BT.709 limited range, into one tightly packed buffer (Y, then U, then V).
+// Overlay blend, then RGB → I420, BT.709 limited range, into one tightly packed buffer (Y, then U, then V).
 // Each invocation converts an 8×2 block of pixels: two words of Y on each of the two rows and one
 // word each of U and V (2×2 averages). Requires width % 8 == 0 and even height.
 
 struct Dims {
     width: u32,
     height: u32,
+    // 1: blend `overlay` over the picture
+    overlay_on: u32,
+    // picture level (1 normal … 0 black): the overlay fades with the picture
+    level: f32,
 };
 
 @group(0) @binding(0) var frame_in: texture_2d<f32>;
 @group(0) @binding(1) var<storage, read_write> yuv: array<u32>;
 @group(0) @binding(2) var<uniform> dims: Dims;
+// Premultiplied RGBA8 per pixel (subtitles, product card, labels), row-major.
+@group(0) @binding(3) var<storage, read> overlay: array<u32>;
+
+fn pixel(x: u32, y: u32) -> vec3<f32> {
+    let c = textureLoad(frame_in, vec2<i32>(i32(x), i32(y)), 0).rgb;
+    if (dims.overlay_on == 0u) {
+        return c;
+    }
+    let o = unpack4x8unorm(overlay[y * dims.width + x]) * dims.level;
+    return o.rgb + (1.0 - o.a) * c;
+}
 
 fn luma(c: vec3<f32>) -> f32 {
     return 0.2126 * c.r + 0.7152 * c.g + 0.0722 * c.b;
@@ -35,7 +50,7 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
         for (var dy = 0u; dy < 2u; dy = dy + 1u) {
             for (var dx = 0u; dx < 2u; dx = dx + 1u) {
                 let px = x0 + pair * 2u + dx;
-                let c = textureLoad(frame_in, vec2<i32>(i32(px), i32(y0 + dy)), 0).rgb;
+                let c = pixel(px, y0 + dy);
                 sum = sum + c;
                 let y = to_byte(16.0 + 219.0 * luma(c));
                 let word = dy * 2u + (pair * 2u + dx) / 4u;

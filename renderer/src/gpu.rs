@@ -71,7 +71,11 @@ pub struct Gpu {
     /// Skinning palette (mat4 per entry), written every frame.
     joints: Buffer,
     uniform: Buffer,
+    /// Width, height, overlay on/off, picture level: written every frame.
     dims: Buffer,
+    /// Premultiplied RGBA8 drawn over the picture (written when it changes).
+    overlay: Buffer,
+    overlay_on: bool,
     output: Buffer,
     background: [f32; 3],
     /// Three timestamps per frame (start, after render, after convert), when the queue has them.
@@ -227,6 +231,8 @@ impl Gpu {
             joints: null_buffer(),
             uniform: null_buffer(),
             dims: null_buffer(),
+            overlay: null_buffer(),
+            overlay_on: false,
             output: null_buffer(),
             background: [0.0; 3],
             timestamps: None,
@@ -463,8 +469,12 @@ impl Gpu {
         self.joints =
             self.buffer((model.palette.len().max(1) * 64) as u64, vk::BufferUsageFlags::STORAGE_BUFFER, true)?;
         self.uniform = self.buffer((FRAME_UNIFORM_WORDS * 4) as u64, vk::BufferUsageFlags::UNIFORM_BUFFER, true)?;
-        let dims: Vec<u8> = [self.width, self.height, 0, 0].iter().flat_map(|v| v.to_le_bytes()).collect();
-        self.dims = self.upload(&dims, vk::BufferUsageFlags::UNIFORM_BUFFER)?;
+        self.dims = self.buffer(16, vk::BufferUsageFlags::UNIFORM_BUFFER, true)?;
+        self.overlay = self.buffer(
+            u64::from(self.width) * u64::from(self.height) * 4,
+            vk::BufferUsageFlags::STORAGE_BUFFER,
+            true,
+        )?;
         let out_len = crate::i420_len(self.width, self.height) as u64;
         self.output = self.buffer(out_len, vk::BufferUsageFlags::STORAGE_BUFFER, true)?;
 
@@ -502,6 +512,11 @@ impl Gpu {
                 .descriptor_type(vk::DescriptorType::UNIFORM_BUFFER)
                 .descriptor_count(1)
                 .stage_flags(vk::ShaderStageFlags::COMPUTE),
+            vk::DescriptorSetLayoutBinding::default()
+                .binding(3)
+                .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
+                .descriptor_count(1)
+                .stage_flags(vk::ShaderStageFlags::COMPUTE),
         ];
         for bindings in [&avatar_bindings[..], &convert_bindings[..]] {
             let layout = d
@@ -517,7 +532,7 @@ impl Gpu {
         let sizes = [
             vk::DescriptorPoolSize { ty: vk::DescriptorType::UNIFORM_BUFFER, descriptor_count: 2 },
             vk::DescriptorPoolSize { ty: vk::DescriptorType::SAMPLED_IMAGE, descriptor_count: 1 },
-            vk::DescriptorPoolSize { ty: vk::DescriptorType::STORAGE_BUFFER, descriptor_count: 3 },
+            vk::DescriptorPoolSize { ty: vk::DescriptorType::STORAGE_BUFFER, descriptor_count: 4 },
         ];
         self.descriptor_pool = d
             .create_descriptor_pool(&vk::DescriptorPoolCreateInfo::default().max_sets(2).pool_sizes(&sizes), None)
@@ -540,6 +555,7 @@ impl Gpu {
         let dims_info = [vk::DescriptorBufferInfo { buffer: self.dims.buffer, offset: 0, range: vk::WHOLE_SIZE }];
         let deltas = [vk::DescriptorBufferInfo { buffer: self.deltas.buffer, offset: 0, range: vk::WHOLE_SIZE }];
         let joints = [vk::DescriptorBufferInfo { buffer: self.joints.buffer, offset: 0, range: vk::WHOLE_SIZE }];
+        let overlay = [vk::DescriptorBufferInfo { buffer: self.overlay.buffer, offset: 0, range: vk::WHOLE_SIZE }];
         let writes = [
             vk::WriteDescriptorSet::default()
                 .dst_set(self.avatar_set)
@@ -571,6 +587,11 @@ impl Gpu {
                 .dst_binding(2)
                 .descriptor_type(vk::DescriptorType::UNIFORM_BUFFER)
                 .buffer_info(&dims_info),
+            vk::WriteDescriptorSet::default()
+                .dst_set(self.convert_set)
+                .dst_binding(3)
+                .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
+                .buffer_info(&overlay),
         ];
         d.update_descriptor_sets(&writes, &[]);
 
@@ -666,6 +687,25 @@ impl Gpu {
         Ok(())
     }
 
+    /// Draws `rgba` (premultiplied, frame-sized) over the picture from the next frame on;
+    /// `None` draws nothing over it. A buffer of the wrong size is ignored.
+    pub fn set_overlay(&mut self, rgba: Option<&[u8]>) {
+        match rgba {
+            Some(bytes) if bytes.len() as u64 == self.overlay.size => {
+                if let Some(ptr) = self.overlay.mapped {
+                    // SAFETY: the mapping covers `size` bytes, exactly `bytes.len()`; the GPU is
+                    // idle (one frame in flight, waited for at the end of `render`).
+                    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr, bytes.len()) };
+                    self.overlay_on = true;
+                }
+            }
+            Some(bytes) => {
+                tracing::warn!(len = bytes.len(), want = self.overlay.size, "overlay of the wrong size ignored")
+            }
+            None => self.overlay_on = false,
+        }
+    }
+
     /// Background from the next frame on.
     pub fn set_background(&mut self, background: [u8; 3]) {
         self.background = background.map(|c| f32::from(c) / 255.0);
@@ -692,6 +732,11 @@ impl Gpu {
         unsafe {
             if let Some(ptr) = self.uniform.mapped {
                 let bytes: Vec<u8> = uniforms.iter().flat_map(|f| f.to_le_bytes()).collect();
+                std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr, bytes.len());
+            }
+            if let Some(ptr) = self.dims.mapped {
+                let words = [self.width, self.height, u32::from(self.overlay_on), level.to_bits()];
+                let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
                 std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr, bytes.len());
             }
             if let Some(ptr) = self.joints.mapped {
@@ -818,7 +863,16 @@ impl Drop for Gpu {
                 d.destroy_shader_module(m, None);
             }
             d.destroy_descriptor_pool(self.descriptor_pool, None);
-            for b in [&self.vertex, &self.index, &self.deltas, &self.joints, &self.uniform, &self.dims, &self.output] {
+            for b in [
+                &self.vertex,
+                &self.index,
+                &self.deltas,
+                &self.joints,
+                &self.uniform,
+                &self.dims,
+                &self.overlay,
+                &self.output,
+            ] {
                 d.destroy_buffer(b.buffer, None);
                 d.free_memory(b.memory, None);
             }

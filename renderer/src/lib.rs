@@ -135,6 +135,12 @@ impl Renderer {
         self.camera = scene.camera;
     }
 
+    /// Draws `rgba` (premultiplied RGBA8, `width × height`) over the picture from the next
+    /// frame on (subtitles, product card, labels); `None` clears it.
+    pub fn set_overlay(&mut self, rgba: Option<&[u8]>) {
+        self.gpu.set_overlay(rgba);
+    }
+
     /// Where the camera frames the face (for projecting model points to pixels).
     pub fn framing(&self) -> rig::Framing {
         self.rig.framing

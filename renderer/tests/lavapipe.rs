@@ -81,3 +81,35 @@ fn rejects_sizes_the_convert_pass_cannot_pack() {
     assert!(Renderer::new(100, 100, [0; 3]).is_err());
     assert!(Renderer::new(64, 33, [0; 3]).is_err());
 }
+
+#[test]
+fn the_overlay_is_blended_over_the_picture_and_fades_with_it() {
+    let bg = [30u8, 60, 90];
+    let mut r = Renderer::new(W, H, bg).unwrap();
+    let plain = r.render(&Pose::default()).unwrap().to_vec();
+    // Opaque red in the top-left 16×16, half-covering white (premultiplied) at the top right.
+    let mut rgba = vec![0u8; (W * H * 4) as usize];
+    for y in 0..16 {
+        for x in 0..16 {
+            let i = ((y * W + x) * 4) as usize;
+            rgba[i..i + 4].copy_from_slice(&[255, 0, 0, 255]);
+            let j = ((y * W + W - 16 + x) * 4) as usize;
+            rgba[j..j + 4].copy_from_slice(&[128, 128, 128, 128]);
+        }
+    }
+    r.set_overlay(Some(&rgba));
+    let over = r.render(&Pose::default()).unwrap().to_vec();
+    let expect_red_y = (16.0 + 219.0 * 0.2126f64).round() as u8;
+    assert!(luma_at(&over, 4, 4).abs_diff(expect_red_y) <= 1, "red: Y {}", luma_at(&over, 4, 4));
+    let luma = (W * H) as usize;
+    assert!(over[luma + luma / 4] > 200, "red: Cr {}", over[luma + luma / 4]);
+    let half = luma_at(&over, W - 4, 4);
+    assert!(half > luma_at(&plain, W - 4, 4) + 40 && half < 200, "half-covering white: Y {half}");
+    // The rest of the picture is untouched.
+    assert_eq!(&over[(W * 40) as usize..luma], &plain[(W * 40) as usize..luma]);
+    // It fades out with the picture, and clears.
+    let faded = r.render(&Pose { fade_out: 1.0, ..Pose::default() }).unwrap().to_vec();
+    assert!(luma_at(&faded, 4, 4) <= 17, "black at the end of a fade: {}", luma_at(&faded, 4, 4));
+    r.set_overlay(None);
+    assert_eq!(r.render(&Pose::default()).unwrap(), &plain[..]);
+}

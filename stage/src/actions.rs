@@ -131,8 +131,8 @@ impl Actions {
     }
 
     /// The product card on show, if any (drawn once the renderer has cards).
-    #[cfg(test)]
-    fn card(&self) -> Option<&str> {
+    /// The SKU of the product card up now.
+    pub fn card(&self) -> Option<&str> {
         self.card.as_ref().map(|c| c.value.as_str())
     }
 

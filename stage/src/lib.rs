@@ -10,9 +10,11 @@
 //! - [`speech_queue`]: cue lifecycle, interrupts (stop at a phoneme boundary), audio per tick.
 //! - [`idle`]: blinks, head sway, breathing.
 //! - [`actions`]: expressions, gestures and cards from marks, each modality by its policy.
+//! - [`captions`]: subtitles, the product card and the label over the picture.
 #![forbid(unsafe_code)]
 
 pub mod actions;
+pub mod captions;
 pub mod idle;
 pub mod pipeline;
 pub mod speech_queue;

@@ -87,6 +87,8 @@ impl Pipeline {
             }
         };
         renderer.set_scene(&config.avatar.scene);
+        // Fonts load here, before the clock starts.
+        let captions = crate::captions::Captions::new(&config);
         tracing::info!(device = renderer.device_name(), software = renderer.is_software(), "renderer ready");
         let encoder = OpenH264Encoder::new(EncoderSettings {
             width: v.width,
@@ -132,7 +134,8 @@ impl Pipeline {
         let media = std::thread::Builder::new()
             .name("media".into())
             .spawn(move || {
-                let parts = Parts { renderer, aac, encoder_name, sink_stats, speech_tx, spoken_rx, video_tx, video };
+                let parts =
+                    Parts { renderer, captions, aac, encoder_name, sink_stats, speech_tx, spoken_rx, video_tx, video };
                 run_media(media_config, parts, command_rx, events);
             })
             .map_err(PipelineError::Thread)?;
@@ -151,6 +154,7 @@ impl Pipeline {
 /// the speech and video threads.
 struct Parts {
     renderer: Renderer,
+    captions: crate::captions::Captions,
     aac: AacEncoder,
     encoder_name: &'static str,
     sink_stats: Vec<(String, std::sync::Arc<emcee_stream::rtmp::SinkStats>)>,
@@ -203,7 +207,8 @@ fn run_media(
     commands: Receiver<Command>,
     events: tokio::sync::mpsc::Sender<StageEvent>,
 ) {
-    let Parts { mut renderer, mut aac, encoder_name, sink_stats, speech_tx, spoken_rx, video_tx, video } = parts;
+    let Parts { mut renderer, mut captions, mut aac, encoder_name, sink_stats, speech_tx, spoken_rx, video_tx, video } =
+        parts;
     let fps = config.video.fps;
     let channels = usize::from(config.audio.channels);
 
@@ -243,7 +248,8 @@ fn run_media(
                     let duplicate = accepted != Accepted::New;
                     emit(&events, StageEvent::Accepted { id: cue.id.clone(), duplicate });
                     match (accepted, cue.action) {
-                        (Accepted::New, CueAction::Say { text, voice, scene }) => {
+                        (Accepted::New, CueAction::Say { text, voice, scene, cards }) => {
+                            captions.accepted(&cue.id, &text, cards);
                             if let Some(scene) = scene {
                                 scenes.insert(cue.id.clone(), scene);
                             }
@@ -301,6 +307,7 @@ fn run_media(
         let mut pcm: Vec<i16> = Vec::with_capacity((tick_end - tick_start) as usize);
         queue.fill(tick_start, (tick_end - tick_start) as usize, &mut pcm, &mut lifecycle);
         for event in lifecycle.drain(..) {
+            captions.event(&event);
             match &event {
                 StageEvent::Started { id, .. } => {
                     if let Some(scene) = scenes.remove(id) {
@@ -326,6 +333,7 @@ fn run_media(
             tracing::error!(error = %e, "audio encoding failed; this tick's audio is lost");
         }
 
+        captions.frame(tick_start, actions.card(), &mut renderer);
         match renderer.render(&pose) {
             Ok(frame) => {
                 last_frame.clear();

@@ -15,7 +15,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use emcee_daemon::client::{ApiClient, ClientError};
 use emcee_daemon::config::Config;
-use emcee_daemon::library::Library;
+use emcee_daemon::library::{image_base, Library};
 use emcee_daemon::EXIT_CONFIG;
 use tokio::process::{Child, Command};
 
@@ -197,7 +197,7 @@ fn check(file: &Path, outputs: &[String]) -> Result<Config, ExitCode> {
     // The files, as the daemon falls back to them (content pushed through the API is checked
     // when it is pushed).
     Library::load(config.products.as_deref(), &config.script, Vec::new())
-        .and_then(|library| library.build(config.stage.avatar.scene))
+        .and_then(|library| library.build(config.stage.avatar.scene, &image_base(&config)))
         .map_err(|errors| {
             eprintln!("{errors}");
             ExitCode::from(EXIT_CONFIG as u8)

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use emcee_daemon::config::Config;
 use emcee_daemon::control::{run_show, Ending};
-use emcee_daemon::library::Library;
+use emcee_daemon::library::{image_base, Library};
 use emcee_daemon::store::Store;
 use emcee_daemon::{api, EXIT_CONFIG};
 
@@ -53,7 +53,7 @@ async fn main() -> anyhow::Result<()> {
     let content = match Library::at_boot(
         config.products.as_deref(),
         &config.script,
-        config.stage.avatar.scene,
+        (config.stage.avatar.scene, &image_base(&config)),
         store.stored_content()?,
     ) {
         Ok(c) => c,
