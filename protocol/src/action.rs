@@ -24,6 +24,8 @@ pub enum Gesture {
     Shake,
     /// The head tilts to one side and back: curiosity, warmth.
     Tilt,
+    /// The right hand rises and waves: hello, goodbye (avatars without arms tilt the head).
+    Wave,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,13 +61,14 @@ impl Expression {
 }
 
 impl Gesture {
-    pub const NAMES: [&'static str; 3] = ["nod", "shake", "tilt"];
+    pub const NAMES: [&'static str; 4] = ["nod", "shake", "tilt", "wave"];
 
     fn from_name(name: &str) -> Option<Self> {
         Some(match name {
             "nod" => Self::Nod,
             "shake" => Self::Shake,
             "tilt" => Self::Tilt,
+            "wave" => Self::Wave,
             _ => return None,
         })
     }
@@ -112,7 +115,7 @@ mod tests {
         assert_eq!(Action::from_mark("card:hide"), Ok(Some(Action::HideCard)));
         assert_eq!(Action::from_mark("chapter-2"), Ok(None));
         let err = Action::from_mark("gesture:moonwalk").unwrap_err();
-        assert!(err.contains("nod, shake, tilt"), "{err}");
+        assert!(err.contains("nod, shake, tilt, wave"), "{err}");
         assert!(Action::from_mark("expression:").is_err());
         assert!(Action::from_mark("card:flip").is_err());
     }

@@ -38,6 +38,14 @@ pub struct Pose {
     pub head_yaw: f32,
     pub head_pitch: f32,
     pub head_roll: f32,
+    /// Where the eyes look, relative to the head: yaw (+ to the avatar's left) and pitch
+    /// (+ down), radians.
+    pub gaze_yaw: f32,
+    pub gaze_pitch: f32,
+    /// The right arm: 0 at rest … 1 raised beside the head (a wave).
+    pub arm_raise: f32,
+    /// The raised hand's swing, −1 … 1.
+    pub arm_swing: f32,
     /// 0 normal picture … 1 black (the end-of-show fade).
     pub fade_out: f32,
 }

@@ -39,6 +39,13 @@ pub struct Rig {
     smile: Channel,
     /// Joints that turn the head, with their share of the turn.
     head: Vec<(usize, f32)>,
+    /// Eye joints (left, right), turned by the gaze.
+    eyes: Vec<usize>,
+    /// The right arm: upper arm, lower arm, hand.
+    arm: Option<[usize; 3]>,
+    /// Each node's parent's rotation at rest (model space), so turns are given in model axes
+    /// whatever a file's rest rotations are.
+    parent_rest: Vec<[f32; 4]>,
     /// The chest joint and how far it rises per unit of breath (model units).
     chest: Option<(usize, f32)>,
     /// The chest widens as it fills (only where it moves nothing but the torso).
@@ -70,6 +77,10 @@ fn quat_from_euler(yaw: f32, pitch: f32, roll: f32) -> [f32; 4] {
     let qx = [sx, 0.0, 0.0, cx];
     let qz = [0.0, 0.0, sz, cz];
     quat_mul(quat_mul(qy, qx), qz)
+}
+
+fn quat_conj(q: [f32; 4]) -> [f32; 4] {
+    [-q[0], -q[1], -q[2], q[3]]
 }
 
 fn quat_mul(a: [f32; 4], b: [f32; 4]) -> [f32; 4] {
@@ -163,6 +174,23 @@ impl Rig {
             (None, Some(h)) => vec![(h, 1.0)],
             _ => Vec::new(),
         };
+        let eyes: Vec<usize> =
+            [("leftEye", "eye.L"), ("rightEye", "eye.R")].iter().filter_map(|(vrm, name)| bone(vrm, &[name])).collect();
+        let arm = match (
+            bone("rightUpperArm", &["upperarm01.R", "RightArm"]),
+            bone("rightLowerArm", &["lowerarm01.R", "RightForeArm"]),
+            bone("rightHand", &["wrist.R", "RightHand"]),
+        ) {
+            (Some(u), Some(l), Some(h)) => Some([u, l, h]),
+            _ => None,
+        };
+        let mut rest_rotation: Vec<[f32; 4]> = Vec::with_capacity(model.nodes.len());
+        for n in &model.nodes {
+            let parent = n.parent.map_or([0.0, 0.0, 0.0, 1.0], |p| rest_rotation[p]);
+            rest_rotation.push(quat_mul(parent, n.rotation));
+        }
+        let parent_rest =
+            model.nodes.iter().map(|n| n.parent.map_or([0.0, 0.0, 0.0, 1.0], |p| rest_rotation[p])).collect();
         let globals = rest_globals(model);
         let framing = head_joint.map_or(Framing::UNIT, |h| framing_of(model, &globals, h));
         let chest_joint =
@@ -172,7 +200,7 @@ impl Rig {
         let chest_widens = chest_joint.is_some_and(|c| model.nodes[c].parent.is_none() && Some(c) != head_joint)
             && head_joint.is_none_or(|h| model.nodes[h].parent.is_none());
         let chest = chest_joint.map(|c| (c, 0.015 * framing.scale));
-        Rig { jaw, spread, blink, smile, head, chest, chest_widens, framing }
+        Rig { jaw, spread, blink, smile, head, eyes, arm, parent_rest, chest, chest_widens, framing }
     }
 
     /// The morph targets to blend for `pose`: (target, weight), strongest first, at most
@@ -198,6 +226,34 @@ impl Rig {
         weights
     }
 
+    /// How joint `i` turns for `pose` (model axes), if it is one the pose moves.
+    fn turn(&self, i: usize, pose: &Pose) -> Option<[f32; 4]> {
+        if let Some(&(_, share)) = self.head.iter().find(|(j, _)| *j == i) {
+            return Some(quat_from_euler(pose.head_yaw * share, pose.head_pitch * share, pose.head_roll * share));
+        }
+        if self.eyes.contains(&i) {
+            return Some(quat_from_euler(pose.gaze_yaw, pose.gaze_pitch, 0.0));
+        }
+        let [upper, lower, hand] = self.arm?;
+        let raise = pose.arm_raise.clamp(0.0, 1.0);
+        if raise <= 0.0 {
+            return None;
+        }
+        // The right arm hangs at the avatar's right (−x). A wave: the upper arm comes in and a
+        // little forward, the forearm folds up (clockwise, seen from the front) so the hand is
+        // beside the shoulder, and the forearm and hand swing.
+        let swing = pose.arm_swing * raise;
+        if i == upper {
+            Some(quat_from_euler(0.0, -0.9 * raise, 0.75 * raise))
+        } else if i == lower {
+            Some(quat_from_euler(0.0, 0.0, -2.7 * raise + 0.1 * swing))
+        } else if i == hand {
+            Some(quat_from_euler(0.0, 0.0, 0.18 * swing))
+        } else {
+            None
+        }
+    }
+
     /// The skinning palette for `pose`: each entry's node matrix times its inverse bind matrix.
     pub fn palette(&self, model: &Model, pose: &Pose) -> Vec<[f32; 16]> {
         let mut globals: Vec<[f32; 16]> = Vec::with_capacity(model.nodes.len());
@@ -205,9 +261,11 @@ impl Rig {
             let mut rotation = n.rotation;
             let mut translation = n.translation;
             let mut scale = n.scale;
-            if let Some(&(_, share)) = self.head.iter().find(|(j, _)| *j == i) {
-                let turn = quat_from_euler(pose.head_yaw * share, pose.head_pitch * share, pose.head_roll * share);
-                rotation = quat_mul(rotation, turn);
+            if let Some(turn) = self.turn(i, pose) {
+                // The turn is about model axes: carried into this joint's frame by its parent's
+                // rest rotation.
+                let p = self.parent_rest[i];
+                rotation = quat_mul(quat_mul(quat_mul(quat_conj(p), turn), p), rotation);
             }
             if let Some((_, lift)) = self.chest.filter(|(c, _)| *c == i) {
                 translation[1] += lift * pose.breath;

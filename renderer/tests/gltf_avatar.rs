@@ -81,6 +81,20 @@ fn check(file: &str) {
     let turned = r.render(&Pose { head_yaw: 0.35, ..Pose::default() }).unwrap().to_vec();
     let (face, body) = (diff_around(&neutral, &turned, eye_px, 8), diff_around(&neutral, &turned, chest, 4));
     assert!(face > 10.0 && body < 1.0, "{file}: turn moves the face ({face:.1}), not the chest ({body:.1})");
+    // A wave brings the right hand up beside the face (the picture's left side); the eyes turn
+    // with the gaze and nothing else does.
+    let wave = r.render(&Pose { arm_raise: 1.0, arm_swing: -1.0, ..Pose::default() }).unwrap().to_vec();
+    let beside = (W as f32 * 0.12, eye_px.1);
+    let hand = diff_around(&neutral, &wave, beside, 12);
+    let other_side = diff_around(&neutral, &wave, (W as f32 * 0.88, eye_px.1), 12);
+    assert!(
+        hand > 10.0 && other_side < 0.5,
+        "{file}: wave {hand:.1} beside the face, {other_side:.1} on the other side"
+    );
+    let look = r.render(&Pose { gaze_yaw: 0.3, ..Pose::default() }).unwrap().to_vec();
+    let (iris, lips) = (diff_around(&neutral, &look, eye_px, 3), diff_around(&neutral, &look, mouth_px, 5));
+    assert!(iris > 5.0 && lips < 0.5, "{file}: gaze moves the eye ({iris:.1}), not the mouth ({lips:.1})");
+    eprintln!("{file}: wave {hand:.1}/{other_side:.1}, gaze {iris:.1}/{lips:.1}");
     eprintln!("{file}: mouth {mouth_px:?}, eye {eye_px:?}; jaw {jm:.1}/{f:.1}, blink {e:.1}/{m:.1}, smile {s:.1}, talking {talk:.1}, turn {face:.1}/{body:.1}");
 }
 

@@ -83,6 +83,14 @@ fn rejects_sizes_the_convert_pass_cannot_pack() {
 }
 
 #[test]
+fn the_built_in_avatar_has_no_arms_or_eye_joints_to_move() {
+    let mut r = Renderer::new(W, H, [30, 60, 90]).unwrap();
+    let neutral = r.render(&Pose::default()).unwrap().to_vec();
+    let waving = r.render(&Pose { arm_raise: 1.0, arm_swing: 0.5, gaze_yaw: 0.2, ..Pose::default() }).unwrap().to_vec();
+    assert_eq!(neutral, waving);
+}
+
+#[test]
 fn the_overlay_is_blended_over_the_picture_and_fades_with_it() {
     let bg = [30u8, 60, 90];
     let mut r = Renderer::new(W, H, bg).unwrap();

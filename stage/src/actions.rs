@@ -20,6 +20,7 @@ fn gesture_length(g: Gesture) -> u64 {
         Gesture::Nod => MEDIA_CLOCK_HZ * 9 / 10,
         Gesture::Shake => MEDIA_CLOCK_HZ * 11 / 10,
         Gesture::Tilt => MEDIA_CLOCK_HZ * 8 / 5,
+        Gesture::Wave => MEDIA_CLOCK_HZ * 12 / 5,
     }
 }
 
@@ -37,6 +38,22 @@ fn gesture_offsets(g: Gesture, t: f32) -> (f32, f32, f32) {
         Gesture::Shake => (0.13 * (TAU * 2.0 * t).sin() * swell, 0.0, 0.0),
         // In over a quarter, hold, out over the last quarter.
         Gesture::Tilt => (0.0, 0.0, 0.12 * smoothstep(t * 4.0).min(smoothstep((1.0 - t) * 4.0))),
+        // A friendly lean towards the raised hand.
+        Gesture::Wave => (0.0, 0.0, -0.05 * hold(t)),
+    }
+}
+
+/// Up over the first fifth, held, down over the last fifth.
+fn hold(t: f32) -> f32 {
+    smoothstep(t * 5.0).min(smoothstep((1.0 - t) * 5.0))
+}
+
+/// (raise, swing) of the right arm for gesture `g` at phase `t`.
+fn arm_offsets(g: Gesture, t: f32) -> (f32, f32) {
+    match g {
+        // Three swings of the hand while it is up.
+        Gesture::Wave => (hold(t), (std::f32::consts::TAU * 3.0 * t).sin()),
+        _ => (0.0, 0.0),
     }
 }
 
@@ -47,6 +64,8 @@ pub struct ActionPose {
     pub head_yaw: f32,
     pub head_pitch: f32,
     pub head_roll: f32,
+    pub arm_raise: f32,
+    pub arm_swing: f32,
 }
 
 /// An action that runs: what, which mark and cue started it, and when.
@@ -130,7 +149,6 @@ impl Actions {
         events.extend(gestures.chain(expression).chain(card));
     }
 
-    /// The product card on show, if any (drawn once the renderer has cards).
     /// The SKU of the product card up now.
     pub fn card(&self) -> Option<&str> {
         self.card.as_ref().map(|c| c.value.as_str())
@@ -150,6 +168,10 @@ impl Actions {
                 pose.head_yaw += yaw;
                 pose.head_pitch += pitch;
                 pose.head_roll += roll;
+                let (raise, swing) = arm_offsets(g.value, t);
+                if raise > pose.arm_raise {
+                    (pose.arm_raise, pose.arm_swing) = (raise, swing);
+                }
             }
         }
         // Overlapping gestures add up, but never past a natural range.
@@ -162,6 +184,21 @@ impl Actions {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_wave_raises_the_hand_swings_it_and_lowers_it() {
+        let mut a = Actions::default();
+        let mut events = Vec::new();
+        a.mark("s1", "gesture:wave", 0, &mut events);
+        let raise = |t: u64| a.pose(t * MEDIA_CLOCK_HZ / 1000).arm_raise;
+        assert_eq!(raise(0), 0.0);
+        assert!(raise(1200) > 0.99, "up in the middle");
+        let swings: Vec<f32> = (600..1800).step_by(20).map(|ms| a.pose(ms * MEDIA_CLOCK_HZ / 1000).arm_swing).collect();
+        assert!(swings.iter().any(|&s| s > 0.9) && swings.iter().any(|&s| s < -0.9), "it swings both ways");
+        a.advance(2400 * MEDIA_CLOCK_HZ / 1000, &mut events);
+        assert!(events.iter().any(|e| matches!(e, StageEvent::ActionFinished { was_stopped: false, .. })));
+        assert_eq!(a.pose(2400 * MEDIA_CLOCK_HZ / 1000).arm_raise, 0.0, "down again");
+    }
+
     use super::*;
 
     const MS: u64 = MEDIA_CLOCK_HZ / 1000;

@@ -1,4 +1,4 @@
-//! Idle life: blinks, slow head sway and breathing, as pure functions of the media time so any
+//! Idle life: blinks, saccades, slow head sway and breathing, as pure functions of the media time so any
 //! frame can be re-rendered identically.
 
 /// 48 kHz samples.
@@ -42,6 +42,34 @@ pub fn head_sway(media_ts: u64) -> (f32, f32, f32) {
     (yaw as f32, pitch as f32, roll as f32)
 }
 
+/// Where the eyes look (yaw, pitch in radians): they rest on the camera and make small
+/// saccades — a quick jump (40 ms) to a nearby point every 0.6–2.4 s, held, with a faint
+/// drift — as people's eyes do while they talk.
+pub fn gaze(media_ts: u64) -> (f32, f32) {
+    // Fixations on a pseudo-random schedule, found in O(1) from 0.6 s slots: a new fixation
+    // starts in a slot when its hash says so (on average every ~1.5 s).
+    let slot = SECOND * 3 / 5;
+    let n = media_ts / slot;
+    let fixation = (0..4).map(|back| n.saturating_sub(back)).find(|&k| k == 0 || unit_hash(k ^ 0xA5A5) < 0.4);
+    let k = fixation.unwrap_or(0);
+    let target = |k: u64| {
+        if k == 0 {
+            return (0.0, 0.0);
+        }
+        // Mostly near the camera, now and then a little further.
+        let reach = if unit_hash(k ^ 0x5A5A) < 0.8 { 0.06 } else { 0.14 };
+        ((unit_hash(k ^ 0x1111) - 0.5) * 2.0 * reach, (unit_hash(k ^ 0x2222) - 0.5) * reach)
+    };
+    let previous = (0..4).map(|back| k.saturating_sub(back + 1)).find(|&j| j == 0 || unit_hash(j ^ 0xA5A5) < 0.4);
+    let (from, to) = (target(previous.unwrap_or(0)), target(k));
+    let since = media_ts - k * slot;
+    let jump = SECOND / 25; // 40 ms
+    let a = (since as f32 / jump as f32).min(1.0);
+    let t = media_ts as f64 / SECOND as f64;
+    let drift = (0.004 * (t * 1.7).sin()) as f32;
+    (from.0 + (to.0 - from.0) * a + drift, from.1 + (to.1 - from.1) * a)
+}
+
 /// Breathing at 0.25 Hz, −1 … 1.
 pub fn breath(media_ts: u64) -> f32 {
     let t = media_ts as f64 / SECOND as f64;
@@ -60,6 +88,18 @@ mod tests {
         let blinks = 1 + closed.windows(2).filter(|w| w[1] - w[0] > step).count();
         assert!((8..=14).contains(&blinks), "{blinks} blinks per minute");
         assert!(closed.len() < 60 * 100 / 20, "eyes closed too often");
+    }
+
+    #[test]
+    fn saccades_are_quick_jumps_between_steady_fixations() {
+        let step = SECOND / 100; // 10 ms
+        let gaze: Vec<(f32, f32)> = (0..60 * 100).map(|i| super::gaze(i * step)).collect();
+        let moves: Vec<f32> = gaze.windows(2).map(|w| (w[1].0 - w[0].0).abs() + (w[1].1 - w[0].1).abs()).collect();
+        // A saccade moves fast (more than 0.005 rad in 10 ms); count them in a minute.
+        let fast: Vec<usize> = (0..moves.len()).filter(|&i| moves[i] > 0.005).collect();
+        let saccades = fast.windows(2).filter(|w| w[1] - w[0] > 5).count() + usize::from(!fast.is_empty());
+        assert!((15..=70).contains(&saccades), "{saccades} saccades per minute");
+        assert!(gaze.iter().all(|g| g.0.abs() < 0.16 && g.1.abs() < 0.08), "small, near the camera");
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //!   streams and the stage waits for the next `hello`; a stop signal ends the show and the stage.
 //! - [`pipeline`]: the clock and the media threads (speech → pose → frame → packet → sink).
 //! - [`speech_queue`]: cue lifecycle, interrupts (stop at a phoneme boundary), audio per tick.
-//! - [`idle`]: blinks, head sway, breathing.
+//! - [`idle`]: blinks, saccades (eye joints), head sway, breathing.
 //! - [`actions`]: expressions, gestures and cards from marks, each modality by its policy.
 //! - [`captions`]: subtitles, the product card and the label over the picture.
 #![forbid(unsafe_code)]

@@ -291,6 +291,7 @@ fn run_media(
         let mouth = queue.mouth(tick_start);
         let (head_yaw, head_pitch, head_roll) = idle::head_sway(tick_start);
         let acting = actions.pose(tick_start);
+        let gaze = idle::gaze(tick_start);
         let pose = Pose {
             jaw_open: mouth.open,
             mouth_spread: mouth.wide - 0.4,
@@ -300,6 +301,10 @@ fn run_media(
             head_yaw: head_yaw + acting.head_yaw,
             head_pitch: head_pitch + acting.head_pitch,
             head_roll: head_roll + acting.head_roll,
+            gaze_yaw: gaze.0,
+            gaze_pitch: gaze.1,
+            arm_raise: acting.arm_raise,
+            arm_swing: acting.arm_swing,
             fade_out: fading.map_or(0.0, |(from, len)| (index - from + 1) as f32 / len as f32),
         };
 
