@@ -205,6 +205,7 @@ pub fn default_avatar() -> Model {
             color: v.color,
             joints: [u32::from(v.head), 0, 0, 0],
             weights: [1.0, 0.0, 0.0, 0.0],
+            ..ModelVertex::default()
         })
         .collect();
     let targets = MORPH_TARGETS

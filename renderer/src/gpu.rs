@@ -16,8 +16,11 @@ const DEPTH_FORMAT: vk::Format = vk::Format::D32_SFLOAT;
 /// The `Frame` uniform block of avatar.wgsl, in 32-bit words: view_proj (16), light (4),
 /// morph count (4), active morphs (32 × 4).
 pub const FRAME_UNIFORM_WORDS: usize = 16 + 4 + 4 + 4 * crate::rig::MAX_ACTIVE_MORPHS;
-/// Floats per vertex: position 3, normal 3, colour 3, joints 4, weights 4.
-const VERTEX_FLOATS: usize = 17;
+/// Floats per vertex: position 3, normal 3, colour 3, joints 4, weights 4, uv 2, texture layer
+/// and alpha cut-off 2.
+const VERTEX_FLOATS: usize = 21;
+/// Base colour textures live in one array image of this side (each scaled to fit).
+const TEXTURE_FORMAT: vk::Format = vk::Format::R8G8B8A8_SRGB;
 
 static AVATAR_SPV: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/avatar.spv"));
 static CONVERT_SPV: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/convert.spv"));
@@ -70,6 +73,9 @@ pub struct Gpu {
     deltas: Buffer,
     /// Skinning palette (mat4 per entry), written every frame.
     joints: Buffer,
+    /// Base colour textures, one layer each (a white layer when the model has none).
+    textures: Image,
+    sampler: vk::Sampler,
     uniform: Buffer,
     /// Width, height, overlay on/off, picture level: written every frame.
     dims: Buffer,
@@ -229,6 +235,8 @@ impl Gpu {
             index_count: 0,
             deltas: null_buffer(),
             joints: null_buffer(),
+            textures: Image { image: vk::Image::null(), memory: vk::DeviceMemory::null(), view: vk::ImageView::null() },
+            sampler: vk::Sampler::null(),
             uniform: null_buffer(),
             dims: null_buffer(),
             overlay: null_buffer(),
@@ -315,12 +323,24 @@ impl Gpu {
         usage: vk::ImageUsageFlags,
         aspect: vk::ImageAspectFlags,
     ) -> Result<Image, RenderError> {
+        self.image_array(format, usage, aspect, (self.width, self.height), 1)
+    }
+
+    /// A 2D image of `layers` layers (viewed as an array when there are several).
+    unsafe fn image_array(
+        &self,
+        format: vk::Format,
+        usage: vk::ImageUsageFlags,
+        aspect: vk::ImageAspectFlags,
+        (width, height): (u32, u32),
+        layers: u32,
+    ) -> Result<Image, RenderError> {
         let info = vk::ImageCreateInfo::default()
             .image_type(vk::ImageType::TYPE_2D)
             .format(format)
-            .extent(vk::Extent3D { width: self.width, height: self.height, depth: 1 })
+            .extent(vk::Extent3D { width, height, depth: 1 })
             .mip_levels(1)
-            .array_layers(1)
+            .array_layers(layers)
             .samples(vk::SampleCountFlags::TYPE_1)
             .tiling(vk::ImageTiling::OPTIMAL)
             .usage(usage)
@@ -343,19 +363,135 @@ impl Gpu {
             .create_image_view(
                 &vk::ImageViewCreateInfo::default()
                     .image(image)
-                    .view_type(vk::ImageViewType::TYPE_2D)
+                    .view_type(if layers > 1 { vk::ImageViewType::TYPE_2D_ARRAY } else { vk::ImageViewType::TYPE_2D })
                     .format(format)
                     .subresource_range(vk::ImageSubresourceRange {
                         aspect_mask: aspect,
                         base_mip_level: 0,
                         level_count: 1,
                         base_array_layer: 0,
-                        layer_count: 1,
+                        layer_count: layers,
                     }),
                 None,
             )
             .map_err(vkerr("create image view"))?;
         Ok(Image { image, memory, view })
+    }
+
+    /// Uploads the model's textures into one array image (each layer `side`², scaled to fit;
+    /// two layers at least, so the shader always sees an array), and makes the sampler.
+    unsafe fn upload_textures(&mut self, textures: &[crate::model::Texture]) -> Result<(), RenderError> {
+        let side =
+            textures.iter().map(|t| t.width.max(t.height)).max().unwrap_or(1).clamp(1, crate::model::MAX_TEXTURE_SIDE);
+        let layers = (textures.len() as u32).max(2);
+        let layer_bytes = (side * side * 4) as usize;
+        let mut bytes = vec![255u8; layer_bytes * layers as usize];
+        for (i, t) in textures.iter().enumerate() {
+            let fitted = if (t.width, t.height) == (side, side) {
+                t.rgba.clone()
+            } else {
+                match image::RgbaImage::from_raw(t.width, t.height, t.rgba.clone()) {
+                    Some(img) => {
+                        image::imageops::resize(&img, side, side, image::imageops::FilterType::Triangle).into_raw()
+                    }
+                    None => continue,
+                }
+            };
+            bytes[i * layer_bytes..(i + 1) * layer_bytes].copy_from_slice(&fitted);
+        }
+        let d = self.device.clone();
+        self.textures = self.image_array(
+            TEXTURE_FORMAT,
+            vk::ImageUsageFlags::SAMPLED | vk::ImageUsageFlags::TRANSFER_DST,
+            vk::ImageAspectFlags::COLOR,
+            (side, side),
+            layers,
+        )?;
+        let staging = self.upload(&bytes, vk::BufferUsageFlags::TRANSFER_SRC)?;
+        let range = vk::ImageSubresourceRange {
+            aspect_mask: vk::ImageAspectFlags::COLOR,
+            base_mip_level: 0,
+            level_count: 1,
+            base_array_layer: 0,
+            layer_count: layers,
+        };
+        let cmd = self.cmd;
+        d.begin_command_buffer(
+            cmd,
+            &vk::CommandBufferBeginInfo::default().flags(vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT),
+        )
+        .map_err(vkerr("begin commands"))?;
+        let to_dst = [vk::ImageMemoryBarrier::default()
+            .old_layout(vk::ImageLayout::UNDEFINED)
+            .new_layout(vk::ImageLayout::TRANSFER_DST_OPTIMAL)
+            .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+            .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+            .image(self.textures.image)
+            .subresource_range(range)
+            .dst_access_mask(vk::AccessFlags::TRANSFER_WRITE)];
+        d.cmd_pipeline_barrier(
+            cmd,
+            vk::PipelineStageFlags::TOP_OF_PIPE,
+            vk::PipelineStageFlags::TRANSFER,
+            vk::DependencyFlags::empty(),
+            &[],
+            &[],
+            &to_dst,
+        );
+        let region = [vk::BufferImageCopy::default()
+            .image_subresource(vk::ImageSubresourceLayers {
+                aspect_mask: vk::ImageAspectFlags::COLOR,
+                mip_level: 0,
+                base_array_layer: 0,
+                layer_count: layers,
+            })
+            .image_extent(vk::Extent3D { width: side, height: side, depth: 1 })];
+        d.cmd_copy_buffer_to_image(
+            cmd,
+            staging.buffer,
+            self.textures.image,
+            vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+            &region,
+        );
+        let to_read = [vk::ImageMemoryBarrier::default()
+            .old_layout(vk::ImageLayout::TRANSFER_DST_OPTIMAL)
+            .new_layout(vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL)
+            .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+            .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+            .image(self.textures.image)
+            .subresource_range(range)
+            .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
+            .dst_access_mask(vk::AccessFlags::SHADER_READ)];
+        d.cmd_pipeline_barrier(
+            cmd,
+            vk::PipelineStageFlags::TRANSFER,
+            vk::PipelineStageFlags::FRAGMENT_SHADER,
+            vk::DependencyFlags::empty(),
+            &[],
+            &[],
+            &to_read,
+        );
+        d.end_command_buffer(cmd).map_err(vkerr("end commands"))?;
+        let cmds = [cmd];
+        let submit = [vk::SubmitInfo::default().command_buffers(&cmds)];
+        d.queue_submit(self.queue, &submit, self.fence).map_err(vkerr("submit texture upload"))?;
+        let waited = d.wait_for_fences(&[self.fence], true, 10_000_000_000);
+        d.reset_fences(&[self.fence]).map_err(vkerr("reset fence"))?;
+        d.destroy_buffer(staging.buffer, None);
+        d.free_memory(staging.memory, None);
+        waited.map_err(vkerr("wait for texture upload"))?;
+        self.sampler = d
+            .create_sampler(
+                &vk::SamplerCreateInfo::default()
+                    .mag_filter(vk::Filter::LINEAR)
+                    .min_filter(vk::Filter::LINEAR)
+                    .address_mode_u(vk::SamplerAddressMode::REPEAT)
+                    .address_mode_v(vk::SamplerAddressMode::REPEAT)
+                    .address_mode_w(vk::SamplerAddressMode::CLAMP_TO_EDGE),
+                None,
+            )
+            .map_err(vkerr("create sampler"))?;
+        Ok(())
     }
 
     unsafe fn shader(&mut self, spv: &[u8]) -> Result<vk::ShaderModule, RenderError> {
@@ -454,6 +590,9 @@ impl Gpu {
             out[6..9].copy_from_slice(&v.color);
             out[9..13].copy_from_slice(&v.joints.map(|j| j as f32));
             out[13..17].copy_from_slice(&v.weights);
+            out[17..19].copy_from_slice(&v.uv);
+            out[19] = v.texture.map_or(-1.0, |t| t as f32);
+            out[20] = v.alpha_cutoff;
             out
         };
         let vbytes: Vec<u8> = model.vertices.iter().flat_map(floats).flat_map(f32::to_le_bytes).collect();
@@ -469,6 +608,7 @@ impl Gpu {
         self.joints =
             self.buffer((model.palette.len().max(1) * 64) as u64, vk::BufferUsageFlags::STORAGE_BUFFER, true)?;
         self.uniform = self.buffer((FRAME_UNIFORM_WORDS * 4) as u64, vk::BufferUsageFlags::UNIFORM_BUFFER, true)?;
+        self.upload_textures(&model.textures)?;
         self.dims = self.buffer(16, vk::BufferUsageFlags::UNIFORM_BUFFER, true)?;
         self.overlay = self.buffer(
             u64::from(self.width) * u64::from(self.height) * 4,
@@ -495,6 +635,16 @@ impl Gpu {
                 .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
                 .descriptor_count(1)
                 .stage_flags(vk::ShaderStageFlags::VERTEX),
+            vk::DescriptorSetLayoutBinding::default()
+                .binding(3)
+                .descriptor_type(vk::DescriptorType::SAMPLED_IMAGE)
+                .descriptor_count(1)
+                .stage_flags(vk::ShaderStageFlags::FRAGMENT),
+            vk::DescriptorSetLayoutBinding::default()
+                .binding(4)
+                .descriptor_type(vk::DescriptorType::SAMPLER)
+                .descriptor_count(1)
+                .stage_flags(vk::ShaderStageFlags::FRAGMENT),
         ];
         let convert_bindings = [
             vk::DescriptorSetLayoutBinding::default()
@@ -531,7 +681,8 @@ impl Gpu {
         }
         let sizes = [
             vk::DescriptorPoolSize { ty: vk::DescriptorType::UNIFORM_BUFFER, descriptor_count: 2 },
-            vk::DescriptorPoolSize { ty: vk::DescriptorType::SAMPLED_IMAGE, descriptor_count: 1 },
+            vk::DescriptorPoolSize { ty: vk::DescriptorType::SAMPLED_IMAGE, descriptor_count: 2 },
+            vk::DescriptorPoolSize { ty: vk::DescriptorType::SAMPLER, descriptor_count: 1 },
             vk::DescriptorPoolSize { ty: vk::DescriptorType::STORAGE_BUFFER, descriptor_count: 4 },
         ];
         self.descriptor_pool = d
@@ -556,6 +707,16 @@ impl Gpu {
         let deltas = [vk::DescriptorBufferInfo { buffer: self.deltas.buffer, offset: 0, range: vk::WHOLE_SIZE }];
         let joints = [vk::DescriptorBufferInfo { buffer: self.joints.buffer, offset: 0, range: vk::WHOLE_SIZE }];
         let overlay = [vk::DescriptorBufferInfo { buffer: self.overlay.buffer, offset: 0, range: vk::WHOLE_SIZE }];
+        let textures = [vk::DescriptorImageInfo {
+            sampler: vk::Sampler::null(),
+            image_view: self.textures.view,
+            image_layout: vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL,
+        }];
+        let sampler = [vk::DescriptorImageInfo {
+            sampler: self.sampler,
+            image_view: vk::ImageView::null(),
+            image_layout: vk::ImageLayout::UNDEFINED,
+        }];
         let writes = [
             vk::WriteDescriptorSet::default()
                 .dst_set(self.avatar_set)
@@ -572,6 +733,16 @@ impl Gpu {
                 .dst_binding(2)
                 .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
                 .buffer_info(&joints),
+            vk::WriteDescriptorSet::default()
+                .dst_set(self.avatar_set)
+                .dst_binding(3)
+                .descriptor_type(vk::DescriptorType::SAMPLED_IMAGE)
+                .image_info(&textures),
+            vk::WriteDescriptorSet::default()
+                .dst_set(self.avatar_set)
+                .dst_binding(4)
+                .descriptor_type(vk::DescriptorType::SAMPLER)
+                .image_info(&sampler),
             vk::WriteDescriptorSet::default()
                 .dst_set(self.convert_set)
                 .dst_binding(0)
@@ -615,10 +786,11 @@ impl Gpu {
         let stride = (VERTEX_FLOATS * 4) as u32;
         let binding =
             [vk::VertexInputBindingDescription { binding: 0, stride, input_rate: vk::VertexInputRate::VERTEX }];
-        // Position, normal, colour (vec3 each), joints and weights (vec4 each).
-        let (vec3, vec4) = (vk::Format::R32G32B32_SFLOAT, vk::Format::R32G32B32A32_SFLOAT);
+        // Position, normal, colour (vec3 each), joints and weights (vec4 each), uv and material (vec2 each).
+        let (vec2, vec3, vec4) =
+            (vk::Format::R32G32_SFLOAT, vk::Format::R32G32B32_SFLOAT, vk::Format::R32G32B32A32_SFLOAT);
         let attrs: Vec<vk::VertexInputAttributeDescription> =
-            [(vec3, 0), (vec3, 12), (vec3, 24), (vec4, 36), (vec4, 52)]
+            [(vec3, 0), (vec3, 12), (vec3, 24), (vec4, 36), (vec4, 52), (vec2, 68), (vec2, 76)]
                 .iter()
                 .enumerate()
                 .map(|(location, &(format, offset))| vk::VertexInputAttributeDescription {
@@ -878,7 +1050,8 @@ impl Drop for Gpu {
             }
             d.destroy_framebuffer(self.framebuffer, None);
             d.destroy_render_pass(self.render_pass, None);
-            for i in [&self.color, &self.depth] {
+            d.destroy_sampler(self.sampler, None);
+            for i in [&self.color, &self.depth, &self.textures] {
                 d.destroy_image_view(i.view, None);
                 d.destroy_image(i.image, None);
                 d.free_memory(i.memory, None);

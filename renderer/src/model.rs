@@ -30,6 +30,20 @@ pub struct Vertex {
     /// Palette indices and their weights (summing to 1).
     pub joints: [u32; 4],
     pub weights: [f32; 4],
+    /// Texture coordinates into `texture`.
+    pub uv: [f32; 2],
+    /// Index into [`Model::textures`] of the base colour texture; `None`: colour only.
+    pub texture: Option<u32>,
+    /// Fragments whose texture alpha is below this are not drawn (0: opaque).
+    pub alpha_cutoff: f32,
+}
+
+/// A decoded base colour texture (sRGB RGBA8, row-major).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Texture {
+    pub width: u32,
+    pub height: u32,
+    pub rgba: Vec<u8>,
 }
 
 /// A node of the hierarchy at rest.
@@ -64,6 +78,7 @@ pub struct Model {
     pub expressions: HashMap<String, Vec<(usize, f32)>>,
     /// VRM humanoid bones by name (`head`, `neck`, `chest`, `leftEye`, …) → node.
     pub humanoid: HashMap<String, usize>,
+    pub textures: Vec<Texture>,
 }
 
 /// Most vertices a model may have (the renderer's budget; a broadcast avatar needs far fewer).
@@ -146,6 +161,9 @@ impl Model {
             skin_base.insert(skin.index(), base);
         }
 
+        // Base colour textures, decoded once per glTF image (`None`: unreadable, skipped).
+        let mut texture_of_image: HashMap<usize, Option<u32>> = HashMap::new();
+
         // Meshes, in scene order; each mesh instance's morph targets cover its vertex range.
         let mut target_base_of_node: HashMap<usize, usize> = HashMap::new();
         for node in gltf.nodes() {
@@ -181,7 +199,30 @@ impl Model {
                 };
                 let normals: Option<Vec<[f32; 3]>> = reader.read_normals().map(|i| i.collect());
                 let colors: Option<Vec<[f32; 4]>> = reader.read_colors(0).map(|c| c.into_rgba_f32().collect());
-                let base = primitive.material().pbr_metallic_roughness().base_color_factor();
+                let material = primitive.material();
+                let base = material.pbr_metallic_roughness().base_color_factor();
+                let alpha_cutoff = match material.alpha_mode() {
+                    gltf::material::AlphaMode::Opaque => 0.0,
+                    gltf::material::AlphaMode::Mask => material.alpha_cutoff().unwrap_or(0.5),
+                    // Blending needs sorted drawing; cut out at half instead (hair cards, lashes).
+                    gltf::material::AlphaMode::Blend => 0.5,
+                };
+                let (texture, uvs) = match material.pbr_metallic_roughness().base_color_texture() {
+                    Some(info) => {
+                        let image = info.texture().source();
+                        let texture = *texture_of_image
+                            .entry(image.index())
+                            .or_insert_with(|| decode_texture(&image, blob, &mut model.textures));
+                        let uvs: Option<Vec<[f32; 2]>> =
+                            reader.read_tex_coords(info.tex_coord()).map(|t| t.into_f32().collect());
+                        match (texture, uvs) {
+                            (Some(t), Some(uvs)) => (Some(t), uvs),
+                            _ => (None, vec![[0.0; 2]; n]),
+                        }
+                    }
+                    None => (None, vec![[0.0; 2]; n]),
+                };
+                same("TEXCOORD", uvs.len())?;
                 let (joints, weights) = match (rigid, reader.read_joints(0), reader.read_weights(0)) {
                     (None, Some(j), Some(w)) => {
                         let j: Vec<[u16; 4]> = j.into_u16().collect();
@@ -235,6 +276,9 @@ impl Model {
                         color: [base[0] * c[0], base[1] * c[1], base[2] * c[2]],
                         joints,
                         weights,
+                        uv: uvs[i],
+                        texture,
+                        alpha_cutoff: if texture.is_some() { alpha_cutoff } else { 0.0 },
                     });
                 }
                 model.indices.extend(indices.iter().map(|i| i + offset));
@@ -279,6 +323,36 @@ impl Model {
     pub fn node(&self, name: &str) -> Option<usize> {
         self.nodes.iter().position(|n| n.name.as_deref() == Some(name))
     }
+}
+
+/// Most texels a base colour texture keeps per side (larger ones are scaled down).
+pub const MAX_TEXTURE_SIDE: u32 = 1024;
+
+/// Decodes an embedded PNG/JPEG into `textures`; `None` (with a warning) when it cannot be read,
+/// so the avatar is drawn in its base colours rather than refused.
+fn decode_texture(image: &gltf::Image<'_>, blob: Option<&[u8]>, textures: &mut Vec<Texture>) -> Option<u32> {
+    let gltf::image::Source::View { view, .. } = image.source() else {
+        tracing::warn!(image = image.index(), "texture refers to an outside file; drawn without it");
+        return None;
+    };
+    let bytes = blob?.get(view.offset()..view.offset().checked_add(view.length())?)?;
+    let decoded = match image::load_from_memory(bytes) {
+        Ok(i) => i.to_rgba8(),
+        Err(e) => {
+            tracing::warn!(image = image.index(), error = %e, "texture unreadable; drawn without it");
+            return None;
+        }
+    };
+    let (w, h) = decoded.dimensions();
+    let scale = (MAX_TEXTURE_SIDE as f32 / w.max(h) as f32).min(1.0);
+    let (tw, th) = (((w as f32 * scale) as u32).max(1), ((h as f32 * scale) as u32).max(1));
+    let decoded = if (tw, th) == (w, h) {
+        decoded
+    } else {
+        image::imageops::resize(&decoded, tw, th, image::imageops::FilterType::Triangle)
+    };
+    textures.push(Texture { width: tw, height: th, rgba: decoded.into_raw() });
+    Some(textures.len() as u32 - 1)
 }
 
 fn target_names(mesh: &gltf::Mesh<'_>) -> Vec<String> {
