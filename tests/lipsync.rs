@@ -9,8 +9,7 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use emcee_daemon::store::Store;
-use emcee_e2e::{probe, scratch_dir, spawn_show, wait_for_end, workspace_root, write_show, Nginx};
+use emcee_e2e::{audit_log, media_ms, play_to_end, probe, scratch_dir, workspace_root, write_show, Nginx};
 use emcee_protocol::CameraPreset;
 use emcee_renderer::camera::project;
 use emcee_renderer::model::Model;
@@ -20,21 +19,6 @@ const W: usize = 640;
 const H: usize = 360;
 const FPS: usize = 30;
 const SAMPLES_PER_FRAME: usize = 48_000 / FPS;
-
-/// Where the vertices of the jaw target sit (weighted by how far they move): the mouth.
-fn mouth_of(model: &Model) -> Result<[f32; 3]> {
-    let t = &model.targets[model.target("jawOpen").context("a jawOpen target")?];
-    let (mut sum, mut total) = ([0.0f64; 3], 0.0f64);
-    for (i, d) in t.deltas.iter().enumerate() {
-        let w = f64::from((d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt());
-        let p = model.vertices[t.first_vertex as usize + i].position;
-        for k in 0..3 {
-            sum[k] += w * f64::from(p[k]);
-        }
-        total += w;
-    }
-    Ok(sum.map(|s| (s / total) as f32))
-}
 
 fn zero_mean(v: &[f64]) -> Vec<f64> {
     let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
@@ -62,14 +46,11 @@ fn the_mouth_and_the_sound_meet_within_broadcast_tolerance() -> Result<()> {
     let text = std::fs::read_to_string(&config)?
         .replace("[avatar]\n", &format!("[avatar]\nmodel = \"{}\"\nsubtitles = false\n", avatar.display()));
     std::fs::write(&config, text)?;
-    let mut show = spawn_show(&config)?;
-    let code = wait_for_end(&mut show, Duration::from_secs(60))?;
-    ensure!(code.success(), "emcee run: {code}");
+    play_to_end(&config, Duration::from_secs(60))?;
     drop(nginx);
 
-    let log = Store::open(&dir.join("state"))?.audit_since(0, 100)?;
-    let at = |event: &str| log.iter().find(|r| r.event == event).map(|r| r.media_ms).unwrap_or(-1);
-    let (start_ms, end_ms) = (at("started"), at("finished"));
+    let log = audit_log(&dir)?;
+    let (start_ms, end_ms) = (media_ms(&log, "", "started"), media_ms(&log, "", "finished"));
     ensure!(start_ms >= 0 && end_ms > start_ms + 2000, "the line played: {start_ms}..{end_ms}");
 
     let rec = dir.join("nginx/rec/lips.flv");
@@ -77,7 +58,13 @@ fn the_mouth_and_the_sound_meet_within_broadcast_tolerance() -> Result<()> {
     let pcm = probe::mono_audio(&rec)?;
     let model = Model::from_glb(&std::fs::read(&avatar)?)?;
     let framing = Rig::new(&model).framing;
-    let (mx, my) = project(mouth_of(&model)?, CameraPreset::Medium, framing, W as u32, H as u32);
+    let (mx, my) = project(
+        model.target_centroid("jawOpen").context("a jawOpen target")?,
+        CameraPreset::Medium,
+        framing,
+        W as u32,
+        H as u32,
+    );
     let (mx, my) = (mx.round() as usize, my.round() as usize + 2);
 
     // How much the mouth moves into each frame (the slow head sway barely registers between two

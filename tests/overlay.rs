@@ -5,8 +5,7 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
-use emcee_daemon::store::Store;
-use emcee_e2e::{probe, scratch_dir, spawn_show, wait_for_end, write_show, Nginx};
+use emcee_e2e::{audit_log, media_ms, play_to_end, probe, scratch_dir, write_show, Nginx};
 
 const W: usize = 640;
 const H: usize = 360;
@@ -41,15 +40,11 @@ fn subtitles_follow_the_speech_and_the_card_follows_its_marks() -> Result<()> {
         std::fs::read_to_string(&config)?.replace("[state]", "[content]\nproducts = \"products.toml\"\n\n[state]");
     std::fs::write(&config, text)?;
 
-    let mut show = spawn_show(&config)?;
-    let code = wait_for_end(&mut show, Duration::from_secs(60))?;
-    ensure!(code.success(), "emcee run: {code}");
+    play_to_end(&config, Duration::from_secs(60))?;
     drop(nginx);
 
-    let log = Store::open(&dir.join("state"))?.audit_since(0, 100)?;
-    let at = |cue: &str, event: &str| {
-        log.iter().find(|r| r.cue == cue && r.event == event).map(|r| r.media_ms).unwrap_or(-1)
-    };
+    let log = audit_log(&dir)?;
+    let at = |cue: &str, event: &str| media_ms(&log, cue, event);
     let frames = probe::gray_frames(&dir.join("nginx/rec/overlay.flv"), W, H)?;
     let frame_at = |ms: i64| &frames[((ms.max(0) * 30 / 1000) as usize).min(frames.len() - 1)];
     // The subtitle band (bottom quarter) holds still within a sentence and changes with the

@@ -6,8 +6,7 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
-use emcee_daemon::store::Store;
-use emcee_e2e::{probe, scratch_dir, spawn_show, wait_for_end, write_show, Nginx};
+use emcee_e2e::{audit_log, media_ms, play_to_end, probe, scratch_dir, write_show, Nginx};
 use emcee_protocol::CameraPreset;
 use emcee_renderer::camera::project_to_pixels;
 
@@ -86,17 +85,13 @@ fn each_segment_shows_its_scene_and_speaks_in_its_voice() -> Result<()> {
         .replace("[state]", "[content]\nproducts = \"products.toml\"\n\n[state]");
     std::fs::write(&config, text)?;
 
-    let mut show = spawn_show(&config)?;
-    let code = wait_for_end(&mut show, Duration::from_secs(60))?;
-    ensure!(code.success(), "emcee run: {code}");
+    play_to_end(&config, Duration::from_secs(60))?;
     drop(nginx);
 
     let rec = dir.join("nginx/rec/scenes.flv");
     ensure!(probe::decode_errors(&rec)?.trim().is_empty());
-    let log = Store::open(&dir.join("state"))?.audit_since(0, 100)?;
-    let at = |cue: &str, event: &str| {
-        log.iter().find(|r| r.cue == cue && r.event == event).map(|r| r.media_ms).unwrap_or(-1)
-    };
+    let log = audit_log(&dir)?;
+    let at = |cue: &str, event: &str| media_ms(&log, cue, event);
     let frames = probe::gray_frames(&rec, W, H)?;
     let corner: Vec<u8> = frames.iter().map(|f| f[2 * W + 2]).collect();
     // BT.709 limited-range luma of the two backgrounds: #c03030 ≈ 84, #30c030 ≈ 146.

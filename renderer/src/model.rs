@@ -319,6 +319,22 @@ impl Model {
         self.targets.iter().position(|t| t.name == name)
     }
 
+    /// Where the vertices target `name` moves sit at rest, weighted by how far they move (the
+    /// middle of the mouth for `jawOpen`).
+    pub fn target_centroid(&self, name: &str) -> Option<[f32; 3]> {
+        let t = &self.targets[self.target(name)?];
+        let (mut sum, mut total) = ([0.0f64; 3], 0.0f64);
+        for (i, d) in t.deltas.iter().enumerate() {
+            let w = f64::from((d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt());
+            let p = self.vertices.get(t.first_vertex as usize + i)?.position;
+            for k in 0..3 {
+                sum[k] += w * f64::from(p[k]);
+            }
+            total += w;
+        }
+        (total > 0.0).then(|| sum.map(|s| (s / total) as f32))
+    }
+
     /// The node named `name`.
     pub fn node(&self, name: &str) -> Option<usize> {
         self.nodes.iter().position(|n| n.name.as_deref() == Some(name))

@@ -32,26 +32,10 @@ fn diff_around(a: &[u8], b: &[u8], (cx, cy): (f32, f32), r: i32) -> f64 {
     sum as f64 / n.max(1) as f64
 }
 
-/// Where the vertices `target` moves sit at rest (mean, weighted by how far they move).
-fn moved_by(model: &Model, target: &str) -> [f32; 3] {
-    let t = &model.targets[model.target(target).unwrap()];
-    let mut sum = [0.0f64; 3];
-    let mut total = 0.0f64;
-    for (i, d) in t.deltas.iter().enumerate() {
-        let w = f64::from((d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt());
-        let p = model.vertices[t.first_vertex as usize + i].position;
-        for k in 0..3 {
-            sum[k] += w * f64::from(p[k]);
-        }
-        total += w;
-    }
-    sum.map(|s| (s / total) as f32)
-}
-
 fn check(file: &str) {
     let model = Model::from_glb(&avatar(file)).unwrap();
-    let mouth = moved_by(&model, "jawOpen");
-    let eye = moved_by(&model, "eyeBlinkLeft");
+    let mouth = model.target_centroid("jawOpen").unwrap();
+    let eye = model.target_centroid("eyeBlinkLeft").unwrap();
     let mut r = Renderer::with_model(W, H, [20, 30, 40], model).unwrap();
     let at = |p: [f32; 3]| project(p, CameraPreset::Medium, r.framing(), W, H);
     let (mouth_px, eye_px) = (at(mouth), at(eye));

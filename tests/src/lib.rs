@@ -123,6 +123,26 @@ pub fn spawn_show(config: &Path) -> Result<Child> {
         .spawn()?)
 }
 
+/// Runs the show configured by `config` (`emcee run`) until it ends by itself; fails if it
+/// does not end within `limit` or ends badly.
+pub fn play_to_end(config: &Path, limit: Duration) -> Result<()> {
+    let mut show = spawn_show(config)?;
+    let code = wait_for_end(&mut show, limit)?;
+    anyhow::ensure!(code.success(), "emcee run: {code}");
+    Ok(())
+}
+
+/// The audit log of the show whose state directory is `dir/state`.
+pub fn audit_log(dir: &Path) -> Result<Vec<emcee_daemon::store::AuditRecord>> {
+    Ok(emcee_daemon::store::Store::open(&dir.join("state"))?.audit_since(0, 1000)?)
+}
+
+/// Media time (ms) of the first `event` of cue `cue` in `log` (any cue when `cue` is empty);
+/// −1 when there is none.
+pub fn media_ms(log: &[emcee_daemon::store::AuditRecord], cue: &str, event: &str) -> i64 {
+    log.iter().find(|r| (cue.is_empty() || r.cue == cue) && r.event == event).map_or(-1, |r| r.media_ms)
+}
+
 /// Waits for a show to end by itself; kills it and fails after `limit`.
 pub fn wait_for_end(show: &mut Child, limit: Duration) -> Result<ExitStatus> {
     let deadline = Instant::now() + limit;
