@@ -145,11 +145,41 @@ impl MouthTrack {
         let loud = self.loudness.get(bin).copied().unwrap_or(0.0);
         MouthPose { open: pose.open * (0.55 + 0.45 * loud), wide: pose.wide }
     }
+
+    /// Emphasis at `t` samples after the start: how much louder the speech is right now
+    /// (±80 ms) than over the phrase around it (±600 ms), −1 … 1. Stressed syllables stand out;
+    /// speakers nod on them, so the head follows this (prosody-driven head motion).
+    pub fn emphasis_at(&self, t: u64) -> f32 {
+        let bin = (t as usize) / LOUDNESS_BIN;
+        let mean = |half: usize| {
+            let (a, b) = (bin.saturating_sub(half), (bin + half + 1).min(self.loudness.len()));
+            if a >= b {
+                return 0.0;
+            }
+            self.loudness[a..b].iter().sum::<f32>() / (b - a) as f32
+        };
+        (mean(8) - mean(60)).clamp(-1.0, 1.0)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn emphasis_stands_out_where_the_speech_is_louder_than_around_it() {
+        // 1.2 s: quiet speech with a loud 150 ms syllable in the middle.
+        let pcm: Vec<i16> = (0..57_600)
+            .map(|i| {
+                let level = if (26_000..33_200).contains(&i) { 12_000.0 } else { 2_000.0 };
+                (level * (i as f32 * 0.05).sin()) as i16
+            })
+            .collect();
+        let track = MouthTrack::new(&[], &pcm);
+        let (stressed, quiet) = (track.emphasis_at(29_600), track.emphasis_at(8_000));
+        assert!(stressed > 0.2 && stressed > quiet + 0.2, "stressed {stressed}, quiet {quiet}");
+        assert_eq!(MouthTrack::new(&[], &[]).emphasis_at(1000), 0.0, "silence has none");
+    }
 
     #[test]
     fn classifies_espeak_ipa_names() {

@@ -299,7 +299,8 @@ fn run_media(
             smile: acting.smile,
             breath: idle::breath(tick_start),
             head_yaw: head_yaw + acting.head_yaw,
-            head_pitch: head_pitch + acting.head_pitch,
+            // Speakers dip the head on stressed syllables.
+            head_pitch: head_pitch + acting.head_pitch + 0.06 * queue.emphasis(tick_start).max(0.0),
             head_roll: head_roll + acting.head_roll,
             gaze_yaw: gaze.0,
             gaze_pitch: gaze.1,

@@ -123,12 +123,22 @@ impl SpeechQueue {
 
     /// The mouth at frame time `t`.
     pub fn mouth(&self, t: u64) -> MouthPose {
+        self.sounding(t).map(|(track, at)| track.pose_at(at)).unwrap_or_default()
+    }
+
+    /// The mouth track of the speech sounding at media time `t`, and the time into it.
+    fn sounding(&self, t: u64) -> Option<(&MouthTrack, u64)> {
         self.playing
             .as_ref()
             .filter(|p| p.started_at <= t)
             .filter(|p| p.cut_at.is_none_or(|cut| t - p.started_at < cut as u64))
-            .map(|p| p.track.pose_at(t - p.started_at))
-            .unwrap_or_default()
+            .map(|p| (&p.track, t - p.started_at))
+    }
+
+    /// Emphasis of the speech at media time `t` (−1 … 1; 0 in silence): see
+    /// [`emcee_speech::viseme::MouthTrack::emphasis_at`].
+    pub fn emphasis(&self, t: u64) -> f32 {
+        self.sounding(t).map_or(0.0, |(track, at)| track.emphasis_at(at))
     }
 
     /// Appends `need` samples starting at media time `start`: speech where there is some,
