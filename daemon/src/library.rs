@@ -9,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
+use emcee_protocol::action::Action;
 use emcee_protocol::{Card, Scene};
 use serde::{Deserialize, Serialize};
 
@@ -156,8 +157,10 @@ pub struct Built {
 fn cards(marks: &[String], products: &[Product], image_base: &Path) -> Vec<Card> {
     marks
         .iter()
-        .filter_map(|m| m.strip_prefix("card:show:"))
-        .filter_map(|sku| products.iter().find(|p| p.sku == sku))
+        .filter_map(|m| match Action::from_mark(m) {
+            Ok(Some(Action::ShowCard { sku })) => products.iter().find(|p| p.sku == sku),
+            _ => None,
+        })
         .map(|p| Card {
             sku: p.sku.clone(),
             name: p.name.clone(),

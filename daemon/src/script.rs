@@ -22,6 +22,7 @@ use std::ops::Range;
 
 use toml_edit::{Item, Table};
 
+use emcee_protocol::action::Action;
 use emcee_protocol::{Scene, Voice};
 
 use crate::config::{Checker, ConfigError};
@@ -114,7 +115,7 @@ fn sentence(
     });
     let parsed = parsed.ok()?;
     for mark in &parsed.marks {
-        if let Some(sku) = mark.strip_prefix("card:show:") {
+        if let Ok(Some(Action::ShowCard { sku })) = Action::from_mark(mark) {
             if !products.iter().any(|p| p.sku == sku) {
                 c.error(
                     at(raw.find(mark.as_str()).unwrap_or(0)),

@@ -5,7 +5,7 @@
 //! `currency`, `date` with `format` = `ymd`/`mdy`/`dmy`), `sub` (`alias`), `mark` (`name`).
 //! Plain text is valid SSML. `currency`, `date` and `sub` are expanded here into words, so the
 //! engine only sees markup it handles the same everywhere; marks stay marks (actions ride on
-//! them: `gesture:nod`, `expression:smile`, `card:show:SKU`, `card:hide`).
+//! them: `gesture:wave`, `expression:smile`, `card:show:SKU`, `card:hide`).
 //!
 //! Errors carry the byte offset of the problem in the input; callers turn it into line:column.
 
