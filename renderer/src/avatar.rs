@@ -3,8 +3,11 @@
 //! weights) and two joints (`chest` for the torso, `head` turning about the top of the neck),
 //! as a [`Model`] like any glTF avatar gives.
 
-use crate::camera::NECK_PIVOT;
-use crate::model::{Model, Node, Target, Vertex as ModelVertex, IDENTITY};
+use crate::math::{translation, IDENTITY};
+use crate::model::{Model, Node, Target, Vertex as ModelVertex};
+
+/// Where the head turns: the top of the neck.
+pub const NECK_PIVOT: [f32; 3] = [0.0, -0.9, 0.0];
 
 /// Names of the morph targets.
 pub const MORPH_TARGETS: [&str; 4] = ["jawOpen", "mouthSpread", "eyeBlink", "mouthSmile"];
@@ -224,13 +227,11 @@ pub fn default_avatar() -> Model {
         rotation: [0.0, 0.0, 0.0, 1.0],
         scale: [1.0; 3],
     };
-    let mut unpivot = IDENTITY;
-    unpivot[12..15].copy_from_slice(&NECK_PIVOT.map(|c| -c));
     Model {
         vertices,
         indices: b.indices,
         nodes: vec![node("chest", [0.0; 3]), node("head", NECK_PIVOT)],
-        palette: vec![(0, IDENTITY), (1, unpivot)],
+        palette: vec![(0, IDENTITY), (1, translation(NECK_PIVOT.map(|c| -c)))],
         targets,
         ..Model::default()
     }

@@ -3,29 +3,8 @@
 
 use emcee_protocol::CameraPreset;
 
+use crate::math::{mul, perspective, translation, Mat4};
 use crate::rig::Framing;
-
-type Mat4 = [[f32; 4]; 4]; // columns
-
-fn mul(a: &Mat4, b: &Mat4) -> Mat4 {
-    let mut out = [[0.0; 4]; 4];
-    for (c, col) in out.iter_mut().enumerate() {
-        for (r, cell) in col.iter_mut().enumerate() {
-            *cell = (0..4).map(|k| a[k][r] * b[c][k]).sum();
-        }
-    }
-    out
-}
-
-fn translate(x: f32, y: f32, z: f32) -> Mat4 {
-    [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [x, y, z, 1.0]]
-}
-
-fn perspective(fov_y: f32, aspect: f32, near: f32, far: f32) -> Mat4 {
-    let f = 1.0 / (fov_y / 2.0).tan();
-    let range = far / (near - far);
-    [[f / aspect, 0.0, 0.0, 0.0], [0.0, f, 0.0, 0.0], [0.0, 0.0, range, -1.0], [0.0, 0.0, near * range, 0.0]]
-}
 
 /// Where the camera stands for each preset, for a head of half-height 1 centred on the origin;
 /// it looks straight down −z.
@@ -43,18 +22,15 @@ pub fn view_projection(camera: CameraPreset, framing: Framing, width: u32, heigh
     let proj = perspective(30f32.to_radians(), aspect, 0.1 * s, 50.0 * s);
     let [x, y, z] = eye(camera);
     let [cx, cy, cz] = framing.center;
-    let view = translate(-(cx + x * s), -(cy + y * s), -(cz + z * s));
+    let view = translation([-(cx + x * s), -(cy + y * s), -(cz + z * s)]);
     mul(&proj, &view)
 }
-
-/// Where the built-in avatar's head turns: the top of the neck.
-pub const NECK_PIVOT: [f32; 3] = [0.0, -0.9, 0.0];
 
 /// Projects a model-space point (at rest) to pixel coordinates (x right, y down).
 pub fn project(point: [f32; 3], camera: CameraPreset, framing: Framing, width: u32, height: u32) -> (f32, f32) {
     let m = view_projection(camera, framing, width, height);
     let v = [point[0], point[1], point[2], 1.0];
-    let clip: Vec<f32> = (0..4).map(|r| (0..4).map(|c| m[c][r] * v[c]).sum()).collect();
+    let clip: Vec<f32> = (0..4).map(|r| (0..4).map(|c| m[c * 4 + r] * v[c]).sum()).collect();
     let (nx, ny) = (clip[0] / clip[3], clip[1] / clip[3]);
     ((nx + 1.0) * 0.5 * width as f32, (1.0 - ny) * 0.5 * height as f32)
 }

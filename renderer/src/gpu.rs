@@ -893,7 +893,7 @@ impl Gpu {
     pub fn render(
         &mut self,
         uniforms: &[u32; FRAME_UNIFORM_WORDS],
-        palette: &[[f32; 16]],
+        palette: &[crate::math::Mat4],
         level: f32,
         out: &mut Vec<u8>,
     ) -> Result<(), RenderError> {

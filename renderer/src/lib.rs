@@ -6,7 +6,7 @@
 //! - [`avatar`]: the built-in head-and-shoulders avatar, as a [`model::Model`].
 //! - [`rig`]: how a [`Pose`] drives a model: face channels → morph targets, head and chest
 //!   joints → skinning palette, and the face's framing.
-//! - [`camera`]: camera presets around the face.
+//! - [`camera`]: camera presets around the face; [`math`]: matrices and quaternions.
 //! - `gpu`: headless Vulkan (ash): morph + skin + light → compute RGB→I420 (BT.709 limited) →
 //!   readback.
 //! - [`Renderer`]: the public face: `render(&Pose) -> &[u8]` (I420, tightly packed).
@@ -17,6 +17,7 @@
 pub mod avatar;
 pub mod camera;
 mod gpu;
+pub mod math;
 pub mod model;
 pub mod rig;
 
@@ -159,7 +160,7 @@ impl Renderer {
         let level = 1.0 - pose.fade_out.clamp(0.0, 1.0);
         let mut uniforms = [0u32; gpu::FRAME_UNIFORM_WORDS];
         let view_proj = camera::view_projection(self.camera, self.rig.framing, self.width, self.height);
-        for (slot, value) in uniforms.iter_mut().zip(view_proj.iter().flatten()) {
+        for (slot, value) in uniforms.iter_mut().zip(view_proj.iter()) {
             *slot = value.to_bits();
         }
         for (slot, value) in uniforms[16..20].iter_mut().zip([-0.4f32, 0.5, 0.9, level]) {

@@ -11,6 +11,8 @@ use std::collections::HashMap;
 
 use gltf::mesh::Mode;
 
+use crate::math::{Mat4, IDENTITY};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     #[error("not a valid glTF binary: {0}")]
@@ -72,7 +74,7 @@ pub struct Model {
     /// Parents come before their children.
     pub nodes: Vec<Node>,
     /// What vertices are skinned to: a node and its inverse bind matrix (column-major).
-    pub palette: Vec<(usize, [f32; 16])>,
+    pub palette: Vec<(usize, Mat4)>,
     pub targets: Vec<Target>,
     /// VRM expressions by name (`aa`, `blink`, `happy`, …): (target, weight) binds.
     pub expressions: HashMap<String, Vec<(usize, f32)>>,
@@ -83,8 +85,6 @@ pub struct Model {
 
 /// Most vertices a model may have (the renderer's budget; a broadcast avatar needs far fewer).
 pub const MAX_VERTICES: usize = 2_000_000;
-
-pub const IDENTITY: [f32; 16] = [1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0];
 
 fn unsupported(m: impl Into<String>) -> ModelError {
     ModelError::Unsupported(m.into())
@@ -139,12 +139,9 @@ impl Model {
         let mut skin_base: HashMap<usize, usize> = HashMap::new();
         for skin in gltf.skins() {
             let base = model.palette.len();
-            let ibms: Vec<[[f32; 4]; 4]> = match skin.reader(data).read_inverse_bind_matrices() {
-                Some(it) => it.collect(),
-                None => vec![
-                    [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]];
-                    skin.joints().count()
-                ],
+            let ibms: Vec<Mat4> = match skin.reader(data).read_inverse_bind_matrices() {
+                Some(it) => it.map(|m| std::array::from_fn(|i| m[i / 4][i % 4])).collect(),
+                None => vec![IDENTITY; skin.joints().count()],
             };
             if ibms.len() != skin.joints().count() {
                 return Err(invalid(format!("skin {}: inverse bind matrices do not match its joints", skin.index())));
@@ -153,10 +150,7 @@ impl Model {
                 let node = *ours.get(&joint.index()).ok_or_else(|| {
                     unsupported(format!("skin {} uses node {}, which is not in the scene", skin.index(), joint.index()))
                 })?;
-                let flat: Vec<f32> = ibm.iter().flatten().copied().collect();
-                let mut m = [0.0; 16];
-                m.copy_from_slice(&flat);
-                model.palette.push((node, m));
+                model.palette.push((node, ibm));
             }
             skin_base.insert(skin.index(), base);
         }

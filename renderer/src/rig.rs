@@ -4,7 +4,8 @@
 //! face. Worked out once per model; per frame it yields the active morph weights and the
 //! skinning palette.
 
-use crate::model::Model;
+use crate::math::{compose, mul, quat_conj, quat_from_euler, quat_mul, transform_point, Mat4};
+use crate::model::{Model, Node};
 use crate::Pose;
 
 /// At most this many morph targets are blended per frame (the strongest win).
@@ -68,80 +69,19 @@ fn binds(model: &Model, expression: &str, targets: &[&[(&str, f32)]]) -> Binds {
     Vec::new()
 }
 
-fn quat_from_euler(yaw: f32, pitch: f32, roll: f32) -> [f32; 4] {
-    // Yaw about y, then pitch about x, then roll about z (q = qy · qx · qz).
-    let (sy, cy) = (yaw / 2.0).sin_cos();
-    let (sx, cx) = (pitch / 2.0).sin_cos();
-    let (sz, cz) = (roll / 2.0).sin_cos();
-    let qy = [0.0, sy, 0.0, cy];
-    let qx = [sx, 0.0, 0.0, cx];
-    let qz = [0.0, 0.0, sz, cz];
-    quat_mul(quat_mul(qy, qx), qz)
-}
-
-fn quat_conj(q: [f32; 4]) -> [f32; 4] {
-    [-q[0], -q[1], -q[2], q[3]]
-}
-
-fn quat_mul(a: [f32; 4], b: [f32; 4]) -> [f32; 4] {
-    [
-        a[3] * b[0] + a[0] * b[3] + a[1] * b[2] - a[2] * b[1],
-        a[3] * b[1] - a[0] * b[2] + a[1] * b[3] + a[2] * b[0],
-        a[3] * b[2] + a[0] * b[1] - a[1] * b[0] + a[2] * b[3],
-        a[3] * b[3] - a[0] * b[0] - a[1] * b[1] - a[2] * b[2],
-    ]
-}
-
-/// Column-major T · R · S.
-fn compose(t: [f32; 3], q: [f32; 4], s: [f32; 3]) -> [f32; 16] {
-    let [x, y, z, w] = q;
-    let r = [
-        [1.0 - 2.0 * (y * y + z * z), 2.0 * (x * y + z * w), 2.0 * (x * z - y * w)],
-        [2.0 * (x * y - z * w), 1.0 - 2.0 * (x * x + z * z), 2.0 * (y * z + x * w)],
-        [2.0 * (x * z + y * w), 2.0 * (y * z - x * w), 1.0 - 2.0 * (x * x + y * y)],
-    ];
-    [
-        r[0][0] * s[0],
-        r[0][1] * s[0],
-        r[0][2] * s[0],
-        0.0,
-        r[1][0] * s[1],
-        r[1][1] * s[1],
-        r[1][2] * s[1],
-        0.0,
-        r[2][0] * s[2],
-        r[2][1] * s[2],
-        r[2][2] * s[2],
-        0.0,
-        t[0],
-        t[1],
-        t[2],
-        1.0,
-    ]
-}
-
-pub fn mat_mul(a: &[f32; 16], b: &[f32; 16]) -> [f32; 16] {
-    let mut out = [0.0; 16];
-    for c in 0..4 {
-        for r in 0..4 {
-            out[c * 4 + r] = (0..4).map(|k| a[k * 4 + r] * b[c * 4 + k]).sum();
-        }
-    }
-    out
-}
-
-fn transform_point(m: &[f32; 16], p: [f32; 3]) -> [f32; 3] {
-    [0, 1, 2].map(|r| m[r] * p[0] + m[4 + r] * p[1] + m[8 + r] * p[2] + m[12 + r])
-}
-
-/// Every node's matrix in model space at rest (parents come first).
-pub fn rest_globals(model: &Model) -> Vec<[f32; 16]> {
-    let mut globals: Vec<[f32; 16]> = Vec::with_capacity(model.nodes.len());
-    for n in &model.nodes {
-        let local = compose(n.translation, n.rotation, n.scale);
-        globals.push(n.parent.map_or(local, |p| mat_mul(&globals[p], &local)));
+/// Every node's matrix in model space, from each node's local matrix (parents come first).
+fn globals(model: &Model, mut local: impl FnMut(usize, &Node) -> Mat4) -> Vec<Mat4> {
+    let mut globals: Vec<Mat4> = Vec::with_capacity(model.nodes.len());
+    for (i, n) in model.nodes.iter().enumerate() {
+        let local = local(i, n);
+        globals.push(n.parent.map_or(local, |p| mul(&globals[p], &local)));
     }
     globals
+}
+
+/// Every node's matrix in model space at rest.
+fn rest_globals(model: &Model) -> Vec<Mat4> {
+    globals(model, |_, n| compose(n.translation, n.rotation, n.scale))
 }
 
 impl Rig {
@@ -195,10 +135,9 @@ impl Rig {
         let framing = head_joint.map_or(Framing::UNIT, |h| framing_of(model, &globals, h));
         let chest_joint =
             bone("chest", &["chest", "Chest", "spine02"]).or_else(|| model.humanoid.get("spine").copied());
-        // The built-in torso is a root of its own; a real spine carries arms and head too, so
-        // it only rises (a widening chest would widen the shoulders and the face).
-        let chest_widens = chest_joint.is_some_and(|c| model.nodes[c].parent.is_none() && Some(c) != head_joint)
-            && head_joint.is_none_or(|h| model.nodes[h].parent.is_none());
+        // A chest that carries nothing else widens as it fills; one that carries arms and a
+        // head only rises (widening it would widen the shoulders and the face).
+        let chest_widens = chest_joint.is_some_and(|c| model.nodes.iter().all(|n| n.parent != Some(c)));
         let chest = chest_joint.map(|c| (c, 0.015 * framing.scale));
         Rig { jaw, spread, blink, smile, head, eyes, arm, parent_rest, chest, chest_widens, framing }
     }
@@ -255,12 +194,9 @@ impl Rig {
     }
 
     /// The skinning palette for `pose`: each entry's node matrix times its inverse bind matrix.
-    pub fn palette(&self, model: &Model, pose: &Pose) -> Vec<[f32; 16]> {
-        let mut globals: Vec<[f32; 16]> = Vec::with_capacity(model.nodes.len());
-        for (i, n) in model.nodes.iter().enumerate() {
-            let mut rotation = n.rotation;
-            let mut translation = n.translation;
-            let mut scale = n.scale;
+    pub fn palette(&self, model: &Model, pose: &Pose) -> Vec<Mat4> {
+        let globals = globals(model, |i, n| {
+            let (mut translation, mut rotation, mut scale) = (n.translation, n.rotation, n.scale);
             if let Some(turn) = self.turn(i, pose) {
                 // The turn is about model axes: carried into this joint's frame by its parent's
                 // rest rotation.
@@ -273,15 +209,14 @@ impl Rig {
                     scale[0] *= 1.0 + 0.01 * pose.breath;
                 }
             }
-            let local = compose(translation, rotation, scale);
-            globals.push(n.parent.map_or(local, |p| mat_mul(&globals[p], &local)));
-        }
-        model.palette.iter().map(|(node, ibm)| mat_mul(&globals[*node], ibm)).collect()
+            compose(translation, rotation, scale)
+        });
+        model.palette.iter().map(|(node, ibm)| mul(&globals[*node], ibm)).collect()
     }
 }
 
 /// The face's middle and half-height from the vertices that follow the head joint most.
-fn framing_of(model: &Model, globals: &[[f32; 16]], head: usize) -> Framing {
+fn framing_of(model: &Model, globals: &[Mat4], head: usize) -> Framing {
     let follows_head = |node: usize| {
         let mut n = Some(node);
         while let Some(i) = n {
@@ -301,7 +236,7 @@ fn framing_of(model: &Model, globals: &[[f32; 16]], head: usize) -> Framing {
         }
         // Skinned positions at rest: palette matrix (global · inverse bind) applied.
         let (node, ibm) = &model.palette[v.joints[strongest] as usize];
-        let p = transform_point(&mat_mul(&globals[*node], ibm), v.position);
+        let p = transform_point(&mul(&globals[*node], ibm), v.position);
         for k in 0..3 {
             lo[k] = lo[k].min(p[k]);
             hi[k] = hi[k].max(p[k]);
@@ -313,17 +248,4 @@ fn framing_of(model: &Model, globals: &[[f32; 16]], head: usize) -> Framing {
     }
     let height = hi[1] - lo[1];
     Framing { center: [0, 1, 2].map(|k| (lo[k] + hi[k]) / 2.0), scale: (height / 2.0).max(1e-3) }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_quarter_turn_about_y_maps_z_to_x() {
-        let m = compose([0.0; 3], quat_from_euler(std::f32::consts::FRAC_PI_2, 0.0, 0.0), [1.0; 3]);
-        let p = transform_point(&m, [0.0, 0.0, 1.0]);
-        assert!((p[0] - 1.0).abs() < 1e-5 && p[2].abs() < 1e-5, "{p:?}");
-        assert_eq!(mat_mul(&crate::model::IDENTITY, &m), m);
-    }
 }
