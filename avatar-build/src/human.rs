@@ -350,15 +350,10 @@ pub fn build(src: &Sources) -> Result<Avatar, BuildError> {
     });
     let mut vrm_document = document.clone();
     let bone_nodes: HashMap<&str, usize> = src.bones.iter().enumerate().map(|(i, b)| (b.name.as_str(), i)).collect();
-    let eye_height = ["eye.L", "eye.R"].iter().filter_map(|n| bone_nodes.get(n).map(|&i| heads[i])).fold(
-        None,
-        |acc: Option<[f32; 3]>, h| {
-            Some(acc.map_or(h, |a| [(a[0] + h[0]) / 2.0, (a[1] + h[1]) / 2.0, (a[2] + h[2]) / 2.0]))
-        },
-    );
-    let head = bone_nodes.get("head").map(|&i| heads[i]);
-    let look_offset = match (eye_height, head) {
-        (Some(e), Some(h)) => sub(e, h),
+    // Look-at is measured from the head joint to between the eyes.
+    let joint = |name: &str| bone_nodes.get(name).map(|&i| heads[i]);
+    let look_offset = match (joint("eye.L"), joint("eye.R"), joint("head")) {
+        (Some(l), Some(r), Some(h)) => sub([0, 1, 2].map(|k| (l[k] + r[k]) / 2.0), h),
         _ => [0.0, 0.06, 0.0],
     };
     vrm_document["extensionsUsed"] = json!(["VRMC_vrm"]);

@@ -46,28 +46,32 @@ pub fn head_sway(media_ts: u64) -> (f32, f32, f32) {
 /// saccades — a quick jump (40 ms) to a nearby point every 0.6–2.4 s, held, with a faint
 /// drift — as people's eyes do while they talk.
 pub fn gaze(media_ts: u64) -> (f32, f32) {
-    // Fixations on a pseudo-random schedule, found in O(1) from 0.6 s slots: a new fixation
-    // starts in a slot when its hash says so (on average every ~1.5 s).
-    let slot = SECOND * 3 / 5;
-    let n = media_ts / slot;
-    let fixation = (0..4).map(|back| n.saturating_sub(back)).find(|&k| k == 0 || unit_hash(k ^ 0xA5A5) < 0.4);
-    let k = fixation.unwrap_or(0);
+    let k = fixation_at(media_ts / FIXATION_SLOT);
     let target = |k: u64| {
         if k == 0 {
-            return (0.0, 0.0);
+            return (0.0, 0.0); // the show opens looking at the camera
         }
         // Mostly near the camera, now and then a little further.
         let reach = if unit_hash(k ^ 0x5A5A) < 0.8 { 0.06 } else { 0.14 };
         ((unit_hash(k ^ 0x1111) - 0.5) * 2.0 * reach, (unit_hash(k ^ 0x2222) - 0.5) * reach)
     };
-    let previous = (0..4).map(|back| k.saturating_sub(back + 1)).find(|&j| j == 0 || unit_hash(j ^ 0xA5A5) < 0.4);
-    let (from, to) = (target(previous.unwrap_or(0)), target(k));
-    let since = media_ts - k * slot;
+    let (from, to) = (target(fixation_at(k.saturating_sub(1))), target(k));
+    let since = media_ts - k * FIXATION_SLOT;
     let jump = SECOND / 25; // 40 ms
     let a = (since as f32 / jump as f32).min(1.0);
     let t = media_ts as f64 / SECOND as f64;
     let drift = (0.004 * (t * 1.7).sin()) as f32;
     (from.0 + (to.0 - from.0) * a + drift, from.1 + (to.1 - from.1) * a)
+}
+
+/// Fixations start on 0.6 s slots: pseudo-randomly (about every 1.5 s), and at least every
+/// fourth slot, so the current one is found in O(1) for any time.
+const FIXATION_SLOT: u64 = SECOND * 3 / 5;
+
+/// The slot where the fixation holding in `slot` began.
+fn fixation_at(slot: u64) -> u64 {
+    let starts = |k: u64| k % 4 == 0 || unit_hash(k ^ 0xA5A5) < 0.4;
+    (0..4).map(|back| slot.saturating_sub(back)).find(|&k| starts(k)).unwrap_or(0)
 }
 
 /// Breathing at 0.25 Hz, −1 … 1.
