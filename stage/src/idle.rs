@@ -70,7 +70,7 @@ const FIXATION_SLOT: u64 = SECOND * 3 / 5;
 
 /// The slot where the fixation holding in `slot` began.
 fn fixation_at(slot: u64) -> u64 {
-    let starts = |k: u64| k % 4 == 0 || unit_hash(k ^ 0xA5A5) < 0.4;
+    let starts = |k: u64| k.is_multiple_of(4) || unit_hash(k ^ 0xA5A5) < 0.4;
     (0..4).map(|back| slot.saturating_sub(back)).find(|&k| starts(k)).unwrap_or(0)
 }
 
