@@ -34,6 +34,10 @@ fn to_byte(v: f32) -> u32 {
     return u32(clamp(round(v), 0.0, 255.0));
 }
 
+fn luma_byte(c: vec3<f32>) -> u32 {
+    return to_byte(16.0 + 219.0 * luma(c));
+}
+
 @compute @workgroup_size(8, 8, 1)
 fn main(@builtin(global_invocation_id) id: vec3<u32>) {
     let blocks_x = dims.width / 8u;
@@ -42,23 +46,31 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
     }
     let x0 = id.x * 8u;
     let y0 = id.y * 2u;
-    var y_words = array<u32, 4>(0u, 0u, 0u, 0u);
+    // Y words: `top`/`bottom` row, `a` pixels 0..4, `b` pixels 4..8 (scalars, not an array:
+    // a dynamically indexed local array costs a software rasterizer a trip through memory).
+    var top_a = 0u;
+    var top_b = 0u;
+    var bottom_a = 0u;
+    var bottom_b = 0u;
     var u_word = 0u;
     var v_word = 0u;
     for (var pair = 0u; pair < 4u; pair = pair + 1u) {
-        var sum = vec3<f32>(0.0);
-        for (var dy = 0u; dy < 2u; dy = dy + 1u) {
-            for (var dx = 0u; dx < 2u; dx = dx + 1u) {
-                let px = x0 + pair * 2u + dx;
-                let c = pixel(px, y0 + dy);
-                sum = sum + c;
-                let y = to_byte(16.0 + 219.0 * luma(c));
-                let word = dy * 2u + (pair * 2u + dx) / 4u;
-                let shift = ((pair * 2u + dx) % 4u) * 8u;
-                y_words[word] = y_words[word] | (y << shift);
-            }
+        let px = x0 + pair * 2u;
+        let c00 = pixel(px, y0);
+        let c01 = pixel(px + 1u, y0);
+        let c10 = pixel(px, y0 + 1u);
+        let c11 = pixel(px + 1u, y0 + 1u);
+        let shift = (pair % 2u) * 16u;
+        let top = (luma_byte(c00) | (luma_byte(c01) << 8u)) << shift;
+        let bottom = (luma_byte(c10) | (luma_byte(c11) << 8u)) << shift;
+        if (pair < 2u) {
+            top_a = top_a | top;
+            bottom_a = bottom_a | bottom;
+        } else {
+            top_b = top_b | top;
+            bottom_b = bottom_b | bottom;
         }
-        let avg = sum * 0.25;
+        let avg = (c00 + c01 + c10 + c11) * 0.25;
         let l = luma(avg);
         let cb = to_byte(128.0 + 224.0 * (avg.b - l) / 1.8556);
         let cr = to_byte(128.0 + 224.0 * (avg.r - l) / 1.5748);
@@ -67,10 +79,10 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
     }
     let row_words = dims.width / 4u;
     let y_base = y0 * row_words + id.x * 2u;
-    yuv[y_base] = y_words[0];
-    yuv[y_base + 1u] = y_words[1];
-    yuv[y_base + row_words] = y_words[2];
-    yuv[y_base + row_words + 1u] = y_words[3];
+    yuv[y_base] = top_a;
+    yuv[y_base + 1u] = top_b;
+    yuv[y_base + row_words] = bottom_a;
+    yuv[y_base + row_words + 1u] = bottom_b;
     let luma_words = dims.width * dims.height / 4u;
     let chroma_row_words = dims.width / 8u;
     let c_index = id.y * chroma_row_words + id.x;

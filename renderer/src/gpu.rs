@@ -24,6 +24,7 @@ const TEXTURE_FORMAT: vk::Format = vk::Format::R8G8B8A8_SRGB;
 
 static AVATAR_SPV: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/avatar.spv"));
 static CONVERT_SPV: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/convert.spv"));
+static POSE_SPV: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pose.spv"));
 
 fn vkerr(what: &'static str) -> impl Fn(vk::Result) -> RenderError {
     move |code| RenderError::Vulkan { what, code }
@@ -69,10 +70,15 @@ pub struct Gpu {
     vertex: Buffer,
     index: Buffer,
     index_count: u32,
+    /// The first `opaque_index_count` indices are opaque triangles; the rest are alpha-masked.
+    opaque_index_count: u32,
     /// Morph target deltas (vec3 as three f32), target after target.
     deltas: Buffer,
     /// Skinning palette (mat4 per entry), written every frame.
     joints: Buffer,
+    /// Each vertex's position and normal this frame (two vec4), written by the pose pass.
+    posed: Buffer,
+    vertex_count: u32,
     /// Base colour textures, one layer each (a white layer when the model has none).
     textures: Image,
     sampler: vk::Sampler,
@@ -233,8 +239,11 @@ impl Gpu {
             vertex: null_buffer(),
             index: null_buffer(),
             index_count: 0,
+            opaque_index_count: 0,
             deltas: null_buffer(),
             joints: null_buffer(),
+            posed: null_buffer(),
+            vertex_count: 0,
             textures: Image { image: vk::Image::null(), memory: vk::DeviceMemory::null(), view: vk::ImageView::null() },
             sampler: vk::Sampler::null(),
             uniform: null_buffer(),
@@ -596,8 +605,19 @@ impl Gpu {
             out
         };
         let vbytes: Vec<u8> = model.vertices.iter().flat_map(floats).flat_map(f32::to_le_bytes).collect();
-        let ibytes: Vec<u8> = model.indices.iter().flat_map(|i| i.to_le_bytes()).collect();
-        self.vertex = self.upload(&vbytes, vk::BufferUsageFlags::VERTEX_BUFFER)?;
+        // Opaque triangles first (drawn without discard, so hidden surfaces are not shaded),
+        // then the alpha-masked ones; each group keeps the model's order.
+        let masked =
+            |tri: &[u32]| tri.iter().any(|&i| model.vertices.get(i as usize).is_some_and(|v| v.alpha_cutoff > 0.0));
+        let (opaque, cut): (Vec<&[u32]>, Vec<&[u32]>) = model.indices.chunks(3).partition(|t| !masked(t));
+        self.opaque_index_count = (opaque.len() * 3) as u32;
+        let ibytes: Vec<u8> = opaque.into_iter().chain(cut).flatten().flat_map(|i| i.to_le_bytes()).collect();
+        // Also read as storage by the pose pass.
+        self.vertex =
+            self.upload(&vbytes, vk::BufferUsageFlags::VERTEX_BUFFER | vk::BufferUsageFlags::STORAGE_BUFFER)?;
+        self.vertex_count = model.vertices.len() as u32;
+        self.posed =
+            self.buffer((model.vertices.len().max(1) * 32) as u64, vk::BufferUsageFlags::STORAGE_BUFFER, false)?;
         self.index = self.upload(&ibytes, vk::BufferUsageFlags::INDEX_BUFFER)?;
         self.index_count = model.indices.len() as u32;
         // Never empty: a storage buffer needs a size.
@@ -619,22 +639,24 @@ impl Gpu {
         self.output = self.buffer(out_len, vk::BufferUsageFlags::STORAGE_BUFFER, true)?;
 
         // Descriptor layouts and sets.
+        // The avatar set serves the pose pass (compute) and the avatar pass (graphics).
+        let all = vk::ShaderStageFlags::VERTEX | vk::ShaderStageFlags::FRAGMENT | vk::ShaderStageFlags::COMPUTE;
         let avatar_bindings = [
             vk::DescriptorSetLayoutBinding::default()
                 .binding(0)
                 .descriptor_type(vk::DescriptorType::UNIFORM_BUFFER)
                 .descriptor_count(1)
-                .stage_flags(vk::ShaderStageFlags::VERTEX | vk::ShaderStageFlags::FRAGMENT),
+                .stage_flags(all),
             vk::DescriptorSetLayoutBinding::default()
                 .binding(1)
                 .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
                 .descriptor_count(1)
-                .stage_flags(vk::ShaderStageFlags::VERTEX),
+                .stage_flags(vk::ShaderStageFlags::COMPUTE),
             vk::DescriptorSetLayoutBinding::default()
                 .binding(2)
                 .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
                 .descriptor_count(1)
-                .stage_flags(vk::ShaderStageFlags::VERTEX),
+                .stage_flags(vk::ShaderStageFlags::COMPUTE),
             vk::DescriptorSetLayoutBinding::default()
                 .binding(3)
                 .descriptor_type(vk::DescriptorType::SAMPLED_IMAGE)
@@ -645,6 +667,16 @@ impl Gpu {
                 .descriptor_type(vk::DescriptorType::SAMPLER)
                 .descriptor_count(1)
                 .stage_flags(vk::ShaderStageFlags::FRAGMENT),
+            vk::DescriptorSetLayoutBinding::default()
+                .binding(5)
+                .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
+                .descriptor_count(1)
+                .stage_flags(vk::ShaderStageFlags::VERTEX | vk::ShaderStageFlags::COMPUTE),
+            vk::DescriptorSetLayoutBinding::default()
+                .binding(6)
+                .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
+                .descriptor_count(1)
+                .stage_flags(vk::ShaderStageFlags::COMPUTE),
         ];
         let convert_bindings = [
             vk::DescriptorSetLayoutBinding::default()
@@ -683,7 +715,7 @@ impl Gpu {
             vk::DescriptorPoolSize { ty: vk::DescriptorType::UNIFORM_BUFFER, descriptor_count: 2 },
             vk::DescriptorPoolSize { ty: vk::DescriptorType::SAMPLED_IMAGE, descriptor_count: 2 },
             vk::DescriptorPoolSize { ty: vk::DescriptorType::SAMPLER, descriptor_count: 1 },
-            vk::DescriptorPoolSize { ty: vk::DescriptorType::STORAGE_BUFFER, descriptor_count: 4 },
+            vk::DescriptorPoolSize { ty: vk::DescriptorType::STORAGE_BUFFER, descriptor_count: 6 },
         ];
         self.descriptor_pool = d
             .create_descriptor_pool(&vk::DescriptorPoolCreateInfo::default().max_sets(2).pool_sizes(&sizes), None)
@@ -707,6 +739,8 @@ impl Gpu {
         let deltas = [vk::DescriptorBufferInfo { buffer: self.deltas.buffer, offset: 0, range: vk::WHOLE_SIZE }];
         let joints = [vk::DescriptorBufferInfo { buffer: self.joints.buffer, offset: 0, range: vk::WHOLE_SIZE }];
         let overlay = [vk::DescriptorBufferInfo { buffer: self.overlay.buffer, offset: 0, range: vk::WHOLE_SIZE }];
+        let posed = [vk::DescriptorBufferInfo { buffer: self.posed.buffer, offset: 0, range: vk::WHOLE_SIZE }];
+        let rest = [vk::DescriptorBufferInfo { buffer: self.vertex.buffer, offset: 0, range: vk::WHOLE_SIZE }];
         let textures = [vk::DescriptorImageInfo {
             sampler: vk::Sampler::null(),
             image_view: self.textures.view,
@@ -744,6 +778,16 @@ impl Gpu {
                 .descriptor_type(vk::DescriptorType::SAMPLER)
                 .image_info(&sampler),
             vk::WriteDescriptorSet::default()
+                .dst_set(self.avatar_set)
+                .dst_binding(5)
+                .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
+                .buffer_info(&posed),
+            vk::WriteDescriptorSet::default()
+                .dst_set(self.avatar_set)
+                .dst_binding(6)
+                .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
+                .buffer_info(&rest),
+            vk::WriteDescriptorSet::default()
                 .dst_set(self.convert_set)
                 .dst_binding(0)
                 .descriptor_type(vk::DescriptorType::SAMPLED_IMAGE)
@@ -773,16 +817,20 @@ impl Gpu {
         let d = self.device.clone();
         let avatar = self.shader(AVATAR_SPV)?;
         let convert = self.shader(CONVERT_SPV)?;
-        let stages = [
-            vk::PipelineShaderStageCreateInfo::default()
-                .stage(vk::ShaderStageFlags::VERTEX)
-                .module(avatar)
-                .name(c"vs_main"),
-            vk::PipelineShaderStageCreateInfo::default()
-                .stage(vk::ShaderStageFlags::FRAGMENT)
-                .module(avatar)
-                .name(c"fs_main"),
-        ];
+        let pose = self.shader(POSE_SPV)?;
+        let stages = |fragment: &'static std::ffi::CStr| {
+            [
+                vk::PipelineShaderStageCreateInfo::default()
+                    .stage(vk::ShaderStageFlags::VERTEX)
+                    .module(avatar)
+                    .name(c"vs_main"),
+                vk::PipelineShaderStageCreateInfo::default()
+                    .stage(vk::ShaderStageFlags::FRAGMENT)
+                    .module(avatar)
+                    .name(fragment),
+            ]
+        };
+        let (opaque_stages, masked_stages) = (stages(c"fs_main"), stages(c"fs_masked"));
         let stride = (VERTEX_FLOATS * 4) as u32;
         let binding =
             [vk::VertexInputBindingDescription { binding: 0, stride, input_rate: vk::VertexInputRate::VERTEX }];
@@ -828,30 +876,37 @@ impl Gpu {
         let blend_attachment =
             [vk::PipelineColorBlendAttachmentState::default().color_write_mask(vk::ColorComponentFlags::RGBA)];
         let blend = vk::PipelineColorBlendStateCreateInfo::default().attachments(&blend_attachment);
-        let graphics = [vk::GraphicsPipelineCreateInfo::default()
-            .stages(&stages)
-            .vertex_input_state(&vertex_input)
-            .input_assembly_state(&assembly)
-            .viewport_state(&viewport_state)
-            .rasterization_state(&raster)
-            .multisample_state(&multisample)
-            .depth_stencil_state(&depth)
-            .color_blend_state(&blend)
-            .layout(self.layouts[0])
-            .render_pass(self.render_pass)
-            .subpass(0)];
+        let graphics = |stages| {
+            vk::GraphicsPipelineCreateInfo::default()
+                .stages(stages)
+                .vertex_input_state(&vertex_input)
+                .input_assembly_state(&assembly)
+                .viewport_state(&viewport_state)
+                .rasterization_state(&raster)
+                .multisample_state(&multisample)
+                .depth_stencil_state(&depth)
+                .color_blend_state(&blend)
+                .layout(self.layouts[0])
+                .render_pass(self.render_pass)
+                .subpass(0)
+        };
+        // pipelines[0]: opaque triangles, pipelines[1]: alpha-masked ones.
+        let graphics = [graphics(&opaque_stages), graphics(&masked_stages)];
         let pipelines = d
             .create_graphics_pipelines(vk::PipelineCache::null(), &graphics, None)
             .map_err(|(_, code)| RenderError::Vulkan { what: "create graphics pipeline", code })?;
         self.pipelines.extend(pipelines);
-        let compute = [vk::ComputePipelineCreateInfo::default()
-            .stage(
-                vk::PipelineShaderStageCreateInfo::default()
-                    .stage(vk::ShaderStageFlags::COMPUTE)
-                    .module(convert)
-                    .name(c"main"),
-            )
-            .layout(self.layouts[1])];
+        // pipelines[2]: convert, pipelines[3]: pose.
+        let compute_stage = |module| {
+            vk::PipelineShaderStageCreateInfo::default()
+                .stage(vk::ShaderStageFlags::COMPUTE)
+                .module(module)
+                .name(c"main")
+        };
+        let compute = [
+            vk::ComputePipelineCreateInfo::default().stage(compute_stage(convert)).layout(self.layouts[1]),
+            vk::ComputePipelineCreateInfo::default().stage(compute_stage(pose)).layout(self.layouts[0]),
+        ];
         let pipelines = d
             .create_compute_pipelines(vk::PipelineCache::null(), &compute, None)
             .map_err(|(_, code)| RenderError::Vulkan { what: "create compute pipeline", code })?;
@@ -927,6 +982,34 @@ impl Gpu {
                 d.cmd_reset_query_pool(cmd, pool, 0, 3);
                 d.cmd_write_timestamp(cmd, vk::PipelineStageFlags::TOP_OF_PIPE, pool, 0);
             }
+            // Pose pass: every vertex morphed and skinned once, before the avatar pass reads it.
+            d.cmd_bind_pipeline(cmd, vk::PipelineBindPoint::COMPUTE, self.pipelines[3]);
+            d.cmd_bind_descriptor_sets(
+                cmd,
+                vk::PipelineBindPoint::COMPUTE,
+                self.layouts[0],
+                0,
+                &[self.avatar_set],
+                &[],
+            );
+            d.cmd_dispatch(cmd, self.vertex_count.div_ceil(64), 1, 1);
+            let posed_ready = [vk::BufferMemoryBarrier::default()
+                .src_access_mask(vk::AccessFlags::SHADER_WRITE)
+                .dst_access_mask(vk::AccessFlags::SHADER_READ)
+                .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+                .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+                .buffer(self.posed.buffer)
+                .offset(0)
+                .size(vk::WHOLE_SIZE)];
+            d.cmd_pipeline_barrier(
+                cmd,
+                vk::PipelineStageFlags::COMPUTE_SHADER,
+                vk::PipelineStageFlags::VERTEX_SHADER,
+                vk::DependencyFlags::empty(),
+                &[],
+                &posed_ready,
+                &[],
+            );
             // The background bytes are display values, like everything in the UNORM target.
             let [r, g, b] = self.background.map(|c| c * level);
             let clear = [
@@ -953,13 +1036,18 @@ impl Gpu {
             );
             d.cmd_bind_vertex_buffers(cmd, 0, &[self.vertex.buffer], &[0]);
             d.cmd_bind_index_buffer(cmd, self.index.buffer, 0, vk::IndexType::UINT32);
-            d.cmd_draw_indexed(cmd, self.index_count, 1, 0, 0, 0);
+            d.cmd_draw_indexed(cmd, self.opaque_index_count, 1, 0, 0, 0);
+            if self.index_count > self.opaque_index_count {
+                d.cmd_bind_pipeline(cmd, vk::PipelineBindPoint::GRAPHICS, self.pipelines[1]);
+                let masked = self.index_count - self.opaque_index_count;
+                d.cmd_draw_indexed(cmd, masked, 1, self.opaque_index_count, 0, 0);
+            }
             d.cmd_end_render_pass(cmd);
             if let Some((pool, _)) = self.timestamps {
                 d.cmd_write_timestamp(cmd, vk::PipelineStageFlags::BOTTOM_OF_PIPE, pool, 1);
             }
 
-            d.cmd_bind_pipeline(cmd, vk::PipelineBindPoint::COMPUTE, self.pipelines[1]);
+            d.cmd_bind_pipeline(cmd, vk::PipelineBindPoint::COMPUTE, self.pipelines[2]);
             d.cmd_bind_descriptor_sets(
                 cmd,
                 vk::PipelineBindPoint::COMPUTE,
@@ -1040,6 +1128,7 @@ impl Drop for Gpu {
                 &self.index,
                 &self.deltas,
                 &self.joints,
+                &self.posed,
                 &self.uniform,
                 &self.dims,
                 &self.overlay,
