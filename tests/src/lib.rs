@@ -113,6 +113,21 @@ listen = "127.0.0.1:{stage}"
     Ok(path)
 }
 
+/// The Piper voice set-up installs (TEST ONLY: see scripts/setup.sh).
+pub const NEURAL_VOICE: &str = "piper:en_US-joe-medium";
+
+/// Switches the show configured by `config` (from [`write_show`]) to the neural test voice.
+pub fn use_neural_voice(config: &Path) -> Result<()> {
+    let run = workspace_root().join("run");
+    let lib = run.join("lib/libonnxruntime.so.1.31.1");
+    anyhow::ensure!(lib.exists(), "{}: run scripts/setup.sh", lib.display());
+    let text = std::fs::read_to_string(config)?.replace("voice = \"en-us\"", &format!("voice = \"{NEURAL_VOICE}\""));
+    let speech =
+        format!("[speech]\nvoices = \"{}\"\nonnxruntime = \"{}\"\n\n", run.join("voices").display(), lib.display());
+    std::fs::write(config, speech + &text)?;
+    Ok(())
+}
+
 /// Starts `emcee run --config CONFIG` in the background, quietly.
 pub fn spawn_show(config: &Path) -> Result<Child> {
     Ok(Command::new(bin_dir().join("emcee"))

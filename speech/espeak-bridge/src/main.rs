@@ -4,6 +4,8 @@
 //! One request per line on stdin (JSON [`Request`]); for each, one JSON [`Response`] line on
 //! stdout followed by exactly `samples × 2` bytes of little-endian mono PCM at `sample_rate`.
 //! Text is SSML (espeak-ng's SSML mode); `<mark name="…"/>` positions come back in `marks`.
+//! A request with `"phonemize": true` takes plain text instead and answers with its IPA, clause
+//! by clause (what neural voices such as Piper are fed), and no PCM.
 //! This binary is the only emcee program that links espeak-ng (GPL-3.0-or-later); the stage
 //! talks to it over pipes, which keeps GPL code out of the stage's process.
 
@@ -21,6 +23,9 @@ struct Request {
     /// 0 … 99; 50 is the voice's own.
     #[serde(default = "voice_pitch")]
     pitch: u32,
+    /// Answer with IPA `clauses` instead of speech; `text` is plain text, not SSML.
+    #[serde(default)]
+    phonemize: bool,
 }
 
 fn voice_pitch() -> u32 {
@@ -35,6 +40,9 @@ struct Response {
     phonemes: Vec<(String, u32)>,
     /// (mark name, position in ms).
     marks: Vec<(String, u32)>,
+    /// For `phonemize`: (IPA with stress marks, the punctuation that ended the clause or "").
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    clauses: Vec<(String, String)>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
@@ -86,7 +94,11 @@ extern "C" {
         user_data: *mut c_void,
     ) -> c_int;
     fn espeak_Synchronize() -> c_int;
+    fn espeak_TextToPhonemes(textptr: *mut *const c_void, textmode: c_int, phonememode: c_int) -> *const c_char;
 }
+
+/// `espeak_TextToPhonemes` phoneme mode: IPA names, no separator between phonemes.
+const PHONEMES_IPA: c_int = 0x02;
 
 #[derive(Default)]
 struct Collected {
@@ -197,9 +209,86 @@ fn synthesize(sample_rate: u32, req: &Request) -> (Response, Vec<i16>) {
             (name, at)
         })
         .collect();
-    let response =
-        Response { sample_rate, samples: collected.pcm.len(), phonemes: collected.phonemes, marks, error: None };
+    let response = Response {
+        sample_rate,
+        samples: collected.pcm.len(),
+        phonemes: collected.phonemes,
+        marks,
+        ..Response::default()
+    };
     (response, collected.pcm)
+}
+
+/// The IPA of plain `text`, one entry per clause with the punctuation that ended it.
+///
+/// espeak-ng reads one clause per call and moves the text pointer past it (and one character
+/// into the next); the clause's end punctuation is not in the IPA, so it is read back from the
+/// text that was consumed.
+fn phonemize(text: &str) -> Result<Vec<(String, String)>, String> {
+    let text = CString::new(text).map_err(|_| "text contains NUL".to_string())?;
+    let bytes = text.as_bytes();
+    let base = text.as_ptr();
+    let mut cursor: *const c_void = base.cast();
+    let mut clauses = Vec::new();
+    let mut consumed = 0usize;
+    while !cursor.is_null() && consumed < bytes.len() {
+        // SAFETY: `cursor` points into `text`'s NUL-terminated buffer (or is the start of it);
+        // espeak-ng reads up to the NUL and advances it, or sets it to null at the end.
+        let ipa = unsafe { espeak_TextToPhonemes(&mut cursor, CHARS_UTF8 as c_int, PHONEMES_IPA) };
+        let next = if cursor.is_null() {
+            bytes.len()
+        } else {
+            // Both pointers are into the same buffer; the difference is a byte offset.
+            (cursor as usize).saturating_sub(base as usize).min(bytes.len())
+        };
+        let ipa = if ipa.is_null() {
+            String::new()
+        } else {
+            // SAFETY: espeak-ng returns a NUL-terminated string valid until its next call.
+            unsafe { std::ffi::CStr::from_ptr(ipa) }.to_string_lossy().trim().to_string()
+        };
+        let piece = String::from_utf8_lossy(&bytes[consumed..next.max(consumed)]);
+        // espeak-ng has already read the next clause's first character; drop that partial word.
+        let piece = match piece.trim_end().rsplit_once(char::is_whitespace) {
+            Some((head, _)) if !cursor.is_null() => head,
+            _ => piece.as_ref(),
+        };
+        let terminator = piece
+            .trim_end()
+            .chars()
+            .last()
+            .and_then(|c| match c {
+                '.' | '。' => Some("."),
+                ',' | '，' | '、' => Some(","),
+                '?' | '？' => Some("?"),
+                '!' | '！' => Some("!"),
+                ';' | '；' => Some(";"),
+                ':' | '：' => Some(":"),
+                _ => None,
+            })
+            .unwrap_or("");
+        if !ipa.is_empty() || !terminator.is_empty() {
+            clauses.push((ipa, terminator.to_string()));
+        }
+        if next <= consumed {
+            break; // no progress: never loop forever on odd input
+        }
+        consumed = next;
+    }
+    Ok(clauses)
+}
+
+fn phonemize_request(sample_rate: u32, req: &Request) -> Response {
+    let fail = |e: String| Response { sample_rate, error: Some(e), ..Response::default() };
+    let Ok(voice) = CString::new(req.voice.as_str()) else { return fail("voice name contains NUL".into()) };
+    // SAFETY: `voice` is a valid NUL-terminated string for the duration of the call.
+    if unsafe { espeak_SetVoiceByName(voice.as_ptr()) } != 0 {
+        return fail(format!("espeak-ng has no voice `{}`", req.voice));
+    }
+    match phonemize(&req.text) {
+        Ok(clauses) => Response { sample_rate, clauses, ..Response::default() },
+        Err(e) => fail(e),
+    }
 }
 
 fn main() {
@@ -218,6 +307,7 @@ fn main() {
     for line in stdin.lock().lines() {
         let Ok(line) = line else { break };
         let (response, pcm) = match serde_json::from_str::<Request>(&line) {
+            Ok(req) if req.phonemize => (phonemize_request(rate as u32, &req), Vec::new()),
             Ok(req) => synthesize(rate as u32, &req),
             Err(e) => (
                 Response { sample_rate: rate as u32, error: Some(format!("bad request: {e}")), ..Default::default() },
