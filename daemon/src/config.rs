@@ -85,7 +85,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
     ("audio", &["bitrate_kbps", "channels"]),
     ("avatar", &["model", "background", "camera", "voice", "words_per_minute", "pitch", "subtitles", "label"]),
     ("stage", &["listen"]),
-    ("speech", &["voices", "onnxruntime", "cache"]),
+    ("speech", &["voices", "onnxruntime", "espeak", "cache"]),
     ("output", &["url"]),
     ("schedule", &["days", "start", "end", "time_zone"]),
 ];
@@ -494,11 +494,20 @@ impl Config {
         let speech_config = SpeechConfig {
             voices: path_of("voices", true),
             onnxruntime: path_of("onnxruntime", false),
+            espeak: path_of("espeak", true),
             cache: Some(
                 c.string(speech, "speech", "cache")
                     .map_or_else(|| state_dir.join("speech-cache"), |(s, _)| base.join(s)),
             ),
         };
+        if let Some(dir) = &speech_config.espeak {
+            for need in ["libespeak-ng.so.1", "espeak-ng-data/phontab"] {
+                if dir.is_dir() && !dir.join(need).is_file() {
+                    let span = speech.and_then(|t| t.get("espeak")).and_then(|i| i.span());
+                    c.error(span, format!("[speech] espeak: {} has no {need}", dir.display()));
+                }
+            }
+        }
         if let Some(name) = voice.name.strip_prefix(emcee_speech::piper::PREFIX) {
             if let Err(why) = piper_voice(name, &speech_config) {
                 let span = avatar.and_then(|t| t.get("voice")).and_then(|i| i.span());
@@ -687,6 +696,7 @@ url = "rtmp://127.0.0.1:1935/live/demo"
                 "[speech]\nvoices = \"nowhere\"\nonnxruntime = \"libonnxruntime.so\"\n",
                 "is not a directory",
             ),
+            ("en-us", "[speech]\nespeak = \"voices\"\n", "has no libespeak-ng.so.1"),
         ] {
             let errors = Config::parse(&with(voice, speech), &dir, &[]).unwrap_err();
             assert!(errors.iter().any(|e| e.message.contains(why)), "{voice} {speech:?}: {errors:?}");

@@ -69,6 +69,10 @@ pub struct SpeechConfig {
     /// The ONNX Runtime shared library the Piper voices run on.
     #[serde(default)]
     pub onnxruntime: Option<std::path::PathBuf>,
+    /// A directory with the espeak-ng build to use (`libespeak-ng.so.1` + `espeak-ng-data/`);
+    /// `None`: the system's.
+    #[serde(default)]
+    pub espeak: Option<std::path::PathBuf>,
     /// Where synthesized sentences are cached; `None`: no cache.
     #[serde(default)]
     pub cache: Option<std::path::PathBuf>,

@@ -26,6 +26,7 @@ fn main() {
         let started = Instant::now();
         let mut speaker = Speaker::new(SpeechSettings {
             espeak_bridge: default_bridge_path(),
+            espeak_dir: None,
             onnxruntime: Some(run.join("lib/libonnxruntime.so.1.31.1")),
             voices_dir: Some(run.join("voices")),
             cache_dir: None,

@@ -17,6 +17,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let run = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../run");
     let mut speaker = Speaker::new(SpeechSettings {
         espeak_bridge: default_bridge_path(),
+        // espeak-ng 1.52 from set-up where it is there (Mandarin needs it).
+        espeak_dir: Some(run.join("lib/espeak-ng")).filter(|d| d.is_dir()),
         onnxruntime: Some(run.join("lib/libonnxruntime.so.1.31.1")),
         voices_dir: Some(run.join("voices")),
         cache_dir: None,

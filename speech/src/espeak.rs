@@ -35,6 +35,9 @@ struct Bridge {
 /// Speaks with espeak-ng voices, one child process for all of them.
 pub struct EspeakEngine {
     program: PathBuf,
+    /// A directory with another espeak-ng build (`libespeak-ng.so.1` and `espeak-ng-data/`),
+    /// e.g. 1.52 from the `espeakng-loader` wheel; `None`: the system's.
+    library_dir: Option<PathBuf>,
     bridge: Option<Bridge>,
     resampler: Option<(u32, Resampler)>,
 }
@@ -55,12 +58,25 @@ pub fn default_bridge_path() -> PathBuf {
 
 impl EspeakEngine {
     pub fn new(program: PathBuf) -> Self {
-        Self { program, bridge: None, resampler: None }
+        Self { program, library_dir: None, bridge: None, resampler: None }
+    }
+
+    /// Runs the bridge against the espeak-ng build in `dir` (library and data) instead of the
+    /// system's: Debian 12's 1.51 reads Mandarin as English letters, 1.52 with its tones.
+    pub fn with_library_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.library_dir = dir;
+        self
     }
 
     fn bridge(&mut self) -> Result<&mut Bridge, SpeechError> {
         if self.bridge.is_none() {
-            let mut child = Command::new(&self.program)
+            let mut command = Command::new(&self.program);
+            if let Some(dir) = &self.library_dir {
+                // The bridge links `libespeak-ng.so.1`; espeak-ng finds `espeak-ng-data` under
+                // ESPEAK_DATA_PATH when initialised without a path.
+                command.env("LD_LIBRARY_PATH", dir).env("ESPEAK_DATA_PATH", dir);
+            }
+            let mut child = command
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())

@@ -53,6 +53,9 @@ pub struct Utterance {
 pub struct SpeechSettings {
     /// The `emcee-espeak` child program.
     pub espeak_bridge: PathBuf,
+    /// Another espeak-ng build for it (`libespeak-ng.so.1` + `espeak-ng-data/`); `None`: the
+    /// system's.
+    pub espeak_dir: Option<PathBuf>,
     /// `libonnxruntime.so`, for Piper voices.
     pub onnxruntime: Option<PathBuf>,
     /// Directory of Piper voices (`NAME.onnx` + `NAME.onnx.json`).
@@ -84,7 +87,9 @@ impl Speaker {
                 .map_err(|e| tracing::warn!(error = %e, dir = %dir.display(), "speech cache off"))
                 .ok()
         });
-        Self { espeak: espeak::EspeakEngine::new(settings.espeak_bridge.clone()), settings, piper, cache }
+        let espeak =
+            espeak::EspeakEngine::new(settings.espeak_bridge.clone()).with_library_dir(settings.espeak_dir.clone());
+        Self { espeak, settings, piper, cache }
     }
 
     /// The cache key: engine, voice (with its model file's size and time, so a replaced model

@@ -97,3 +97,34 @@ fn median_f0(pcm: &[i16]) -> f64 {
     f0s.sort_by(f64::total_cmp);
     f0s[f0s.len() / 2]
 }
+
+/// espeak-ng 1.52 from the `espeakng-loader` wheel (set-up links it at `run/lib/espeak-ng`).
+fn espeak_1_52() -> std::path::PathBuf {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../run/lib/espeak-ng");
+    assert!(dir.join("libespeak-ng.so.1").exists(), "{}: run scripts/setup.sh", dir.display());
+    dir
+}
+
+#[test]
+fn mandarin_is_read_with_its_tones_by_espeak_1_52() {
+    let mut engine = EspeakEngine::new(default_bridge_path()).with_library_dir(Some(espeak_1_52()));
+    let clauses = engine.phonemize("你好，欢迎来到直播间。", "cmn").unwrap();
+    assert_eq!(clauses.len(), 2, "{clauses:?}");
+    assert_eq!((clauses[0].1.as_str(), clauses[1].1.as_str()), (",", "."), "{clauses:?}");
+    let ipa: String = clauses.iter().map(|c| c.0.as_str()).collect();
+    // Tones are digits after each syllable; 1.51 switched to English and spelled the characters.
+    assert!(ipa.chars().filter(char::is_ascii_digit).count() >= 5, "{ipa}");
+    assert!(!ipa.contains("(en)"), "{ipa}");
+    let u = engine.synthesize("<speak>你好，欢迎来到直播间。</speak>", &voice("cmn", 170, 50)).unwrap();
+    assert!(u.pcm.len() > MEDIA_RATE as usize, "{} samples", u.pcm.len());
+    assert!(u.phonemes.iter().any(|p| p.ipa.contains('ŋ')), "{:?}", u.phonemes);
+}
+
+#[test]
+fn english_clauses_keep_their_punctuation() {
+    let mut engine = EspeakEngine::new(default_bridge_path());
+    let clauses = engine.phonemize("Hello world, this is it. Good? Yes!", "en-us").unwrap();
+    let ends: Vec<&str> = clauses.iter().map(|c| c.1.as_str()).collect();
+    assert_eq!(ends, vec![",", ".", "?", "!"], "{clauses:?}");
+    assert!(clauses[0].0.contains("həlˈoʊ"), "{clauses:?}");
+}

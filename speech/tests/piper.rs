@@ -57,6 +57,7 @@ fn phoneme_durations_sum_to_the_audio_length_exactly() {
 fn speaker() -> Speaker {
     Speaker::new(SpeechSettings {
         espeak_bridge: default_bridge_path(),
+        espeak_dir: None,
         onnxruntime: Some(library()),
         voices_dir: Some(voices()),
         cache_dir: None,
@@ -111,6 +112,7 @@ fn the_rate_changes_the_length_and_the_cache_returns_the_same_speech() {
     let _ = std::fs::remove_dir_all(&dir);
     let mut speaker = Speaker::new(SpeechSettings {
         espeak_bridge: default_bridge_path(),
+        espeak_dir: None,
         onnxruntime: Some(library()),
         voices_dir: Some(voices()),
         cache_dir: Some(dir.clone()),

@@ -124,6 +124,7 @@ impl Pipeline {
         let s = &config.speech;
         let mut speaker = Speaker::new(SpeechSettings {
             espeak_bridge: default_bridge_path(),
+            espeak_dir: s.espeak.clone(),
             onnxruntime: s.onnxruntime.clone(),
             voices_dir: s.voices.clone(),
             cache_dir: s.cache.clone(),

@@ -248,9 +248,9 @@ fn phonemize(text: &str) -> Result<Vec<(String, String)>, String> {
             unsafe { std::ffi::CStr::from_ptr(ipa) }.to_string_lossy().trim().to_string()
         };
         let piece = String::from_utf8_lossy(&bytes[consumed..next.max(consumed)]);
-        // espeak-ng has already read the next clause's first character; drop that partial word.
-        let piece = match piece.trim_end().rsplit_once(char::is_whitespace) {
-            Some((head, _)) if !cursor.is_null() => head,
+        // espeak-ng has already read the next clause's first character; drop it.
+        let piece = match piece.char_indices().last() {
+            Some((last, _)) if !cursor.is_null() => &piece[..last],
             _ => piece.as_ref(),
         };
         let terminator = piece
