@@ -942,6 +942,47 @@ impl Gpu {
         vk::Extent2D { width: self.width, height: self.height }
     }
 
+    /// Records a compute dispatch of `pipeline` with `set` bound.
+    ///
+    /// # Safety
+    /// The command buffer is recording; the handles are this renderer's.
+    unsafe fn dispatch(
+        &self,
+        pipeline: vk::Pipeline,
+        layout: vk::PipelineLayout,
+        set: vk::DescriptorSet,
+        groups: [u32; 3],
+    ) {
+        let d = &self.device;
+        d.cmd_bind_pipeline(self.cmd, vk::PipelineBindPoint::COMPUTE, pipeline);
+        d.cmd_bind_descriptor_sets(self.cmd, vk::PipelineBindPoint::COMPUTE, layout, 0, &[set], &[]);
+        d.cmd_dispatch(self.cmd, groups[0], groups[1], groups[2]);
+    }
+
+    /// Records a barrier: compute-shader writes to `buffer` are visible to `access` at `stage`.
+    ///
+    /// # Safety
+    /// The command buffer is recording; `buffer` is this renderer's.
+    unsafe fn after_compute_writes(&self, buffer: vk::Buffer, stage: vk::PipelineStageFlags, access: vk::AccessFlags) {
+        let barrier = [vk::BufferMemoryBarrier::default()
+            .src_access_mask(vk::AccessFlags::SHADER_WRITE)
+            .dst_access_mask(access)
+            .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+            .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+            .buffer(buffer)
+            .offset(0)
+            .size(vk::WHOLE_SIZE)];
+        self.device.cmd_pipeline_barrier(
+            self.cmd,
+            vk::PipelineStageFlags::COMPUTE_SHADER,
+            stage,
+            vk::DependencyFlags::empty(),
+            &[],
+            &barrier,
+            &[],
+        );
+    }
+
     /// Renders one frame and writes its I420 bytes into `out` (resized as needed). `uniforms`:
     /// the `Frame` block; `palette`: one skinning matrix per palette entry; `level`: picture
     /// level, 1 normal … 0 black.
@@ -983,32 +1024,11 @@ impl Gpu {
                 d.cmd_write_timestamp(cmd, vk::PipelineStageFlags::TOP_OF_PIPE, pool, 0);
             }
             // Pose pass: every vertex morphed and skinned once, before the avatar pass reads it.
-            d.cmd_bind_pipeline(cmd, vk::PipelineBindPoint::COMPUTE, self.pipelines[3]);
-            d.cmd_bind_descriptor_sets(
-                cmd,
-                vk::PipelineBindPoint::COMPUTE,
-                self.layouts[0],
-                0,
-                &[self.avatar_set],
-                &[],
-            );
-            d.cmd_dispatch(cmd, self.vertex_count.div_ceil(64), 1, 1);
-            let posed_ready = [vk::BufferMemoryBarrier::default()
-                .src_access_mask(vk::AccessFlags::SHADER_WRITE)
-                .dst_access_mask(vk::AccessFlags::SHADER_READ)
-                .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
-                .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
-                .buffer(self.posed.buffer)
-                .offset(0)
-                .size(vk::WHOLE_SIZE)];
-            d.cmd_pipeline_barrier(
-                cmd,
-                vk::PipelineStageFlags::COMPUTE_SHADER,
+            self.dispatch(self.pipelines[3], self.layouts[0], self.avatar_set, [self.vertex_count.div_ceil(64), 1, 1]);
+            self.after_compute_writes(
+                self.posed.buffer,
                 vk::PipelineStageFlags::VERTEX_SHADER,
-                vk::DependencyFlags::empty(),
-                &[],
-                &posed_ready,
-                &[],
+                vk::AccessFlags::SHADER_READ,
             );
             // The background bytes are display values, like everything in the UNORM target.
             let [r, g, b] = self.background.map(|c| c * level);
@@ -1047,36 +1067,12 @@ impl Gpu {
                 d.cmd_write_timestamp(cmd, vk::PipelineStageFlags::BOTTOM_OF_PIPE, pool, 1);
             }
 
-            d.cmd_bind_pipeline(cmd, vk::PipelineBindPoint::COMPUTE, self.pipelines[2]);
-            d.cmd_bind_descriptor_sets(
-                cmd,
-                vk::PipelineBindPoint::COMPUTE,
-                self.layouts[1],
-                0,
-                &[self.convert_set],
-                &[],
-            );
-            d.cmd_dispatch(cmd, (self.width / 8).div_ceil(8), (self.height / 2).div_ceil(8), 1);
+            let groups = [(self.width / 8).div_ceil(8), (self.height / 2).div_ceil(8), 1];
+            self.dispatch(self.pipelines[2], self.layouts[1], self.convert_set, groups);
             if let Some((pool, _)) = self.timestamps {
                 d.cmd_write_timestamp(cmd, vk::PipelineStageFlags::BOTTOM_OF_PIPE, pool, 2);
             }
-            let to_host = [vk::BufferMemoryBarrier::default()
-                .src_access_mask(vk::AccessFlags::SHADER_WRITE)
-                .dst_access_mask(vk::AccessFlags::HOST_READ)
-                .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
-                .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
-                .buffer(self.output.buffer)
-                .offset(0)
-                .size(vk::WHOLE_SIZE)];
-            d.cmd_pipeline_barrier(
-                cmd,
-                vk::PipelineStageFlags::COMPUTE_SHADER,
-                vk::PipelineStageFlags::HOST,
-                vk::DependencyFlags::empty(),
-                &[],
-                &to_host,
-                &[],
-            );
+            self.after_compute_writes(self.output.buffer, vk::PipelineStageFlags::HOST, vk::AccessFlags::HOST_READ);
             d.end_command_buffer(cmd).map_err(vkerr("end commands"))?;
             let cmds = [cmd];
             let submit = [vk::SubmitInfo::default().command_buffers(&cmds)];
