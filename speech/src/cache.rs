@@ -56,6 +56,7 @@ impl SpeechCache {
             pcm: pcm_bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect(),
             phonemes: header.phonemes.into_iter().map(|(ipa, start, end)| PhonemeSpan { ipa, start, end }).collect(),
             marks: header.marks,
+            pitch: Vec::new(),
         })
     }
 
@@ -121,6 +122,7 @@ mod tests {
             pcm: (0..n).map(|i| i as i16 - 7).collect(),
             phonemes: vec![PhonemeSpan { ipa: "ˈa".into(), start: 0, end: n as u64 }],
             marks: vec![("card:show:A".into(), 3)],
+            pitch: Vec::new(),
         }
     }
 

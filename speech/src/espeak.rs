@@ -176,7 +176,7 @@ impl EspeakEngine {
             })
             .collect();
         let marks = response.marks.into_iter().map(|(name, ms)| (name, to_media(ms))).collect();
-        Ok(Utterance { pcm, phonemes, marks })
+        Ok(Utterance { pcm, phonemes, marks, pitch: Vec::new() })
     }
 }
 

@@ -8,6 +8,7 @@
 //!   durations from the model; [`onnx_graph`] exposes the duration tensor at load.
 //! - [`markup`]: the normalised SSML the control plane sends → text runs, pauses, marks.
 //! - [`cache`]: synthesized sentences on disk, keyed by engine, voice and text.
+//! - [`prosody`]: pitch (F0) per 10 ms, for head motion that follows the voice.
 //! - [`resample`]: engine rate → the 48 kHz media clock, with exact position mapping.
 //! - [`viseme`]: IPA → viseme classes → a [`viseme::MouthTrack`] sampled per video frame.
 //!
@@ -19,6 +20,7 @@ pub mod espeak;
 pub mod markup;
 pub mod onnx_graph;
 pub mod piper;
+pub mod prosody;
 pub mod resample;
 pub mod viseme;
 
@@ -46,6 +48,9 @@ pub struct Utterance {
     pub pcm: Vec<i16>,
     pub phonemes: Vec<viseme::PhonemeSpan>,
     pub marks: Vec<(String, u64)>,
+    /// Pitch per 10 ms in semitones against the sentence's median (see [`prosody`]); filled
+    /// by [`Speaker`], empty from the engines themselves.
+    pub pitch: Vec<f32>,
 }
 
 /// Where the speech engines and their data are.
@@ -137,6 +142,13 @@ impl Speaker {
         if let (Some(cache), Some(key)) = (&self.cache, &key) {
             cache.put(key, &utterance);
         }
+        Ok(utterance)
+    }
+
+    /// Synthesizes `ssml` with `voice` (from the cache when it is there), with its pitch track.
+    pub fn speak(&mut self, ssml: &str, voice: &Voice) -> Result<Utterance, SpeechError> {
+        let mut utterance = self.synthesize(ssml, voice)?;
+        utterance.pitch = prosody::relative_pitch(&utterance.pcm);
         Ok(utterance)
     }
 }

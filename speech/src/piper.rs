@@ -461,6 +461,7 @@ impl PiperEngine {
                 })
                 .collect(),
             marks: marks.into_iter().map(|(m, at)| (m, resampler.map_position(at))).collect(),
+            pitch: Vec::new(),
         };
         self.resampler = Some((rate_hz, resampler));
         Ok(utterance)

@@ -103,6 +103,8 @@ pub struct MouthTrack {
     keys: Vec<(i64, MouthPose)>,
     /// Normalised loudness (0…1) per 10 ms bin.
     loudness: Vec<f32>,
+    /// Semitones against the median pitch per 10 ms bin (see [`crate::prosody`]).
+    pitch: Vec<f32>,
 }
 
 impl MouthTrack {
@@ -125,7 +127,19 @@ impl MouthTrack {
             .collect();
         let peak = rms.iter().copied().fold(1.0f32, f32::max);
         let loudness = rms.iter().map(|r| (r / peak).sqrt()).collect();
-        Self { keys, loudness }
+        Self { keys, loudness, pitch: Vec::new() }
+    }
+
+    /// The same track, with the utterance's pitch per 10 ms bin.
+    pub fn with_pitch(mut self, pitch: Vec<f32>) -> Self {
+        self.pitch = pitch;
+        self
+    }
+
+    /// Pitch at `t` samples after the start: semitones against the sentence's median, 0 where
+    /// unvoiced. Speakers lift the head on high pitch and lower it as a phrase falls.
+    pub fn pitch_at(&self, t: u64) -> f32 {
+        self.pitch.get(t as usize / LOUDNESS_BIN).copied().unwrap_or(0.0)
     }
 
     /// The mouth at `t` samples after the utterance start.

@@ -81,9 +81,13 @@ fn a_sentence_is_spoken_with_phoneme_spans_pauses_and_marks() {
     let mut speaker = speaker();
     let ssml = "<speak><s>Pick up the kettle, please.</s><break time=\"400ms\"/>\
                 <mark name=\"card:show:KET-100\"/>Only <prosody rate=\"slow\">twenty</prosody> dollars!</speak>";
-    let u = speaker.synthesize(ssml, &joe(165)).unwrap();
+    let u = speaker.speak(ssml, &joe(165)).unwrap();
     let secs = u.pcm.len() as f64 / f64::from(MEDIA_RATE);
     assert!((2.0..6.0).contains(&secs), "{secs} s");
+    // The voice's pitch moves (head motion follows it), within a speaking range.
+    assert_eq!(u.pitch.len(), u.pcm.len().div_ceil(480));
+    let (low, high) = u.pitch.iter().fold((0f32, 0f32), |(l, h), &p| (l.min(p), h.max(p)));
+    assert!(high - low > 1.0 && low > -12.0 && high < 12.0, "pitch {low:.1}…{high:.1} semitones");
     spans_tile(&u);
     // Bilabials are there to close the mouth on (p in "pick", "up", "please").
     let closures = u.phonemes.iter().filter(|p| viseme_for_ipa(&p.ipa) == Viseme::PP).count();

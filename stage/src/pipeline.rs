@@ -185,6 +185,9 @@ struct Parts {
     video: JoinHandle<()>,
 }
 
+/// Head lift per semitone of pitch above the sentence's median, radians (about 1°).
+const PITCH_HEAD_LIFT: f32 = 0.017;
+
 /// Sentences synthesized (or being synthesized) ahead of the one playing.
 const SPEECH_LOOKAHEAD: usize = 2;
 
@@ -203,7 +206,7 @@ fn run_speech(mut speaker: Speaker, jobs: Receiver<SpeechJob>, spoken: Sender<(S
         tracing::warn!(error = %e, "speech thread keeps normal priority");
     }
     for (id, text, voice) in jobs {
-        let result = speaker.synthesize(&text, &voice).map_err(|e| e.to_string());
+        let result = speaker.speak(&text, &voice).map_err(|e| e.to_string());
         if spoken.send((id, result)).is_err() {
             break;
         }
@@ -344,8 +347,10 @@ fn run_media(
             smile: acting.smile,
             breath: idle::breath(tick_start),
             head_yaw: head_yaw + acting.head_yaw,
-            // Speakers dip the head on stressed syllables.
-            head_pitch: head_pitch + acting.head_pitch + 0.06 * queue.emphasis(tick_start).max(0.0),
+            // Speakers dip the head on stressed syllables and lift it on high pitch
+            // (about 1° per semitone above the sentence's median).
+            head_pitch: head_pitch + acting.head_pitch + 0.06 * queue.emphasis(tick_start).max(0.0)
+                - PITCH_HEAD_LIFT * queue.pitch(tick_start).clamp(-4.0, 6.0),
             head_roll: head_roll + acting.head_roll,
             gaze_yaw: gaze.0,
             gaze_pitch: gaze.1,

@@ -151,6 +151,12 @@ impl SpeechQueue {
         self.sounding(t).map_or(0.0, |(track, at)| track.emphasis_at(at))
     }
 
+    /// The pitch of the speech sounding at `t`, semitones against its sentence's median; 0 in
+    /// silence. See [`emcee_speech::viseme::MouthTrack::pitch_at`].
+    pub fn pitch(&self, t: u64) -> f32 {
+        self.sounding(t).map_or(0.0, |(track, at)| track.pitch_at(at))
+    }
+
     /// Appends `need` samples starting at media time `start`: speech where there is some,
     /// silence elsewhere. Lifecycle events go to `events`.
     pub fn fill(&mut self, start: u64, need: usize, pcm: &mut Vec<i16>, events: &mut Vec<StageEvent>) {
@@ -161,9 +167,10 @@ impl SpeechQueue {
             if self.playing.is_none() && now >= self.gap_until {
                 let ready = self.waiting.front().is_some_and(|w| w.1.is_some());
                 if ready {
-                    if let Some((id, Some(utterance))) = self.waiting.pop_front() {
+                    if let Some((id, Some(mut utterance))) = self.waiting.pop_front() {
                         events.push(StageEvent::Started { id: id.clone(), media_ts: now });
-                        let track = MouthTrack::new(&utterance.phonemes, &utterance.pcm);
+                        let track = MouthTrack::new(&utterance.phonemes, &utterance.pcm)
+                            .with_pitch(std::mem::take(&mut utterance.pitch));
                         self.playing =
                             Some(Playing { id, utterance, track, position: 0, started_at: now, cut_at: None });
                     }
@@ -222,7 +229,7 @@ mod tests {
     /// 0.5 s of a constant "vowel" with phoneme boundaries every 100 ms.
     fn utterance() -> Utterance {
         let phonemes = (0..5).map(|i| PhonemeSpan { ipa: "a".into(), start: i * 4800, end: (i + 1) * 4800 }).collect();
-        Utterance { pcm: vec![1000; 24_000], phonemes, marks: vec![] }
+        Utterance { pcm: vec![1000; 24_000], phonemes, marks: vec![], pitch: vec![] }
     }
 
     fn run(q: &mut SpeechQueue, from: u64, ticks: u64) -> (Vec<i16>, Vec<StageEvent>) {
@@ -325,6 +332,7 @@ mod tests {
             pcm: vec![1000; 19_200],
             phonemes: vec![PhonemeSpan { ipa: "a".into(), start: 0, end: 19_200 }],
             marks: vec![],
+            pitch: vec![],
         };
         q.synthesized("a", u);
         run(&mut q, 0, 2);
