@@ -35,6 +35,28 @@ fn check_accepts_a_good_file_and_the_shipped_demo() -> Result<()> {
 }
 
 #[test]
+fn voices_lists_the_installed_piper_voices_and_the_broken_ones() -> Result<()> {
+    let demo = emcee_e2e::workspace_root().join("examples/demo.toml");
+    let out = Command::new(bin_dir().join("emcee")).args(["voices", "--config"]).arg(&demo).output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    ensure!(text.contains("piper:en_US-joe-medium\tPiper, 22050 Hz"), "{text}");
+    ensure!(text.contains("espeak-ng in "), "{text}");
+
+    // A model without a usable config is listed as unusable, not skipped.
+    let dir = scratch_dir("cli-voices")?;
+    std::fs::create_dir_all(dir.join("voices"))?;
+    std::fs::write(dir.join("voices/broken.onnx"), b"x")?;
+    std::fs::write(dir.join("script.txt"), "Hello.\n")?;
+    let config = GOOD.replace("STAGE", "7697") + "\n[speech]\nvoices = \"voices\"\n";
+    std::fs::write(dir.join("v.toml"), config)?;
+    let out = Command::new(bin_dir().join("emcee")).args(["voices", "--config"]).arg(dir.join("v.toml")).output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(out.status.success() && text.contains("piper:broken\tunusable:"), "{text}");
+    Ok(())
+}
+
+#[test]
 fn a_typo_gives_line_and_column_and_exit_78_and_starts_nothing() -> Result<()> {
     let dir = scratch_dir("cli-typo")?;
     std::fs::write(dir.join("script.txt"), "Hello.\n")?;

@@ -129,6 +129,21 @@ impl VoiceConfig {
     }
 }
 
+/// The Piper voices installed in `dir` (every `NAME.onnx`), by name, each with its checked
+/// config or why it cannot be used.
+pub fn installed_voices(dir: &Path) -> std::io::Result<Vec<(String, Result<VoiceConfig, String>)>> {
+    let mut voices: Vec<(String, Result<VoiceConfig, String>)> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let path = e.path();
+            let name = path.file_name()?.to_str()?.strip_suffix(".onnx")?.to_string();
+            Some((name, VoiceConfig::read_beside(&path)))
+        })
+        .collect();
+    voices.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(voices)
+}
+
 /// The process's one ONNX Runtime, loaded from `library` on first use.
 fn runtime(library: &Path) -> Result<&'static Environment, SpeechError> {
     static RUNTIME: OnceLock<Result<Environment, String>> = OnceLock::new();

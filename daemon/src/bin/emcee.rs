@@ -30,6 +30,11 @@ struct Cli {
 enum Verb {
     /// Validate a configuration file (exit 78 when it is bad).
     Check { file: PathBuf },
+    /// The voices this configuration can use: Piper voices in `[speech] voices`, and espeak-ng.
+    Voices {
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Run the show in the foreground.
     Run {
         #[arg(long)]
@@ -205,6 +210,38 @@ fn check(file: &Path, outputs: &[String]) -> Result<Config, ExitCode> {
     Ok(config)
 }
 
+/// Prints the voices `config` can use, one per line: name, what it is, and whether it works.
+fn list_voices(config: &Config) -> ExitCode {
+    let speech = &config.stage.speech;
+    let espeak = speech
+        .espeak
+        .as_ref()
+        .map_or("the system's espeak-ng".to_string(), |d| format!("espeak-ng in {}", d.display()));
+    println!("any espeak-ng voice (e.g. en-us, cmn)\t{espeak}");
+    let Some(dir) = &speech.voices else {
+        println!("(no [speech] voices directory: no Piper voices)");
+        return ExitCode::SUCCESS;
+    };
+    match emcee_speech::piper::installed_voices(dir) {
+        Ok(voices) => {
+            for (name, checked) in voices {
+                match checked {
+                    Ok(v) => println!(
+                        "piper:{name}\tPiper, {} Hz, phonemes from espeak-ng `{}`",
+                        v.sample_rate, v.espeak_voice
+                    ),
+                    Err(why) => println!("piper:{name}\tunusable: {why}"),
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("emcee: {}: {e}", dir.display());
+            ExitCode::from(EXIT_CONFIG as u8)
+        }
+    }
+}
+
 async fn stop(child: &mut Child, name: &str, patience: Duration) {
     if let Ok(Some(_)) = child.try_wait() {
         return;
@@ -359,6 +396,10 @@ async fn main() -> ExitCode {
             Err(code) => code,
         },
         Verb::Run { config, outputs, run_for } => run(config, outputs, run_for).await,
+        Verb::Voices { config } => match check(&config, &[]) {
+            Ok(config) => list_voices(&config),
+            Err(code) => code,
+        },
         Verb::Status(api) => print_json(api_call(&api, "GET", "/v1/status", None)),
         Verb::Say { text, priority, api } => print_json(api_call(
             &api,
