@@ -1,8 +1,9 @@
 //! The `VRMC_vrm` (VRM 1.0) extension for the built human: licence metadata, humanoid bones
 //! mapped from MakeHuman's default rig, expressions bound to the ARKit face targets, look-at.
 //!
-//! Emotions blend with the mouth (`overrideMouth: blend`) so a smiling host still articulates;
-//! blinks are blended too, and `surprised` (eyes wide) blocks them.
+//! Emotions leave the mouth and the blinks alone (`overrideMouth`/`overrideBlink: none`): the
+//! ARKit targets they use add up with the visemes and the blink, so a smiling host still
+//! articulates and blinks. Only `surprised` (eyes wide) blocks blinks.
 
 use std::collections::HashMap;
 
@@ -125,8 +126,8 @@ pub fn extension(
             .collect::<Result<Vec<_>, BuildError>>()?;
         let mut expression = json!({ "morphTargetBinds": binds, "isBinary": false });
         if EMOTIONS.contains(name) {
-            expression["overrideMouth"] = "blend".into();
-            expression["overrideBlink"] = if *name == "surprised" { "block" } else { "blend" }.into();
+            expression["overrideMouth"] = "none".into();
+            expression["overrideBlink"] = if *name == "surprised" { "block" } else { "none" }.into();
             expression["overrideLookAt"] = "none".into();
         }
         preset.insert((*name).into(), expression);

@@ -70,7 +70,9 @@ fn the_human_reads_back_with_face_targets_skin_and_vrm_humanoid() {
             assert!(eye[0] > 0.0 && eye[2] > 0.0, "left eye right of the head joint and in front: {eye:?}");
             let presets = vrm["expressions"]["preset"].as_object().unwrap();
             assert_eq!(presets.len(), EXPRESSIONS.len());
-            assert_eq!(presets["happy"]["overrideMouth"], "blend", "an emotion never silences the mouth");
+            assert_eq!(presets["happy"]["overrideMouth"], "none", "an emotion never silences the mouth");
+            assert_eq!(presets["happy"]["overrideBlink"], "none", "a smiling host still blinks");
+            assert_eq!(presets["surprised"]["overrideBlink"], "block", "wide eyes do not blink");
             for bind in presets["aa"]["morphTargetBinds"].as_array().unwrap() {
                 assert!(bind["index"].as_u64().unwrap() < 52);
             }

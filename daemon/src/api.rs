@@ -427,8 +427,14 @@ fn metrics_text(s: &Status) -> String {
         metric(
             "emcee_late_frames_total",
             "counter",
-            "Frames that left after their deadline",
+            "Ticks that started more than a frame after their time",
             &[(String::new(), h.late_frames as f64)],
+        );
+        metric(
+            "emcee_repeated_frames_total",
+            "counter",
+            "Ticks that showed the previous picture again (catching up, or the renderer failing)",
+            &[(String::new(), h.repeated_frames as f64)],
         );
         metric(
             "emcee_encoder_info",
@@ -489,6 +495,7 @@ mod tests {
             media_ts: 48_000,
             frames: 300,
             late_frames: 2,
+            repeated_frames: 1,
             encoder: "openh264".into(),
             outputs: vec![emcee_protocol::OutputHealth {
                 url: "rtmp://a:1935/x\"y/…".into(),
@@ -514,6 +521,7 @@ mod tests {
             "emcee_interactions_queued 2",
             "emcee_frames_total 300",
             "emcee_late_frames_total 2",
+            "emcee_repeated_frames_total 1",
             "emcee_encoder_info{encoder=\"openh264\"} 1",
             "emcee_output_up{url=\"rtmp://a:1935/x\\\"y/…\"} 1",
             "emcee_output_bytes_sent_total{url=\"rtmp://a:1935/x\\\"y/…\"} 12345",

@@ -254,8 +254,12 @@ pub enum StageEvent {
 pub struct Health {
     pub media_ts: u64,
     pub frames: u64,
-    /// Frames that left later than their deadline (the stage never skips a frame).
+    /// Ticks that started more than a frame after their time (the machine fell behind).
     pub late_frames: u64,
+    /// Ticks that showed the previous picture again: catching up after falling behind, or the
+    /// renderer failing. Every tick still leaves with a frame and exact timestamps.
+    #[serde(default)]
+    pub repeated_frames: u64,
     pub encoder: String,
     pub outputs: Vec<OutputHealth>,
 }

@@ -259,7 +259,7 @@ mod tests {
         let model = default_avatar();
         let rig = Rig::new(&model);
         let pose = Pose { head_yaw: 0.3, head_pitch: -0.2, head_roll: 0.1, breath: 1.0, ..Pose::default() };
-        let palette = rig.palette(&model, &pose);
+        let palette = rig.palette(&model, &pose, &Default::default());
         let head = palette[1];
         let p = NECK_PIVOT;
         for r in 0..3 {

@@ -1,9 +1,12 @@
 //! Headless Vulkan: render the avatar into an RGBA image, convert it to I420 with a compute pass,
 //! read the I420 bytes back. Runs on any Vulkan 1.1 device (lavapipe on CI).
 //!
-//! One frame in flight: the stage pipelines render and encode on separate threads instead, so
-//! the GPU never waits on the CPU encoder.
+//! Frames go through a ring of [`SLOTS`] slots, each with its own command buffer, fence,
+//! per-frame buffers and output: while the GPU (or lavapipe's threads) draws frame n, the caller
+//! prepares frame n+1 and reads frame n−1 back. What every frame shares — the colour and depth
+//! images — is ordered between frames by the render pass's external dependencies.
 
+use std::collections::VecDeque;
 use std::ffi::CStr;
 
 use ash::vk;
@@ -26,6 +29,11 @@ static AVATAR_SPV: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/avatar.spv"
 static CONVERT_SPV: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/convert.spv"));
 static POSE_SPV: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pose.spv"));
 
+/// Frames that can be in flight at once: one drawing while the previous one is read back.
+pub const SLOTS: usize = 2;
+/// Timestamp queries per frame: start, after render, after convert.
+const QUERIES_PER_FRAME: u32 = 3;
+
 fn vkerr(what: &'static str) -> impl Fn(vk::Result) -> RenderError {
     move |code| RenderError::Vulkan { what, code }
 }
@@ -43,6 +51,28 @@ struct Image {
     view: vk::ImageView,
 }
 
+/// What one frame in flight owns: the GPU may still use these while the CPU prepares the next
+/// frame in another slot.
+struct Slot {
+    cmd: vk::CommandBuffer,
+    fence: vk::Fence,
+    avatar_set: vk::DescriptorSet,
+    convert_set: vk::DescriptorSet,
+    /// The `Frame` uniform block.
+    uniform: Buffer,
+    /// Skinning palette (mat4 per entry).
+    joints: Buffer,
+    /// Each vertex's position and normal this frame (two vec4), written by the pose pass.
+    posed: Buffer,
+    /// Width, height, overlay on/off, picture level.
+    dims: Buffer,
+    /// Premultiplied RGBA8 drawn over the picture, as of `overlay_generation`.
+    overlay: Buffer,
+    overlay_generation: u64,
+    /// The frame's I420 bytes, host-visible.
+    output: Buffer,
+}
+
 pub struct Gpu {
     _entry: ash::Entry,
     instance: ash::Instance,
@@ -54,8 +84,11 @@ pub struct Gpu {
     width: u32,
     height: u32,
     pool: vk::CommandPool,
-    cmd: vk::CommandBuffer,
-    fence: vk::Fence,
+    slots: Vec<Slot>,
+    /// Slots submitted and not yet read back, oldest first.
+    in_flight: VecDeque<usize>,
+    /// Set when waiting for a frame failed: the device is lost or hung, and no slot is reused.
+    broken: bool,
     color: Image,
     depth: Image,
     render_pass: vk::RenderPass,
@@ -65,8 +98,6 @@ pub struct Gpu {
     layouts: Vec<vk::PipelineLayout>,
     pipelines: Vec<vk::Pipeline>,
     descriptor_pool: vk::DescriptorPool,
-    avatar_set: vk::DescriptorSet,
-    convert_set: vk::DescriptorSet,
     vertex: Buffer,
     index: Buffer,
     index_count: u32,
@@ -74,23 +105,16 @@ pub struct Gpu {
     opaque_index_count: u32,
     /// Morph target deltas (vec3 as three f32), target after target.
     deltas: Buffer,
-    /// Skinning palette (mat4 per entry), written every frame.
-    joints: Buffer,
-    /// Each vertex's position and normal this frame (two vec4), written by the pose pass.
-    posed: Buffer,
     vertex_count: u32,
     /// Base colour textures, one layer each (a white layer when the model has none).
     textures: Image,
     sampler: vk::Sampler,
-    uniform: Buffer,
-    /// Width, height, overlay on/off, picture level: written every frame.
-    dims: Buffer,
-    /// Premultiplied RGBA8 drawn over the picture (written when it changes).
-    overlay: Buffer,
+    /// The overlay as last set, copied into each slot when that slot's copy is older.
+    overlay: Vec<u8>,
+    overlay_generation: u64,
     overlay_on: bool,
-    output: Buffer,
     background: [f32; 3],
-    /// Three timestamps per frame (start, after render, after convert), when the queue has them.
+    /// [`QUERIES_PER_FRAME`] timestamps per slot, when the queue has them.
     timestamps: Option<(vk::QueryPool, f32)>,
     last_timings: Option<GpuTimings>,
 }
@@ -171,7 +195,9 @@ impl Gpu {
                 let pool = gpu
                     .device
                     .create_query_pool(
-                        &vk::QueryPoolCreateInfo::default().query_type(vk::QueryType::TIMESTAMP).query_count(3),
+                        &vk::QueryPoolCreateInfo::default()
+                            .query_type(vk::QueryType::TIMESTAMP)
+                            .query_count(QUERIES_PER_FRAME * SLOTS as u32),
                         None,
                     )
                     .map_err(vkerr("create query pool"))?;
@@ -202,16 +228,33 @@ impl Gpu {
                 None,
             )
             .map_err(vkerr("create command pool"))?;
-        let cmd = device
+        let cmds = device
             .allocate_command_buffers(
-                &vk::CommandBufferAllocateInfo::default().command_pool(pool).command_buffer_count(1),
+                &vk::CommandBufferAllocateInfo::default().command_pool(pool).command_buffer_count(SLOTS as u32),
             )
-            .map_err(vkerr("allocate command buffer"))?[0];
-        let fence = device.create_fence(&vk::FenceCreateInfo::default(), None).map_err(vkerr("create fence"))?;
+            .map_err(vkerr("allocate command buffers"))?;
         let null_image =
             Image { image: vk::Image::null(), memory: vk::DeviceMemory::null(), view: vk::ImageView::null() };
         let null_buffer =
             || Buffer { buffer: vk::Buffer::null(), memory: vk::DeviceMemory::null(), size: 0, mapped: None };
+        let mut slots = Vec::with_capacity(SLOTS);
+        for cmd in cmds {
+            // Pushed one by one so that Drop destroys the fences made before a failure.
+            let fence = device.create_fence(&vk::FenceCreateInfo::default(), None).map_err(vkerr("create fence"))?;
+            slots.push(Slot {
+                cmd,
+                fence,
+                avatar_set: vk::DescriptorSet::null(),
+                convert_set: vk::DescriptorSet::null(),
+                uniform: null_buffer(),
+                joints: null_buffer(),
+                posed: null_buffer(),
+                dims: null_buffer(),
+                overlay: null_buffer(),
+                overlay_generation: 0,
+                output: null_buffer(),
+            });
+        }
         Ok(Self {
             _entry: entry,
             instance,
@@ -223,8 +266,9 @@ impl Gpu {
             width,
             height,
             pool,
-            cmd,
-            fence,
+            slots,
+            in_flight: VecDeque::new(),
+            broken: false,
             color: null_image,
             depth: Image { image: vk::Image::null(), memory: vk::DeviceMemory::null(), view: vk::ImageView::null() },
             render_pass: vk::RenderPass::null(),
@@ -234,23 +278,17 @@ impl Gpu {
             layouts: Vec::new(),
             pipelines: Vec::new(),
             descriptor_pool: vk::DescriptorPool::null(),
-            avatar_set: vk::DescriptorSet::null(),
-            convert_set: vk::DescriptorSet::null(),
             vertex: null_buffer(),
             index: null_buffer(),
             index_count: 0,
             opaque_index_count: 0,
             deltas: null_buffer(),
-            joints: null_buffer(),
-            posed: null_buffer(),
             vertex_count: 0,
             textures: Image { image: vk::Image::null(), memory: vk::DeviceMemory::null(), view: vk::ImageView::null() },
             sampler: vk::Sampler::null(),
-            uniform: null_buffer(),
-            dims: null_buffer(),
-            overlay: null_buffer(),
+            overlay: Vec::new(),
+            overlay_generation: 0,
             overlay_on: false,
-            output: null_buffer(),
             background: [0.0; 3],
             timestamps: None,
             last_timings: None,
@@ -424,7 +462,7 @@ impl Gpu {
             base_array_layer: 0,
             layer_count: layers,
         };
-        let cmd = self.cmd;
+        let (cmd, fence) = (self.slots[0].cmd, self.slots[0].fence);
         d.begin_command_buffer(
             cmd,
             &vk::CommandBufferBeginInfo::default().flags(vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT),
@@ -483,9 +521,9 @@ impl Gpu {
         d.end_command_buffer(cmd).map_err(vkerr("end commands"))?;
         let cmds = [cmd];
         let submit = [vk::SubmitInfo::default().command_buffers(&cmds)];
-        d.queue_submit(self.queue, &submit, self.fence).map_err(vkerr("submit texture upload"))?;
-        let waited = d.wait_for_fences(&[self.fence], true, 10_000_000_000);
-        d.reset_fences(&[self.fence]).map_err(vkerr("reset fence"))?;
+        d.queue_submit(self.queue, &submit, fence).map_err(vkerr("submit texture upload"))?;
+        let waited = d.wait_for_fences(&[fence], true, 10_000_000_000);
+        d.reset_fences(&[fence]).map_err(vkerr("reset fence"))?;
         d.destroy_buffer(staging.buffer, None);
         d.free_memory(staging.memory, None);
         waited.map_err(vkerr("wait for texture upload"))?;
@@ -548,15 +586,19 @@ impl Gpu {
             .color_attachments(&color_ref)
             .depth_stencil_attachment(&depth_ref)];
         let dependencies = [
-            // The previous frame's compute read finishes before this frame overwrites the image.
+            // The previous frame (possibly still in flight, from another slot) has read the
+            // colour image in its convert pass and finished with the depth image before this
+            // frame clears them.
             vk::SubpassDependency::default()
                 .src_subpass(vk::SUBPASS_EXTERNAL)
                 .dst_subpass(0)
-                .src_stage_mask(vk::PipelineStageFlags::COMPUTE_SHADER)
+                .src_stage_mask(vk::PipelineStageFlags::COMPUTE_SHADER | vk::PipelineStageFlags::LATE_FRAGMENT_TESTS)
                 .dst_stage_mask(
-                    vk::PipelineStageFlags::COLOR_ATTACHMENT_OUTPUT | vk::PipelineStageFlags::EARLY_FRAGMENT_TESTS,
+                    vk::PipelineStageFlags::COLOR_ATTACHMENT_OUTPUT
+                        | vk::PipelineStageFlags::EARLY_FRAGMENT_TESTS
+                        | vk::PipelineStageFlags::LATE_FRAGMENT_TESTS,
                 )
-                .src_access_mask(vk::AccessFlags::SHADER_READ)
+                .src_access_mask(vk::AccessFlags::SHADER_READ | vk::AccessFlags::DEPTH_STENCIL_ATTACHMENT_WRITE)
                 .dst_access_mask(
                     vk::AccessFlags::COLOR_ATTACHMENT_WRITE | vk::AccessFlags::DEPTH_STENCIL_ATTACHMENT_WRITE,
                 ),
@@ -616,8 +658,6 @@ impl Gpu {
         self.vertex =
             self.upload(&vbytes, vk::BufferUsageFlags::VERTEX_BUFFER | vk::BufferUsageFlags::STORAGE_BUFFER)?;
         self.vertex_count = model.vertices.len() as u32;
-        self.posed =
-            self.buffer((model.vertices.len().max(1) * 32) as u64, vk::BufferUsageFlags::STORAGE_BUFFER, false)?;
         self.index = self.upload(&ibytes, vk::BufferUsageFlags::INDEX_BUFFER)?;
         self.index_count = model.indices.len() as u32;
         // Never empty: a storage buffer needs a size.
@@ -625,18 +665,19 @@ impl Gpu {
             model.targets.iter().flat_map(|t| t.deltas.iter().flatten()).flat_map(|f| f.to_le_bytes()).collect();
         dbytes.resize(dbytes.len().max(16), 0);
         self.deltas = self.upload(&dbytes, vk::BufferUsageFlags::STORAGE_BUFFER)?;
-        self.joints =
-            self.buffer((model.palette.len().max(1) * 64) as u64, vk::BufferUsageFlags::STORAGE_BUFFER, true)?;
-        self.uniform = self.buffer((FRAME_UNIFORM_WORDS * 4) as u64, vk::BufferUsageFlags::UNIFORM_BUFFER, true)?;
         self.upload_textures(&model.textures)?;
-        self.dims = self.buffer(16, vk::BufferUsageFlags::UNIFORM_BUFFER, true)?;
-        self.overlay = self.buffer(
-            u64::from(self.width) * u64::from(self.height) * 4,
-            vk::BufferUsageFlags::STORAGE_BUFFER,
-            true,
-        )?;
-        let out_len = crate::i420_len(self.width, self.height) as u64;
-        self.output = self.buffer(out_len, vk::BufferUsageFlags::STORAGE_BUFFER, true)?;
+        let storage = vk::BufferUsageFlags::STORAGE_BUFFER;
+        let frame_pixels = u64::from(self.width) * u64::from(self.height);
+        for i in 0..SLOTS {
+            // Assigned one by one so that Drop frees what was made before a failure.
+            self.slots[i].posed = self.buffer((model.vertices.len().max(1) * 32) as u64, storage, false)?;
+            self.slots[i].joints = self.buffer((model.palette.len().max(1) * 64) as u64, storage, true)?;
+            self.slots[i].uniform =
+                self.buffer((FRAME_UNIFORM_WORDS * 4) as u64, vk::BufferUsageFlags::UNIFORM_BUFFER, true)?;
+            self.slots[i].dims = self.buffer(16, vk::BufferUsageFlags::UNIFORM_BUFFER, true)?;
+            self.slots[i].overlay = self.buffer(frame_pixels * 4, storage, true)?;
+            self.slots[i].output = self.buffer(crate::i420_len(self.width, self.height) as u64, storage, true)?;
+        }
 
         // Descriptor layouts and sets.
         // The avatar set serves the pose pass (compute) and the avatar pass (graphics).
@@ -711,35 +752,49 @@ impl Gpu {
                 .map_err(vkerr("create pipeline layout"))?;
             self.layouts.push(pl);
         }
+        // Per slot: an avatar set and a convert set.
+        let per_slot = |count: u32| count * SLOTS as u32;
         let sizes = [
-            vk::DescriptorPoolSize { ty: vk::DescriptorType::UNIFORM_BUFFER, descriptor_count: 2 },
-            vk::DescriptorPoolSize { ty: vk::DescriptorType::SAMPLED_IMAGE, descriptor_count: 2 },
-            vk::DescriptorPoolSize { ty: vk::DescriptorType::SAMPLER, descriptor_count: 1 },
-            vk::DescriptorPoolSize { ty: vk::DescriptorType::STORAGE_BUFFER, descriptor_count: 6 },
+            vk::DescriptorPoolSize { ty: vk::DescriptorType::UNIFORM_BUFFER, descriptor_count: per_slot(2) },
+            vk::DescriptorPoolSize { ty: vk::DescriptorType::SAMPLED_IMAGE, descriptor_count: per_slot(2) },
+            vk::DescriptorPoolSize { ty: vk::DescriptorType::SAMPLER, descriptor_count: per_slot(1) },
+            vk::DescriptorPoolSize { ty: vk::DescriptorType::STORAGE_BUFFER, descriptor_count: per_slot(6) },
         ];
         self.descriptor_pool = d
-            .create_descriptor_pool(&vk::DescriptorPoolCreateInfo::default().max_sets(2).pool_sizes(&sizes), None)
-            .map_err(vkerr("create descriptor pool"))?;
-        let sets = d
-            .allocate_descriptor_sets(
-                &vk::DescriptorSetAllocateInfo::default()
-                    .descriptor_pool(self.descriptor_pool)
-                    .set_layouts(&self.set_layouts),
+            .create_descriptor_pool(
+                &vk::DescriptorPoolCreateInfo::default().max_sets(per_slot(2)).pool_sizes(&sizes),
+                None,
             )
-            .map_err(vkerr("allocate descriptor sets"))?;
-        (self.avatar_set, self.convert_set) = (sets[0], sets[1]);
-        let ubo = [vk::DescriptorBufferInfo { buffer: self.uniform.buffer, offset: 0, range: vk::WHOLE_SIZE }];
+            .map_err(vkerr("create descriptor pool"))?;
+        for i in 0..SLOTS {
+            let sets = d
+                .allocate_descriptor_sets(
+                    &vk::DescriptorSetAllocateInfo::default()
+                        .descriptor_pool(self.descriptor_pool)
+                        .set_layouts(&self.set_layouts),
+                )
+                .map_err(vkerr("allocate descriptor sets"))?;
+            (self.slots[i].avatar_set, self.slots[i].convert_set) = (sets[0], sets[1]);
+            self.write_slot_sets(&self.slots[i]);
+        }
+        self.build_pipelines()
+    }
+
+    /// Points a slot's descriptor sets at its own buffers and the shared images.
+    unsafe fn write_slot_sets(&self, slot: &Slot) {
+        let d = &self.device;
+        let ubo = [vk::DescriptorBufferInfo { buffer: slot.uniform.buffer, offset: 0, range: vk::WHOLE_SIZE }];
         let img = [vk::DescriptorImageInfo {
             sampler: vk::Sampler::null(),
             image_view: self.color.view,
             image_layout: vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL,
         }];
-        let out = [vk::DescriptorBufferInfo { buffer: self.output.buffer, offset: 0, range: vk::WHOLE_SIZE }];
-        let dims_info = [vk::DescriptorBufferInfo { buffer: self.dims.buffer, offset: 0, range: vk::WHOLE_SIZE }];
+        let out = [vk::DescriptorBufferInfo { buffer: slot.output.buffer, offset: 0, range: vk::WHOLE_SIZE }];
+        let dims_info = [vk::DescriptorBufferInfo { buffer: slot.dims.buffer, offset: 0, range: vk::WHOLE_SIZE }];
         let deltas = [vk::DescriptorBufferInfo { buffer: self.deltas.buffer, offset: 0, range: vk::WHOLE_SIZE }];
-        let joints = [vk::DescriptorBufferInfo { buffer: self.joints.buffer, offset: 0, range: vk::WHOLE_SIZE }];
-        let overlay = [vk::DescriptorBufferInfo { buffer: self.overlay.buffer, offset: 0, range: vk::WHOLE_SIZE }];
-        let posed = [vk::DescriptorBufferInfo { buffer: self.posed.buffer, offset: 0, range: vk::WHOLE_SIZE }];
+        let joints = [vk::DescriptorBufferInfo { buffer: slot.joints.buffer, offset: 0, range: vk::WHOLE_SIZE }];
+        let overlay = [vk::DescriptorBufferInfo { buffer: slot.overlay.buffer, offset: 0, range: vk::WHOLE_SIZE }];
+        let posed = [vk::DescriptorBufferInfo { buffer: slot.posed.buffer, offset: 0, range: vk::WHOLE_SIZE }];
         let rest = [vk::DescriptorBufferInfo { buffer: self.vertex.buffer, offset: 0, range: vk::WHOLE_SIZE }];
         let textures = [vk::DescriptorImageInfo {
             sampler: vk::Sampler::null(),
@@ -753,64 +808,62 @@ impl Gpu {
         }];
         let writes = [
             vk::WriteDescriptorSet::default()
-                .dst_set(self.avatar_set)
+                .dst_set(slot.avatar_set)
                 .dst_binding(0)
                 .descriptor_type(vk::DescriptorType::UNIFORM_BUFFER)
                 .buffer_info(&ubo),
             vk::WriteDescriptorSet::default()
-                .dst_set(self.avatar_set)
+                .dst_set(slot.avatar_set)
                 .dst_binding(1)
                 .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
                 .buffer_info(&deltas),
             vk::WriteDescriptorSet::default()
-                .dst_set(self.avatar_set)
+                .dst_set(slot.avatar_set)
                 .dst_binding(2)
                 .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
                 .buffer_info(&joints),
             vk::WriteDescriptorSet::default()
-                .dst_set(self.avatar_set)
+                .dst_set(slot.avatar_set)
                 .dst_binding(3)
                 .descriptor_type(vk::DescriptorType::SAMPLED_IMAGE)
                 .image_info(&textures),
             vk::WriteDescriptorSet::default()
-                .dst_set(self.avatar_set)
+                .dst_set(slot.avatar_set)
                 .dst_binding(4)
                 .descriptor_type(vk::DescriptorType::SAMPLER)
                 .image_info(&sampler),
             vk::WriteDescriptorSet::default()
-                .dst_set(self.avatar_set)
+                .dst_set(slot.avatar_set)
                 .dst_binding(5)
                 .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
                 .buffer_info(&posed),
             vk::WriteDescriptorSet::default()
-                .dst_set(self.avatar_set)
+                .dst_set(slot.avatar_set)
                 .dst_binding(6)
                 .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
                 .buffer_info(&rest),
             vk::WriteDescriptorSet::default()
-                .dst_set(self.convert_set)
+                .dst_set(slot.convert_set)
                 .dst_binding(0)
                 .descriptor_type(vk::DescriptorType::SAMPLED_IMAGE)
                 .image_info(&img),
             vk::WriteDescriptorSet::default()
-                .dst_set(self.convert_set)
+                .dst_set(slot.convert_set)
                 .dst_binding(1)
                 .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
                 .buffer_info(&out),
             vk::WriteDescriptorSet::default()
-                .dst_set(self.convert_set)
+                .dst_set(slot.convert_set)
                 .dst_binding(2)
                 .descriptor_type(vk::DescriptorType::UNIFORM_BUFFER)
                 .buffer_info(&dims_info),
             vk::WriteDescriptorSet::default()
-                .dst_set(self.convert_set)
+                .dst_set(slot.convert_set)
                 .dst_binding(3)
                 .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
                 .buffer_info(&overlay),
         ];
         d.update_descriptor_sets(&writes, &[]);
-
-        self.build_pipelines()
     }
 
     unsafe fn build_pipelines(&mut self) -> Result<(), RenderError> {
@@ -917,18 +970,17 @@ impl Gpu {
     /// Draws `rgba` (premultiplied, frame-sized) over the picture from the next frame on;
     /// `None` draws nothing over it. A buffer of the wrong size is ignored.
     pub fn set_overlay(&mut self, rgba: Option<&[u8]>) {
+        let want = self.width as usize * self.height as usize * 4;
         match rgba {
-            Some(bytes) if bytes.len() as u64 == self.overlay.size => {
-                if let Some(ptr) = self.overlay.mapped {
-                    // SAFETY: the mapping covers `size` bytes, exactly `bytes.len()`; the GPU is
-                    // idle (one frame in flight, waited for at the end of `render`).
-                    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr, bytes.len()) };
-                    self.overlay_on = true;
-                }
+            Some(bytes) if bytes.len() == want => {
+                // Kept here and copied into each slot at its next frame: the slots in flight
+                // are the GPU's until their fences signal.
+                self.overlay.clear();
+                self.overlay.extend_from_slice(bytes);
+                self.overlay_generation += 1;
+                self.overlay_on = true;
             }
-            Some(bytes) => {
-                tracing::warn!(len = bytes.len(), want = self.overlay.size, "overlay of the wrong size ignored")
-            }
+            Some(bytes) => tracing::warn!(len = bytes.len(), want, "overlay of the wrong size ignored"),
             None => self.overlay_on = false,
         }
     }
@@ -948,22 +1000,29 @@ impl Gpu {
     /// The command buffer is recording; the handles are this renderer's.
     unsafe fn dispatch(
         &self,
+        cmd: vk::CommandBuffer,
         pipeline: vk::Pipeline,
         layout: vk::PipelineLayout,
         set: vk::DescriptorSet,
         groups: [u32; 3],
     ) {
         let d = &self.device;
-        d.cmd_bind_pipeline(self.cmd, vk::PipelineBindPoint::COMPUTE, pipeline);
-        d.cmd_bind_descriptor_sets(self.cmd, vk::PipelineBindPoint::COMPUTE, layout, 0, &[set], &[]);
-        d.cmd_dispatch(self.cmd, groups[0], groups[1], groups[2]);
+        d.cmd_bind_pipeline(cmd, vk::PipelineBindPoint::COMPUTE, pipeline);
+        d.cmd_bind_descriptor_sets(cmd, vk::PipelineBindPoint::COMPUTE, layout, 0, &[set], &[]);
+        d.cmd_dispatch(cmd, groups[0], groups[1], groups[2]);
     }
 
     /// Records a barrier: compute-shader writes to `buffer` are visible to `access` at `stage`.
     ///
     /// # Safety
     /// The command buffer is recording; `buffer` is this renderer's.
-    unsafe fn after_compute_writes(&self, buffer: vk::Buffer, stage: vk::PipelineStageFlags, access: vk::AccessFlags) {
+    unsafe fn after_compute_writes(
+        &self,
+        cmd: vk::CommandBuffer,
+        buffer: vk::Buffer,
+        stage: vk::PipelineStageFlags,
+        access: vk::AccessFlags,
+    ) {
         let barrier = [vk::BufferMemoryBarrier::default()
             .src_access_mask(vk::AccessFlags::SHADER_WRITE)
             .dst_access_mask(access)
@@ -973,7 +1032,7 @@ impl Gpu {
             .offset(0)
             .size(vk::WHOLE_SIZE)];
         self.device.cmd_pipeline_barrier(
-            self.cmd,
+            cmd,
             vk::PipelineStageFlags::COMPUTE_SHADER,
             stage,
             vk::DependencyFlags::empty(),
@@ -983,36 +1042,42 @@ impl Gpu {
         );
     }
 
-    /// Renders one frame and writes its I420 bytes into `out` (resized as needed). `uniforms`:
-    /// the `Frame` block; `palette`: one skinning matrix per palette entry; `level`: picture
-    /// level, 1 normal … 0 black.
-    pub fn render(
+    /// Records and submits one frame into a free slot, without waiting for it. `uniforms`: the
+    /// `Frame` block; `palette`: one skinning matrix per palette entry; `level`: picture level,
+    /// 1 normal … 0 black. Read it back with [`Gpu::wait_oldest`].
+    pub fn submit(
         &mut self,
         uniforms: &[u32; FRAME_UNIFORM_WORDS],
         palette: &[crate::math::Mat4],
         level: f32,
-        out: &mut Vec<u8>,
     ) -> Result<(), RenderError> {
+        if self.broken {
+            return Err(RenderError::Broken);
+        }
+        let Some(index) = (0..SLOTS).find(|i| !self.in_flight.contains(i)) else {
+            return Err(RenderError::Busy);
+        };
         let d = &self.device;
-        // SAFETY: all handles are valid and owned by self; the single command buffer is not in
-        // use (we waited on the fence at the end of the previous frame); mapped pointers cover
-        // their whole allocations.
+        let slot = &self.slots[index];
+        let (cmd, query_base) = (slot.cmd, index as u32 * QUERIES_PER_FRAME);
+        // SAFETY: all handles are valid and owned by self; the slot is not in flight (its fence
+        // was waited for when it was read back), so its command buffer and buffers are ours;
+        // mapped pointers cover their whole allocations and every copy is bounded by them.
         unsafe {
-            if let Some(ptr) = self.uniform.mapped {
-                let bytes: Vec<u8> = uniforms.iter().flat_map(|f| f.to_le_bytes()).collect();
-                std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr, bytes.len());
+            let write = |buffer: &Buffer, bytes: &[u8]| {
+                if let Some(ptr) = buffer.mapped {
+                    std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr, bytes.len().min(buffer.size as usize));
+                }
+            };
+            write(&slot.uniform, &uniforms.iter().flat_map(|w| w.to_le_bytes()).collect::<Vec<u8>>());
+            let dims = [self.width, self.height, u32::from(self.overlay_on), level.to_bits()];
+            write(&slot.dims, &dims.iter().flat_map(|w| w.to_le_bytes()).collect::<Vec<u8>>());
+            write(&slot.joints, &palette.iter().flatten().flat_map(|f| f.to_le_bytes()).collect::<Vec<u8>>());
+            if self.overlay_on && slot.overlay_generation != self.overlay_generation {
+                write(&slot.overlay, &self.overlay);
+                self.slots[index].overlay_generation = self.overlay_generation;
             }
-            if let Some(ptr) = self.dims.mapped {
-                let words = [self.width, self.height, u32::from(self.overlay_on), level.to_bits()];
-                let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
-                std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr, bytes.len());
-            }
-            if let Some(ptr) = self.joints.mapped {
-                let bytes: Vec<u8> = palette.iter().flatten().flat_map(|f| f.to_le_bytes()).collect();
-                let len = bytes.len().min(self.joints.size as usize);
-                std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr, len);
-            }
-            let cmd = self.cmd;
+            let slot = &self.slots[index];
             d.reset_command_buffer(cmd, vk::CommandBufferResetFlags::empty()).map_err(vkerr("reset commands"))?;
             d.begin_command_buffer(
                 cmd,
@@ -1020,13 +1085,20 @@ impl Gpu {
             )
             .map_err(vkerr("begin commands"))?;
             if let Some((pool, _)) = self.timestamps {
-                d.cmd_reset_query_pool(cmd, pool, 0, 3);
-                d.cmd_write_timestamp(cmd, vk::PipelineStageFlags::TOP_OF_PIPE, pool, 0);
+                d.cmd_reset_query_pool(cmd, pool, query_base, QUERIES_PER_FRAME);
+                d.cmd_write_timestamp(cmd, vk::PipelineStageFlags::TOP_OF_PIPE, pool, query_base);
             }
             // Pose pass: every vertex morphed and skinned once, before the avatar pass reads it.
-            self.dispatch(self.pipelines[3], self.layouts[0], self.avatar_set, [self.vertex_count.div_ceil(64), 1, 1]);
+            self.dispatch(
+                cmd,
+                self.pipelines[3],
+                self.layouts[0],
+                slot.avatar_set,
+                [self.vertex_count.div_ceil(64), 1, 1],
+            );
             self.after_compute_writes(
-                self.posed.buffer,
+                cmd,
+                slot.posed.buffer,
                 vk::PipelineStageFlags::VERTEX_SHADER,
                 vk::AccessFlags::SHADER_READ,
             );
@@ -1051,7 +1123,7 @@ impl Gpu {
                 vk::PipelineBindPoint::GRAPHICS,
                 self.layouts[0],
                 0,
-                &[self.avatar_set],
+                &[slot.avatar_set],
                 &[],
             );
             d.cmd_bind_vertex_buffers(cmd, 0, &[self.vertex.buffer], &[0]);
@@ -1064,38 +1136,69 @@ impl Gpu {
             }
             d.cmd_end_render_pass(cmd);
             if let Some((pool, _)) = self.timestamps {
-                d.cmd_write_timestamp(cmd, vk::PipelineStageFlags::BOTTOM_OF_PIPE, pool, 1);
+                d.cmd_write_timestamp(cmd, vk::PipelineStageFlags::BOTTOM_OF_PIPE, pool, query_base + 1);
             }
 
             let groups = [(self.width / 8).div_ceil(8), (self.height / 2).div_ceil(8), 1];
-            self.dispatch(self.pipelines[2], self.layouts[1], self.convert_set, groups);
+            self.dispatch(cmd, self.pipelines[2], self.layouts[1], slot.convert_set, groups);
             if let Some((pool, _)) = self.timestamps {
-                d.cmd_write_timestamp(cmd, vk::PipelineStageFlags::BOTTOM_OF_PIPE, pool, 2);
+                d.cmd_write_timestamp(cmd, vk::PipelineStageFlags::BOTTOM_OF_PIPE, pool, query_base + 2);
             }
-            self.after_compute_writes(self.output.buffer, vk::PipelineStageFlags::HOST, vk::AccessFlags::HOST_READ);
+            self.after_compute_writes(
+                cmd,
+                slot.output.buffer,
+                vk::PipelineStageFlags::HOST,
+                vk::AccessFlags::HOST_READ,
+            );
             d.end_command_buffer(cmd).map_err(vkerr("end commands"))?;
             let cmds = [cmd];
             let submit = [vk::SubmitInfo::default().command_buffers(&cmds)];
-            d.queue_submit(self.queue, &submit, self.fence).map_err(vkerr("submit"))?;
-            let waited = d.wait_for_fences(&[self.fence], true, 5_000_000_000);
-            d.reset_fences(&[self.fence]).map_err(vkerr("reset fence"))?;
-            waited.map_err(vkerr("wait for frame"))?;
+            d.queue_submit(self.queue, &submit, slot.fence).map_err(vkerr("submit"))?;
+        }
+        self.in_flight.push_back(index);
+        Ok(())
+    }
+
+    /// Frames submitted and not yet read back.
+    pub fn frames_in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Waits for the oldest frame in flight and writes its I420 bytes into `out` (resized as
+    /// needed). False when no frame is in flight.
+    pub fn wait_oldest(&mut self, out: &mut Vec<u8>) -> Result<bool, RenderError> {
+        if self.broken {
+            return Err(RenderError::Broken);
+        }
+        let Some(&index) = self.in_flight.front() else { return Ok(false) };
+        let d = &self.device;
+        let slot = &self.slots[index];
+        // SAFETY: the fence, query pool and mapped output belong to this slot; after the fence
+        // signals (and the barrier to HOST_READ in its commands) the output is the host's to read.
+        unsafe {
+            if let Err(code) = d.wait_for_fences(&[slot.fence], true, 5_000_000_000) {
+                // Lost or hung: the slot may still be in use, so it is never reused.
+                self.broken = true;
+                return Err(RenderError::Vulkan { what: "wait for frame", code });
+            }
+            d.reset_fences(&[slot.fence]).map_err(vkerr("reset fence"))?;
+            self.in_flight.pop_front();
             if let Some((pool, period_ns)) = self.timestamps {
-                let mut ticks = [0u64; 3];
-                let read = d.get_query_pool_results(pool, 0, &mut ticks, vk::QueryResultFlags::TYPE_64);
+                let mut ticks = [0u64; QUERIES_PER_FRAME as usize];
+                let first = index as u32 * QUERIES_PER_FRAME;
+                let read = d.get_query_pool_results(pool, first, &mut ticks, vk::QueryResultFlags::TYPE_64);
                 self.last_timings = read.ok().map(|_| {
                     let ms = |a: u64, b: u64| b.saturating_sub(a) as f64 * f64::from(period_ns) / 1e6;
                     GpuTimings { render_ms: ms(ticks[0], ticks[1]), convert_ms: ms(ticks[1], ticks[2]) }
                 });
             }
-
-            let len = self.output.size as usize;
+            let len = slot.output.size as usize;
             out.resize(len, 0);
-            if let Some(ptr) = self.output.mapped {
+            if let Some(ptr) = slot.output.mapped {
                 std::ptr::copy_nonoverlapping(ptr, out.as_mut_ptr(), len);
             }
         }
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -1119,17 +1222,9 @@ impl Drop for Gpu {
                 d.destroy_shader_module(m, None);
             }
             d.destroy_descriptor_pool(self.descriptor_pool, None);
-            for b in [
-                &self.vertex,
-                &self.index,
-                &self.deltas,
-                &self.joints,
-                &self.posed,
-                &self.uniform,
-                &self.dims,
-                &self.overlay,
-                &self.output,
-            ] {
+            let per_slot =
+                self.slots.iter().flat_map(|s| [&s.uniform, &s.joints, &s.posed, &s.dims, &s.overlay, &s.output]);
+            for b in [&self.vertex, &self.index, &self.deltas].into_iter().chain(per_slot) {
                 d.destroy_buffer(b.buffer, None);
                 d.free_memory(b.memory, None);
             }
@@ -1144,7 +1239,9 @@ impl Drop for Gpu {
             if let Some((pool, _)) = self.timestamps {
                 d.destroy_query_pool(pool, None);
             }
-            d.destroy_fence(self.fence, None);
+            for slot in &self.slots {
+                d.destroy_fence(slot.fence, None);
+            }
             d.destroy_command_pool(self.pool, None);
             d.destroy_device(None);
             self.instance.destroy_instance(None);

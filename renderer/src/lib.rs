@@ -4,16 +4,19 @@
 //! - [`model`]: what is drawn — vertices skinned to a node hierarchy, morph targets, VRM
 //!   humanoid bones and expressions — loaded from glTF 2.0 / VRM 1.0 binaries.
 //! - [`avatar`]: the built-in head-and-shoulders avatar, as a [`model::Model`].
+//! - [`animation`]: glTF node animations (the model's idle loop plays under the live layers).
 //! - [`rig`]: how a [`Pose`] drives a model: face channels → morph targets, head and chest
 //!   joints → skinning palette, and the face's framing.
 //! - [`camera`]: camera presets around the face; [`math`]: matrices and quaternions.
 //! - `gpu`: headless Vulkan (ash): morph + skin + light → compute RGB→I420 (BT.709 limited) →
-//!   readback.
-//! - [`Renderer`]: the public face: `render(&Pose) -> &[u8]` (I420, tightly packed).
+//!   readback, through a ring of frame slots.
+//! - [`Renderer`]: the public face: `render(&Pose) -> &[u8]` (I420, tightly packed), or
+//!   `render_next` / `flush` to keep one frame in flight while the caller prepares the next.
 //!
 //! The compute pass writes I420 for the CPU encoder; the NVENC path will add an NV12 output
 //! from the same pass into exportable memory.
 
+pub mod animation;
 pub mod avatar;
 pub mod camera;
 mod gpu;
@@ -49,6 +52,8 @@ pub struct Pose {
     pub arm_swing: f32,
     /// 0 normal picture … 1 black (the end-of-show fade).
     pub fade_out: f32,
+    /// The frame's media time (48 kHz samples): where the model's idle animation is.
+    pub media_ts: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +66,10 @@ pub enum RenderError {
     NoMemoryType(String),
     #[error("frame size {width}x{height}: width must be a multiple of 8 and height even, at least 16x16")]
     BadSize { width: u32, height: u32 },
+    #[error("every frame slot is in flight; read a frame back first")]
+    Busy,
+    #[error("the device stopped answering earlier; the renderer must be rebuilt")]
+    Broken,
 }
 
 /// Bytes of one tightly packed I420 frame.
@@ -102,6 +111,14 @@ impl Renderer {
         }
         let gpu = gpu::Gpu::new(width, height, background_rgb, &model)?;
         let rig = rig::Rig::new(&model);
+        if let Some(name) = rig.idle_animation(&model) {
+            tracing::info!(animation = name, "the avatar's idle animation loops under the live layers");
+        } else if !model.animations.is_empty() {
+            tracing::info!(
+                animations = model.animations.len(),
+                "none of the avatar's animations is named idle; none plays"
+            );
+        }
         let delta_offsets = model
             .targets
             .iter()
@@ -155,8 +172,32 @@ impl Renderer {
         self.rig.framing
     }
 
-    /// Renders `pose`; returns the I420 frame (valid until the next call).
+    /// Renders `pose` and waits for it; returns its I420 frame (valid until the next call).
+    /// Frames still in flight from [`Renderer::render_next`] are read and dropped.
     pub fn render(&mut self, pose: &Pose) -> Result<&[u8], RenderError> {
+        self.submit(pose)?;
+        while self.gpu.wait_oldest(&mut self.frame)? {}
+        Ok(&self.frame)
+    }
+
+    /// Submits `pose` without waiting for it and returns the frame submitted before it (None
+    /// when there was none): the GPU draws this frame while the caller prepares the next.
+    /// [`Renderer::flush`] returns the last one.
+    pub fn render_next(&mut self, pose: &Pose) -> Result<Option<&[u8]>, RenderError> {
+        self.submit(pose)?;
+        if self.gpu.frames_in_flight() > 1 {
+            self.gpu.wait_oldest(&mut self.frame)?;
+            return Ok(Some(&self.frame));
+        }
+        Ok(None)
+    }
+
+    /// Waits for the frame in flight, if any, and returns it.
+    pub fn flush(&mut self) -> Result<Option<&[u8]>, RenderError> {
+        Ok(self.gpu.wait_oldest(&mut self.frame)?.then_some(&self.frame[..]))
+    }
+
+    fn submit(&mut self, pose: &Pose) -> Result<(), RenderError> {
         let level = 1.0 - pose.fade_out.clamp(0.0, 1.0);
         let mut uniforms = [0u32; gpu::FRAME_UNIFORM_WORDS];
         let view_proj = camera::view_projection(self.camera, self.rig.framing, self.width, self.height);
@@ -166,7 +207,8 @@ impl Renderer {
         for (slot, value) in uniforms[16..20].iter_mut().zip([-0.4f32, 0.5, 0.9, level]) {
             *slot = value.to_bits();
         }
-        let morphs = self.rig.morphs(pose);
+        let animated = self.rig.animated(&self.model, pose);
+        let morphs = self.rig.morphs(pose, &animated);
         uniforms[20] = morphs.len() as u32;
         for (k, (target, weight)) in morphs.iter().enumerate() {
             let t = &self.model.targets[*target];
@@ -178,8 +220,7 @@ impl Renderer {
                 weight.to_bits(),
             ]);
         }
-        let palette = self.rig.palette(&self.model, pose);
-        self.gpu.render(&uniforms, &palette, level, &mut self.frame)?;
-        Ok(&self.frame)
+        let palette = self.rig.palette(&self.model, pose, &animated);
+        self.gpu.submit(&uniforms, &palette, level)
     }
 }

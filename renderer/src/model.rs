@@ -2,7 +2,7 @@
 //! triangles, a node hierarchy with rest transforms, a *palette* of (node, inverse bind matrix)
 //! that vertices are skinned to, morph targets as position deltas over a vertex range, and —
 //! for VRM 1.0 — the humanoid bones and expressions. Built from a glTF 2.0 / VRM 1.0 binary
-//! ([`Model::from_glb`]) or from the built-in avatar.
+//! ([`Model::from_glb`]) or from the built-in avatar, with the file's node animations.
 //!
 //! Loading checks everything it reads and reports what is wrong or unsupported by name; it
 //! never panics on a bad file.
@@ -59,6 +59,37 @@ pub struct Node {
     pub scale: [f32; 3],
 }
 
+/// How an active VRM expression treats another group of expressions (VRM 1.0 `overrideMouth`,
+/// `overrideBlink`, `overrideLookAt`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Override {
+    #[default]
+    None,
+    /// The group is off while this expression is on at all.
+    Block,
+    /// The group is scaled by one minus this expression's weight.
+    Blend,
+}
+
+impl Override {
+    /// The factor on the overridden group while the overriding expression is at `weight`.
+    pub fn factor(self, weight: f32) -> f32 {
+        match self {
+            Override::None => 1.0,
+            Override::Block if weight > 0.0 => 0.0,
+            Override::Block => 1.0,
+            Override::Blend => 1.0 - weight.clamp(0.0, 1.0),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Overrides {
+    pub mouth: Override,
+    pub blink: Override,
+    pub look_at: Override,
+}
+
 /// A morph target: position deltas for vertices `first_vertex..first_vertex + deltas.len()`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target {
@@ -78,9 +109,13 @@ pub struct Model {
     pub targets: Vec<Target>,
     /// VRM expressions by name (`aa`, `blink`, `happy`, …): (target, weight) binds.
     pub expressions: HashMap<String, Vec<(usize, f32)>>,
+    /// What each VRM expression does to the mouth, blink and look-at expressions while active.
+    pub overrides: HashMap<String, Overrides>,
     /// VRM humanoid bones by name (`head`, `neck`, `chest`, `leftEye`, …) → node.
     pub humanoid: HashMap<String, usize>,
     pub textures: Vec<Texture>,
+    /// The file's node animations (see [`crate::animation`]).
+    pub animations: Vec<crate::animation::Animation>,
 }
 
 /// Most vertices a model may have (the renderer's budget; a broadcast avatar needs far fewer).
@@ -160,6 +195,7 @@ impl Model {
 
         // Meshes, in scene order; each mesh instance's morph targets cover its vertex range.
         let mut target_base_of_node: HashMap<usize, usize> = HashMap::new();
+        let mut targets_of_node: HashMap<usize, (usize, usize)> = HashMap::new();
         for node in gltf.nodes() {
             let Some(mesh) = node.mesh() else { continue };
             let Some(&our_node) = ours.get(&node.index()) else { continue };
@@ -294,6 +330,7 @@ impl Model {
             }
             let names = target_names(&mesh);
             target_base_of_node.insert(node.index(), model.targets.len());
+            targets_of_node.insert(node.index(), (model.targets.len(), mesh_targets.len()));
             for (t, deltas) in mesh_targets.into_iter().enumerate() {
                 let name = names.get(t).cloned().unwrap_or_else(|| format!("{}#{t}", mesh.name().unwrap_or("mesh")));
                 model.targets.push(Target { name, first_vertex: first as u32, deltas });
@@ -305,6 +342,7 @@ impl Model {
         if let Some(vrm) = gltf.extensions().and_then(|e| e.get("VRMC_vrm")) {
             read_vrm(vrm, &ours, &target_base_of_node, &mut model)?;
         }
+        model.animations = crate::animation::read(&gltf, blob, &ours, &targets_of_node)?;
         Ok(model)
     }
 
@@ -332,6 +370,15 @@ impl Model {
     /// The node named `name`.
     pub fn node(&self, name: &str) -> Option<usize> {
         self.nodes.iter().position(|n| n.name.as_deref() == Some(name))
+    }
+
+    /// The animation that loops while the avatar idles: one named like `idle`, else the only
+    /// one the file has. A file with several and none named so plays none (a wave or a dance
+    /// on a loop would not be what its author meant).
+    pub fn idle_animation(&self) -> Option<usize> {
+        let named = self.animations.iter().position(|a| a.name.to_ascii_lowercase().contains("idle"));
+        let only = (self.animations.len() == 1).then_some(0);
+        named.or(only).filter(|&i| self.animations[i].duration_s > 0.0)
     }
 }
 
@@ -405,6 +452,21 @@ fn read_vrm(
             let weight = bind["weight"].as_f64().unwrap_or(1.0) as f32;
             binds.push((target, weight.clamp(0.0, 1.0)));
         }
+        let rule = |key: &str| match expression[key].as_str() {
+            None | Some("none") => Ok(Override::None),
+            Some("block") => Ok(Override::Block),
+            Some("blend") => Ok(Override::Blend),
+            Some(other) => {
+                let shown: String = other.chars().take(20).collect();
+                Err(invalid(format!("VRM expression `{name}`: {key} is `{shown}`, not none, block or blend")))
+            }
+        };
+        let overrides = Overrides {
+            mouth: rule("overrideMouth")?,
+            blink: rule("overrideBlink")?,
+            look_at: rule("overrideLookAt")?,
+        };
+        model.overrides.insert(name.clone(), overrides);
         model.expressions.insert(name.clone(), binds);
     }
     Ok(())

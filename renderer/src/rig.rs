@@ -1,15 +1,23 @@
 //! How a [`Pose`] moves a [`Model`]: which morph targets carry the mouth, blinks and
 //! expressions (VRM expressions where the model has them, else ARKit names, else the built-in
 //! avatar's), which joints turn the head and lift the chest, and where the camera frames the
-//! face. Worked out once per model; per frame it yields the active morph weights and the
-//! skinning palette.
+//! face. Worked out once per model; per frame it samples the model's idle animation (if it has
+//! one) at the pose's media time and yields the active morph weights and the skinning palette,
+//! the live layers on top of the animated pose.
 
+use emcee_protocol::MEDIA_CLOCK_HZ;
+
+use crate::animation::Sample;
 use crate::math::{compose, mul, quat_conj, quat_from_euler, quat_mul, transform_point, Mat4};
-use crate::model::{Model, Node};
+use crate::model::{Model, Node, Overrides};
 use crate::Pose;
 
 /// At most this many morph targets are blended per frame (the strongest win).
 pub const MAX_ACTIVE_MORPHS: usize = 32;
+
+/// The least share of its movement the mouth keeps under an emotion whose VRM rules block or
+/// blend it away: lip sync is what viewers judge first, and a smiling host still talks.
+pub const MOUTH_FLOOR: f32 = 0.6;
 
 type Binds = Vec<(usize, f32)>;
 
@@ -38,6 +46,9 @@ pub struct Rig {
     spread: Channel,
     blink: Channel,
     smile: Channel,
+    /// The VRM override rules of the emotions on the smile channel's positive (`happy`) and
+    /// negative (`sad`) side.
+    smile_overrides: (Overrides, Overrides),
     /// Joints that turn the head, with their share of the turn.
     head: Vec<(usize, f32)>,
     /// Eye joints (left, right), turned by the gaze.
@@ -51,6 +62,8 @@ pub struct Rig {
     chest: Option<(usize, f32)>,
     /// The chest widens as it fills (only where it moves nothing but the torso).
     chest_widens: bool,
+    /// The model's idle animation and its loop length in media-clock samples.
+    idle: Option<(usize, u64)>,
     pub framing: Framing,
 }
 
@@ -139,13 +152,46 @@ impl Rig {
         // head only rises (widening it would widen the shoulders and the face).
         let chest_widens = chest_joint.is_some_and(|c| model.nodes.iter().all(|n| n.parent != Some(c)));
         let chest = chest_joint.map(|c| (c, 0.015 * framing.scale));
-        Rig { jaw, spread, blink, smile, head, eyes, arm, parent_rest, chest, chest_widens, framing }
+        let idle = model.idle_animation().map(|i| {
+            let samples = (f64::from(model.animations[i].duration_s) * MEDIA_CLOCK_HZ as f64).round() as u64;
+            (i, samples.max(1))
+        });
+        let rules = |name: &str| model.overrides.get(name).copied().unwrap_or_default();
+        let smile_overrides = (rules("happy"), rules("sad"));
+        Rig {
+            jaw,
+            spread,
+            blink,
+            smile,
+            smile_overrides,
+            head,
+            eyes,
+            arm,
+            parent_rest,
+            chest,
+            chest_widens,
+            idle,
+            framing,
+        }
+    }
+
+    /// The idle animation's name, when one plays.
+    pub fn idle_animation<'m>(&self, model: &'m Model) -> Option<&'m str> {
+        self.idle.map(|(i, _)| model.animations[i].name.as_str())
+    }
+
+    /// What the idle animation sets at the pose's media time (nothing when there is none).
+    pub fn animated(&self, model: &Model, pose: &Pose) -> Sample {
+        let Some((i, loop_len)) = self.idle else { return Sample::default() };
+        let t = (pose.media_ts % loop_len) as f64 / MEDIA_CLOCK_HZ as f64;
+        model.animations[i].sample(t as f32)
     }
 
     /// The morph targets to blend for `pose`: (target, weight), strongest first, at most
     /// [`MAX_ACTIVE_MORPHS`], merged where channels share a target.
-    pub fn morphs(&self, pose: &Pose) -> Vec<(usize, f32)> {
-        let mut weights: Vec<(usize, f32)> = Vec::new();
+    /// `animated`: the idle animation's values ([`Rig::animated`]), under the pose's.
+    pub fn morphs(&self, pose: &Pose, animated: &Sample) -> Vec<(usize, f32)> {
+        let mut weights: Vec<(usize, f32)> = animated.weights.clone();
         let mut add = |channel: &Channel, value: f32| {
             let (binds, amount) = if value >= 0.0 { (&channel.positive, value) } else { (&channel.negative, -value) };
             for &(t, w) in binds {
@@ -155,14 +201,25 @@ impl Rig {
                 }
             }
         };
-        add(&self.jaw, pose.jaw_open);
-        add(&self.spread, pose.mouth_spread);
-        add(&self.blink, pose.blink);
+        let (rules, emotion) = self.emotion(pose);
+        let mouth = rules.mouth.factor(emotion).max(MOUTH_FLOOR);
+        add(&self.jaw, pose.jaw_open * mouth);
+        add(&self.spread, pose.mouth_spread * mouth);
+        add(&self.blink, pose.blink * rules.blink.factor(emotion));
         add(&self.smile, pose.smile);
         weights.retain(|x| x.1.abs() > 1e-4);
         weights.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
         weights.truncate(MAX_ACTIVE_MORPHS);
         weights
+    }
+
+    /// The override rules of the emotion the pose shows, and its weight.
+    fn emotion(&self, pose: &Pose) -> (Overrides, f32) {
+        if pose.smile >= 0.0 {
+            (self.smile_overrides.0, pose.smile)
+        } else {
+            (self.smile_overrides.1, -pose.smile)
+        }
     }
 
     /// How joint `i` turns for `pose` (model axes), if it is one the pose moves.
@@ -171,7 +228,9 @@ impl Rig {
             return Some(quat_from_euler(pose.head_yaw * share, pose.head_pitch * share, pose.head_roll * share));
         }
         if self.eyes.contains(&i) {
-            return Some(quat_from_euler(pose.gaze_yaw, pose.gaze_pitch, 0.0));
+            let (rules, emotion) = self.emotion(pose);
+            let look = rules.look_at.factor(emotion);
+            return Some(quat_from_euler(pose.gaze_yaw * look, pose.gaze_pitch * look, 0.0));
         }
         let [upper, lower, hand] = self.arm?;
         let raise = pose.arm_raise.clamp(0.0, 1.0);
@@ -193,10 +252,13 @@ impl Rig {
         }
     }
 
-    /// The skinning palette for `pose`: each entry's node matrix times its inverse bind matrix.
-    pub fn palette(&self, model: &Model, pose: &Pose) -> Vec<Mat4> {
+    /// The skinning palette for `pose` over the animated pose: each entry's node matrix times
+    /// its inverse bind matrix.
+    pub fn palette(&self, model: &Model, pose: &Pose, animated: &Sample) -> Vec<Mat4> {
         let globals = globals(model, |i, n| {
-            let (mut translation, mut rotation, mut scale) = (n.translation, n.rotation, n.scale);
+            let mut translation = animated.translation.get(&i).copied().unwrap_or(n.translation);
+            let mut rotation = animated.rotation.get(&i).copied().unwrap_or(n.rotation);
+            let mut scale = animated.scale.get(&i).copied().unwrap_or(n.scale);
             if let Some(turn) = self.turn(i, pose) {
                 // The turn is about model axes: carried into this joint's frame by its parent's
                 // rest rotation.
@@ -248,4 +310,47 @@ fn framing_of(model: &Model, globals: &[Mat4], head: usize) -> Framing {
     }
     let height = hi[1] - lo[1];
     Framing { center: [0, 1, 2].map(|k| (lo[k] + hi[k]) / 2.0), scale: (height / 2.0).max(1e-3) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Override, Target};
+
+    /// A model with VRM expressions `aa`, `blink` and `happy` on targets 0, 1, 2, `happy` with
+    /// the mouth and blink rules given.
+    fn vrm(mouth: Override, blink: Override) -> Model {
+        let mut model = Model::default();
+        for (t, name) in ["aa", "blink", "happy"].iter().enumerate() {
+            model.targets.push(Target { name: format!("t{t}"), first_vertex: 0, deltas: Vec::new() });
+            model.expressions.insert(name.to_string(), vec![(t, 1.0)]);
+        }
+        model.overrides.insert("happy".into(), Overrides { mouth, blink, look_at: Override::None });
+        model
+    }
+
+    fn weight(morphs: &[(usize, f32)], target: usize) -> f32 {
+        morphs.iter().find(|m| m.0 == target).map_or(0.0, |m| m.1)
+    }
+
+    #[test]
+    fn emotions_follow_the_vrm_rules_but_never_silence_the_mouth() {
+        let talking_happy_blinking = Pose { jaw_open: 1.0, smile: 1.0, blink: 1.0, ..Pose::default() };
+        let none = Sample::default();
+
+        let free = vrm(Override::None, Override::None);
+        let m = Rig::new(&free).morphs(&talking_happy_blinking, &none);
+        assert_eq!((weight(&m, 0), weight(&m, 1), weight(&m, 2)), (1.0, 1.0, 1.0));
+
+        let blocking = vrm(Override::Block, Override::Block);
+        let m = Rig::new(&blocking).morphs(&talking_happy_blinking, &none);
+        assert_eq!(weight(&m, 0), MOUTH_FLOOR, "the mouth keeps moving under a blocking emotion");
+        assert_eq!(weight(&m, 1), 0.0, "the blink is blocked as the file says");
+        assert_eq!(weight(&m, 2), 1.0);
+
+        let blending = vrm(Override::Blend, Override::Blend);
+        let half_happy = Pose { smile: 0.25, ..talking_happy_blinking };
+        let m = Rig::new(&blending).morphs(&half_happy, &none);
+        assert_eq!((weight(&m, 0), weight(&m, 1)), (0.75, 0.75), "blended by 1 − 0.25");
+    }
 }

@@ -11,10 +11,12 @@
 //! - [`idle`]: blinks, saccades (eye joints), head sway, breathing.
 //! - [`actions`]: expressions, gestures and cards from marks, each modality by its policy.
 //! - [`captions`]: subtitles, the product card and the label over the picture.
+//! - [`frames`]: one frame in flight on the GPU, and repeating a picture to catch up when late.
 #![forbid(unsafe_code)]
 
 pub mod actions;
 pub mod captions;
+pub mod frames;
 pub mod idle;
 pub mod pipeline;
 pub mod speech_queue;

@@ -4,12 +4,14 @@
 //! - **speech**: synthesizes `say` cues in arrival order (Piper voices on ONNX Runtime, or
 //!   espeak-ng in its child process; cached on disk);
 //! - **media** (the clock): for every frame tick it takes the tick's 1/fps of audio (speech or
-//!   silence), evaluates the pose at the frame's media time, renders, and encodes the audio;
+//!   silence), evaluates the pose at the frame's media time, submits the frame to the GPU and
+//!   reads back the one before it ([`crate::frames`]), and encodes the audio;
 //! - **video**: encodes the frame (openh264) and hands video and audio packets, in timestamp
 //!   order, to the [`Distributor`], which fans them out to the RTMP tasks on the tokio runtime.
 //!
-//! The clock is the 48 kHz audio sample counter; frame `n` is at `n·48000/fps`. Frames are never
-//! skipped: when the machine is slow, frames leave late (counted) but every timestamp is exact.
+//! The clock is the 48 kHz audio sample counter; frame `n` is at `n·48000/fps`. Every tick
+//! leaves with a frame and exact timestamps; a tick that starts more than a frame late shows the
+//! previous picture again (counted) so that the stream keeps real time.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
@@ -27,6 +29,7 @@ use emcee_stream::flv;
 use emcee_stream::rtmp::{Distributor, MediaPacket, StreamHeaders};
 
 use crate::actions::Actions;
+use crate::frames::{Frames, Ready, Tick};
 use crate::idle;
 use crate::speech_queue::{Accepted, SpeechQueue};
 
@@ -91,7 +94,7 @@ impl Pipeline {
         renderer.set_scene(&config.avatar.scene);
         // One frame before the clock starts: a software driver compiles its shader variants on
         // first use, and that second would otherwise put the first frames behind the clock.
-        renderer.render(&emcee_renderer::Pose::default())?;
+        let first_frame = renderer.render(&emcee_renderer::Pose::default())?.to_vec();
         // Fonts load here, before the clock starts.
         let captions = crate::captions::Captions::new(&config);
         tracing::info!(device = renderer.device_name(), software = renderer.is_software(), "renderer ready");
@@ -154,8 +157,19 @@ impl Pipeline {
         let media = std::thread::Builder::new()
             .name("media".into())
             .spawn(move || {
-                let parts =
-                    Parts { renderer, captions, aac, encoder_name, sink_stats, speech_tx, spoken_rx, video_tx, video };
+                let frames = Frames::new(first_frame);
+                let parts = Parts {
+                    renderer,
+                    frames,
+                    captions,
+                    aac,
+                    encoder_name,
+                    sink_stats,
+                    speech_tx,
+                    spoken_rx,
+                    video_tx,
+                    video,
+                };
                 run_media(media_config, parts, command_rx, events);
             })
             .map_err(PipelineError::Thread)?;
@@ -174,6 +188,7 @@ impl Pipeline {
 /// the speech and video threads.
 struct Parts {
     renderer: Renderer,
+    frames: Frames<Vec<AacFrame>>,
     captions: crate::captions::Captions,
     aac: AacEncoder,
     encoder_name: &'static str,
@@ -241,8 +256,18 @@ fn run_media(
     commands: Receiver<Command>,
     events: tokio::sync::mpsc::Sender<StageEvent>,
 ) {
-    let Parts { mut renderer, mut captions, mut aac, encoder_name, sink_stats, speech_tx, spoken_rx, video_tx, video } =
-        parts;
+    let Parts {
+        mut renderer,
+        mut frames,
+        mut captions,
+        mut aac,
+        encoder_name,
+        sink_stats,
+        speech_tx,
+        spoken_rx,
+        video_tx,
+        video,
+    } = parts;
     let fps = config.video.fps;
     let channels = usize::from(config.audio.channels);
 
@@ -256,7 +281,7 @@ fn run_media(
     // `say` cues waiting to be sent to the speech thread, and how many it has in hand.
     let mut to_speak: VecDeque<SpeechJob> = VecDeque::new();
     let mut speaking = 0usize;
-    let mut last_frame: Vec<u8> = Vec::new();
+    let mut ready = Vec::new();
     let frame_len = Duration::from_nanos(1_000_000_000 / u64::from(fps));
     let lead = frame_len * LEAD_FRAMES as u32;
     let clock_start = Instant::now();
@@ -271,9 +296,10 @@ fn run_media(
         // Pace against the wall clock.
         let due = clock_start + Duration::from_nanos(index * 1_000_000_000 / u64::from(fps));
         let now = Instant::now();
+        let behind = now > due + frame_len;
         if due > now + lead {
             std::thread::sleep(due - lead - now);
-        } else if now > due + frame_len {
+        } else if behind {
             late_frames += 1;
         }
 
@@ -357,6 +383,7 @@ fn run_media(
             arm_raise: acting.arm_raise,
             arm_swing: acting.arm_swing,
             fade_out: fading.map_or(0.0, |(from, len)| (index - from + 1) as f32 / len as f32),
+            media_ts: tick_start,
         };
 
         // This tick's audio: speech where there is some, silence elsewhere.
@@ -390,15 +417,9 @@ fn run_media(
         }
 
         captions.frame(tick_start, actions.card(), &mut renderer);
-        match renderer.render(&pose) {
-            Ok(frame) => {
-                last_frame.clear();
-                last_frame.extend_from_slice(frame);
-            }
-            // Never black: repeat the last good frame while the renderer is failing.
-            Err(e) => tracing::error!(error = %e, "render failed; repeating the last frame"),
-        }
-        if video_tx.send(VideoJob::Frame { index, media_ts: tick_start, i420: last_frame.clone(), audio }).is_err() {
+        let tick = Tick { index, media_ts: tick_start, with: audio };
+        frames.tick(&mut renderer, tick, &pose, behind, &mut ready);
+        if !send_frames(&video_tx, &mut ready) {
             tracing::error!("video thread is gone; ending the show");
             break;
         }
@@ -414,14 +435,23 @@ fn run_media(
                     dropped_packets: s.dropped_packets.load(std::sync::atomic::Ordering::Relaxed),
                 })
                 .collect();
-            let health =
-                Health { media_ts: tick_start, frames: index, late_frames, encoder: encoder_name.into(), outputs };
+            let health = Health {
+                media_ts: tick_start,
+                frames: index,
+                late_frames,
+                repeated_frames: frames.repeated,
+                encoder: encoder_name.into(),
+                outputs,
+            };
             emit(&events, StageEvent::Health(health));
         }
         index += 1;
     }
 
-    // End of show: the sentence in progress is cut, audio ends exactly where the video ends.
+    // End of show: the frame in flight goes out; the sentence in progress is cut, audio ends
+    // exactly where the video ends.
+    frames.finish(&mut renderer, &mut ready);
+    send_frames(&video_tx, &mut ready);
     let end_ts = frame_ts(index, fps);
     queue.end(end_ts, &mut lifecycle);
     actions.end(end_ts, &mut lifecycle);
@@ -436,8 +466,16 @@ fn run_media(
     drop(video_tx);
     let _ = video.join();
     drop(speech_tx);
-    tracing::info!(frames = index, late_frames, "show ended");
+    tracing::info!(frames = index, late_frames, repeated_frames = frames.repeated, "show ended");
     emit(&events, StageEvent::Ended { media_ts: end_ts });
+}
+
+/// Hands the pictures that are ready to the video thread, in order; false once it is gone.
+fn send_frames(video_tx: &mpsc::SyncSender<VideoJob>, ready: &mut Ready<Vec<AacFrame>>) -> bool {
+    ready.drain(..).all(|(tick, i420)| {
+        let job = VideoJob::Frame { index: tick.index, media_ts: tick.media_ts, i420, audio: tick.with };
+        video_tx.send(job).is_ok()
+    })
 }
 
 /// Encodes frames and hands packets to the distributor in timestamp order.
