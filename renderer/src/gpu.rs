@@ -1,5 +1,6 @@
-//! Headless Vulkan: render the avatar into an RGBA image, convert it to I420 with a compute pass,
-//! read the I420 bytes back. Runs on any Vulkan 1.1 device (lavapipe on CI).
+//! Headless Vulkan: render the avatar into an RGBA image, convert it with a compute pass — to
+//! I420 read back to the host (the CPU encoder), or to NV12 in exportable device buffers (the
+//! zero-copy encoder). Runs on any Vulkan 1.1 device (lavapipe on CI).
 //!
 //! Frames go through a ring of [`SLOTS`] slots, each with its own command buffer, fence,
 //! per-frame buffers and output: while the GPU (or lavapipe's threads) draws frame n, the caller
@@ -8,11 +9,12 @@
 
 use std::collections::VecDeque;
 use std::ffi::CStr;
+use std::os::fd::{FromRawFd, OwnedFd};
 
 use ash::vk;
 
 use crate::model::Model;
-use crate::RenderError;
+use crate::{ExportedFrameBuffer, ExportedRing, FrameOutput, RenderError};
 
 const COLOR_FORMAT: vk::Format = vk::Format::R8G8B8A8_UNORM;
 const DEPTH_FORMAT: vk::Format = vk::Format::D32_SFLOAT;
@@ -33,6 +35,11 @@ static POSE_SPV: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pose.spv"));
 pub const SLOTS: usize = 2;
 /// Timestamp queries per frame: start, after render, after convert.
 const QUERIES_PER_FRAME: u32 = 3;
+/// The `Dims` uniform block of convert.wgsl: width, height, overlay on, level, outputs.
+const DIMS_WORDS: usize = 5;
+/// `Dims.outputs` bits: I420 into binding 1, NV12 into binding 4.
+const WRITE_I420: u32 = 1;
+const WRITE_NV12: u32 = 2;
 
 fn vkerr(what: &'static str) -> impl Fn(vk::Result) -> RenderError {
     move |code| RenderError::Vulkan { what, code }
@@ -69,8 +76,14 @@ struct Slot {
     /// Premultiplied RGBA8 drawn over the picture, as of `overlay_generation`.
     overlay: Buffer,
     overlay_generation: u64,
-    /// The frame's I420 bytes, host-visible.
+    /// The frame's I420 bytes (or NV12, read back for verification), host-visible; null when
+    /// nothing is read back.
     output: Buffer,
+    /// The frame's NV12 bytes in exportable device memory (dedicated allocation); null unless
+    /// the output is exported.
+    nv12: Buffer,
+    /// `nv12`'s allocation size, which an importer must be given (drivers pad).
+    nv12_allocation: u64,
 }
 
 pub struct Gpu {
@@ -79,8 +92,15 @@ pub struct Gpu {
     device: ash::Device,
     device_name: String,
     software: bool,
+    /// What the convert pass writes, and what comes back to the host.
+    output: FrameOutput,
+    /// `deviceUUID`: an importer (CUDA) must open the same device.
+    device_uuid: [u8; 16],
+    /// Present when the output is exported.
+    external_fd: Option<ash::khr::external_memory_fd::Device>,
     memory_props: vk::PhysicalDeviceMemoryProperties,
     queue: vk::Queue,
+    family: u32,
     width: u32,
     height: u32,
     pool: vk::CommandPool,
@@ -131,7 +151,13 @@ pub struct GpuTimings {
 unsafe impl Send for Gpu {}
 
 impl Gpu {
-    pub fn new(width: u32, height: u32, background: [u8; 3], model: &Model) -> Result<Self, RenderError> {
+    pub fn new(
+        width: u32,
+        height: u32,
+        background: [u8; 3],
+        model: &Model,
+        output: FrameOutput,
+    ) -> Result<Self, RenderError> {
         // SAFETY: loading the system Vulkan loader; failure is reported, not assumed.
         let entry = unsafe { ash::Entry::load() }.map_err(|e| RenderError::NoVulkan(e.to_string()))?;
         let app = vk::ApplicationInfo::default().application_name(c"emcee-stage").api_version(vk::API_VERSION_1_1);
@@ -172,10 +198,23 @@ impl Gpu {
             let software = props.device_type == vk::PhysicalDeviceType::CPU;
             let memory_props = instance.get_physical_device_memory_properties(physical);
 
+            let mut id_props = vk::PhysicalDeviceIDProperties::default();
+            let mut props2 = vk::PhysicalDeviceProperties2::default().push_next(&mut id_props);
+            instance.get_physical_device_properties2(physical, &mut props2);
+            let device_uuid = id_props.device_uuid;
+            let exported = output != FrameOutput::HostI420;
+            if exported {
+                if let Err(why) = export_support(&instance, physical) {
+                    instance.destroy_instance(None);
+                    return Err(RenderError::NoExport(why));
+                }
+            }
+            let extensions = if exported { vec![ash::khr::external_memory_fd::NAME.as_ptr()] } else { Vec::new() };
             let priorities = [1.0f32];
             let queue_info =
                 [vk::DeviceQueueCreateInfo::default().queue_family_index(family).queue_priorities(&priorities)];
-            let device_info = vk::DeviceCreateInfo::default().queue_create_infos(&queue_info);
+            let device_info =
+                vk::DeviceCreateInfo::default().queue_create_infos(&queue_info).enabled_extension_names(&extensions);
             let device = match instance.create_device(physical, &device_info, None) {
                 Ok(d) => d,
                 Err(code) => {
@@ -186,10 +225,14 @@ impl Gpu {
             let queue = device.get_device_queue(family, 0);
             let timestamp_bits =
                 instance.get_physical_device_queue_family_properties(physical)[family as usize].timestamp_valid_bits;
-            tracing::info!(device = %device_name, software, "Vulkan device opened");
+            tracing::info!(device = %device_name, software, ?output, "Vulkan device opened");
+            let external_fd = exported.then(|| ash::khr::external_memory_fd::Device::new(&instance, &device));
             let mut gpu = Self::with_device(entry, instance, device, queue, family, memory_props, width, height)?;
             gpu.device_name = device_name;
             gpu.software = software;
+            gpu.output = output;
+            gpu.device_uuid = device_uuid;
+            gpu.external_fd = external_fd;
             gpu.background = background.map(|c| f32::from(c) / 255.0);
             if timestamp_bits > 0 {
                 let pool = gpu
@@ -253,6 +296,8 @@ impl Gpu {
                 overlay: null_buffer(),
                 overlay_generation: 0,
                 output: null_buffer(),
+                nv12: null_buffer(),
+                nv12_allocation: 0,
             });
         }
         Ok(Self {
@@ -261,8 +306,12 @@ impl Gpu {
             device,
             device_name: String::new(),
             software: false,
+            output: FrameOutput::HostI420,
+            device_uuid: [0; 16],
+            external_fd: None,
             memory_props,
             queue,
+            family,
             width,
             height,
             pool,
@@ -353,6 +402,47 @@ impl Gpu {
             None
         };
         Ok(Buffer { buffer, memory, size, mapped })
+    }
+
+    /// A device buffer whose memory can be exported as an opaque fd: a dedicated allocation,
+    /// device-local where the device has such memory. Returns it with its allocation size.
+    unsafe fn exportable_buffer(&self, size: u64, usage: vk::BufferUsageFlags) -> Result<(Buffer, u64), RenderError> {
+        let handle = vk::ExternalMemoryHandleTypeFlags::OPAQUE_FD;
+        let mut external = vk::ExternalMemoryBufferCreateInfo::default().handle_types(handle);
+        let buffer = self
+            .device
+            .create_buffer(&vk::BufferCreateInfo::default().size(size).usage(usage).push_next(&mut external), None)
+            .map_err(vkerr("create exportable buffer"))?;
+        let req = self.device.get_buffer_memory_requirements(buffer);
+        let index = self
+            .memory_type(req.memory_type_bits, vk::MemoryPropertyFlags::DEVICE_LOCAL)
+            .or_else(|_| self.memory_type(req.memory_type_bits, vk::MemoryPropertyFlags::empty()));
+        let index = match index {
+            Ok(i) => i,
+            Err(e) => {
+                self.device.destroy_buffer(buffer, None);
+                return Err(e);
+            }
+        };
+        // Always dedicated, so that an importer always passes the dedicated flag: a mismatch
+        // is not refused by CUDA, it shows as corrupted stripes.
+        let mut dedicated = vk::MemoryDedicatedAllocateInfo::default().buffer(buffer);
+        let mut export = vk::ExportMemoryAllocateInfo::default().handle_types(handle);
+        let info = vk::MemoryAllocateInfo::default()
+            .allocation_size(req.size)
+            .memory_type_index(index)
+            .push_next(&mut export)
+            .push_next(&mut dedicated);
+        let memory = match self.device.allocate_memory(&info, None) {
+            Ok(m) => m,
+            Err(code) => {
+                self.device.destroy_buffer(buffer, None);
+                return Err(RenderError::Vulkan { what: "allocate exportable memory", code });
+            }
+        };
+        let buf = Buffer { buffer, memory, size, mapped: None };
+        self.device.bind_buffer_memory(buffer, memory, 0).map_err(vkerr("bind exportable memory"))?;
+        Ok((buf, req.size))
     }
 
     /// A host-visible buffer filled with `bytes`.
@@ -674,9 +764,20 @@ impl Gpu {
             self.slots[i].joints = self.buffer((model.palette.len().max(1) * 64) as u64, storage, true)?;
             self.slots[i].uniform =
                 self.buffer((FRAME_UNIFORM_WORDS * 4) as u64, vk::BufferUsageFlags::UNIFORM_BUFFER, true)?;
-            self.slots[i].dims = self.buffer(16, vk::BufferUsageFlags::UNIFORM_BUFFER, true)?;
+            self.slots[i].dims = self.buffer(DIMS_WORDS as u64 * 4, vk::BufferUsageFlags::UNIFORM_BUFFER, true)?;
             self.slots[i].overlay = self.buffer(frame_pixels * 4, storage, true)?;
-            self.slots[i].output = self.buffer(crate::i420_len(self.width, self.height) as u64, storage, true)?;
+            // NV12 and I420 frames have the same size.
+            let frame_bytes = crate::i420_len(self.width, self.height) as u64;
+            if self.output != FrameOutput::ExportedNv12 {
+                let usage = storage | vk::BufferUsageFlags::TRANSFER_DST;
+                self.slots[i].output = self.buffer(frame_bytes, usage, true)?;
+            }
+            if self.output != FrameOutput::HostI420 {
+                let (nv12, allocation) =
+                    self.exportable_buffer(frame_bytes, storage | vk::BufferUsageFlags::TRANSFER_SRC)?;
+                self.slots[i].nv12 = nv12;
+                self.slots[i].nv12_allocation = allocation;
+            }
         }
 
         // Descriptor layouts and sets.
@@ -740,6 +841,11 @@ impl Gpu {
                 .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
                 .descriptor_count(1)
                 .stage_flags(vk::ShaderStageFlags::COMPUTE),
+            vk::DescriptorSetLayoutBinding::default()
+                .binding(4)
+                .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
+                .descriptor_count(1)
+                .stage_flags(vk::ShaderStageFlags::COMPUTE),
         ];
         for bindings in [&avatar_bindings[..], &convert_bindings[..]] {
             let layout = d
@@ -758,7 +864,7 @@ impl Gpu {
             vk::DescriptorPoolSize { ty: vk::DescriptorType::UNIFORM_BUFFER, descriptor_count: per_slot(2) },
             vk::DescriptorPoolSize { ty: vk::DescriptorType::SAMPLED_IMAGE, descriptor_count: per_slot(2) },
             vk::DescriptorPoolSize { ty: vk::DescriptorType::SAMPLER, descriptor_count: per_slot(1) },
-            vk::DescriptorPoolSize { ty: vk::DescriptorType::STORAGE_BUFFER, descriptor_count: per_slot(6) },
+            vk::DescriptorPoolSize { ty: vk::DescriptorType::STORAGE_BUFFER, descriptor_count: per_slot(7) },
         ];
         self.descriptor_pool = d
             .create_descriptor_pool(
@@ -789,7 +895,15 @@ impl Gpu {
             image_view: self.color.view,
             image_layout: vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL,
         }];
-        let out = [vk::DescriptorBufferInfo { buffer: slot.output.buffer, offset: 0, range: vk::WHOLE_SIZE }];
+        // The pass writes only the outputs its `dims` ask for; an unused binding points at the
+        // other output's buffer so that every binding is valid.
+        let (i420, nv12) = match (slot.output.buffer, slot.nv12.buffer) {
+            (out, nv12) if nv12 == vk::Buffer::null() => (out, out),
+            (out, nv12) if out == vk::Buffer::null() => (nv12, nv12),
+            pair => pair,
+        };
+        let out = [vk::DescriptorBufferInfo { buffer: i420, offset: 0, range: vk::WHOLE_SIZE }];
+        let nv12_info = [vk::DescriptorBufferInfo { buffer: nv12, offset: 0, range: vk::WHOLE_SIZE }];
         let dims_info = [vk::DescriptorBufferInfo { buffer: slot.dims.buffer, offset: 0, range: vk::WHOLE_SIZE }];
         let deltas = [vk::DescriptorBufferInfo { buffer: self.deltas.buffer, offset: 0, range: vk::WHOLE_SIZE }];
         let joints = [vk::DescriptorBufferInfo { buffer: slot.joints.buffer, offset: 0, range: vk::WHOLE_SIZE }];
@@ -862,6 +976,11 @@ impl Gpu {
                 .dst_binding(3)
                 .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
                 .buffer_info(&overlay),
+            vk::WriteDescriptorSet::default()
+                .dst_set(slot.convert_set)
+                .dst_binding(4)
+                .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
+                .buffer_info(&nv12_info),
         ];
         d.update_descriptor_sets(&writes, &[]);
     }
@@ -1023,23 +1142,33 @@ impl Gpu {
         stage: vk::PipelineStageFlags,
         access: vk::AccessFlags,
     ) {
+        let src = (vk::PipelineStageFlags::COMPUTE_SHADER, vk::AccessFlags::SHADER_WRITE);
+        self.buffer_barrier(cmd, buffer, src, (stage, access), None);
+    }
+
+    /// Records a barrier on `buffer` from `src` (stage, access) to `dst`, moving it between queue
+    /// families when `families` says so.
+    ///
+    /// # Safety
+    /// The command buffer is recording; `buffer` is this renderer's.
+    unsafe fn buffer_barrier(
+        &self,
+        cmd: vk::CommandBuffer,
+        buffer: vk::Buffer,
+        src: (vk::PipelineStageFlags, vk::AccessFlags),
+        dst: (vk::PipelineStageFlags, vk::AccessFlags),
+        families: Option<(u32, u32)>,
+    ) {
+        let (from, to) = families.unwrap_or((vk::QUEUE_FAMILY_IGNORED, vk::QUEUE_FAMILY_IGNORED));
         let barrier = [vk::BufferMemoryBarrier::default()
-            .src_access_mask(vk::AccessFlags::SHADER_WRITE)
-            .dst_access_mask(access)
-            .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
-            .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+            .src_access_mask(src.1)
+            .dst_access_mask(dst.1)
+            .src_queue_family_index(from)
+            .dst_queue_family_index(to)
             .buffer(buffer)
             .offset(0)
             .size(vk::WHOLE_SIZE)];
-        self.device.cmd_pipeline_barrier(
-            cmd,
-            vk::PipelineStageFlags::COMPUTE_SHADER,
-            stage,
-            vk::DependencyFlags::empty(),
-            &[],
-            &barrier,
-            &[],
-        );
+        self.device.cmd_pipeline_barrier(cmd, src.0, dst.0, vk::DependencyFlags::empty(), &[], &barrier, &[]);
     }
 
     /// Records and submits one frame into a free slot, without waiting for it. `uniforms`: the
@@ -1070,7 +1199,12 @@ impl Gpu {
                 }
             };
             write(&slot.uniform, &uniforms.iter().flat_map(|w| w.to_le_bytes()).collect::<Vec<u8>>());
-            let dims = [self.width, self.height, u32::from(self.overlay_on), level.to_bits()];
+            let outputs = match self.output {
+                FrameOutput::HostI420 => WRITE_I420,
+                FrameOutput::ExportedNv12 | FrameOutput::ExportedNv12WithReadback => WRITE_NV12,
+            };
+            let dims: [u32; DIMS_WORDS] =
+                [self.width, self.height, u32::from(self.overlay_on), level.to_bits(), outputs];
             write(&slot.dims, &dims.iter().flat_map(|w| w.to_le_bytes()).collect::<Vec<u8>>());
             write(&slot.joints, &palette.iter().flatten().flat_map(|f| f.to_le_bytes()).collect::<Vec<u8>>());
             if self.overlay_on && slot.overlay_generation != self.overlay_generation {
@@ -1139,17 +1273,38 @@ impl Gpu {
                 d.cmd_write_timestamp(cmd, vk::PipelineStageFlags::BOTTOM_OF_PIPE, pool, query_base + 1);
             }
 
+            // The exported buffer comes back from the external consumer (CUDA), which read it
+            // after this slot's fence; its old contents do not matter.
+            let external = (vk::QUEUE_FAMILY_EXTERNAL, self.family);
+            let compute_write = (vk::PipelineStageFlags::COMPUTE_SHADER, vk::AccessFlags::SHADER_WRITE);
+            if self.output != FrameOutput::HostI420 {
+                let top = (vk::PipelineStageFlags::TOP_OF_PIPE, vk::AccessFlags::empty());
+                self.buffer_barrier(cmd, slot.nv12.buffer, top, compute_write, Some(external));
+            }
             let groups = [(self.width / 8).div_ceil(8), (self.height / 2).div_ceil(8), 1];
             self.dispatch(cmd, self.pipelines[2], self.layouts[1], slot.convert_set, groups);
             if let Some((pool, _)) = self.timestamps {
                 d.cmd_write_timestamp(cmd, vk::PipelineStageFlags::BOTTOM_OF_PIPE, pool, query_base + 2);
             }
-            self.after_compute_writes(
-                cmd,
-                slot.output.buffer,
-                vk::PipelineStageFlags::HOST,
-                vk::AccessFlags::HOST_READ,
-            );
+            let host_read = (vk::PipelineStageFlags::HOST, vk::AccessFlags::HOST_READ);
+            let transfer_read = (vk::PipelineStageFlags::TRANSFER, vk::AccessFlags::TRANSFER_READ);
+            if self.output == FrameOutput::ExportedNv12WithReadback {
+                // The Vulkan readback that the imported copy is compared with.
+                self.buffer_barrier(cmd, slot.nv12.buffer, compute_write, transfer_read, None);
+                let region = [vk::BufferCopy { src_offset: 0, dst_offset: 0, size: slot.output.size }];
+                d.cmd_copy_buffer(cmd, slot.nv12.buffer, slot.output.buffer, &region);
+                let transfer_write = (vk::PipelineStageFlags::TRANSFER, vk::AccessFlags::TRANSFER_WRITE);
+                self.buffer_barrier(cmd, slot.output.buffer, transfer_write, host_read, None);
+            }
+            match self.output {
+                FrameOutput::HostI420 => self.after_compute_writes(cmd, slot.output.buffer, host_read.0, host_read.1),
+                FrameOutput::ExportedNv12 | FrameOutput::ExportedNv12WithReadback => {
+                    // Released to the external consumer, which reads it after the fence.
+                    let bottom = (vk::PipelineStageFlags::BOTTOM_OF_PIPE, vk::AccessFlags::empty());
+                    let src = if self.output == FrameOutput::ExportedNv12 { compute_write } else { transfer_read };
+                    self.buffer_barrier(cmd, slot.nv12.buffer, src, bottom, Some((external.1, external.0)));
+                }
+            }
             d.end_command_buffer(cmd).map_err(vkerr("end commands"))?;
             let cmds = [cmd];
             let submit = [vk::SubmitInfo::default().command_buffers(&cmds)];
@@ -1164,13 +1319,14 @@ impl Gpu {
         self.in_flight.len()
     }
 
-    /// Waits for the oldest frame in flight and writes its I420 bytes into `out` (resized as
-    /// needed). False when no frame is in flight.
-    pub fn wait_oldest(&mut self, out: &mut Vec<u8>) -> Result<bool, RenderError> {
+    /// Waits for the oldest frame in flight and writes what is read back of it into `out`
+    /// (resized; empty when nothing is read back). Returns its slot, whose exported buffer holds
+    /// it until the slot's next frame is submitted; None when no frame is in flight.
+    pub fn wait_oldest(&mut self, out: &mut Vec<u8>) -> Result<Option<usize>, RenderError> {
         if self.broken {
             return Err(RenderError::Broken);
         }
-        let Some(&index) = self.in_flight.front() else { return Ok(false) };
+        let Some(&index) = self.in_flight.front() else { return Ok(None) };
         let d = &self.device;
         let slot = &self.slots[index];
         // SAFETY: the fence, query pool and mapped output belong to this slot; after the fence
@@ -1198,8 +1354,59 @@ impl Gpu {
                 std::ptr::copy_nonoverlapping(ptr, out.as_mut_ptr(), len);
             }
         }
-        Ok(true)
+        Ok(Some(index))
     }
+
+    /// Exports every slot's NV12 buffer as an opaque fd (a new fd per call; the importer owns
+    /// it). Fails unless the renderer was made with an exported output.
+    pub fn export_ring(&self) -> Result<ExportedRing, RenderError> {
+        let Some(external_fd) = &self.external_fd else {
+            return Err(RenderError::NoExport("the renderer was made for host I420 frames".into()));
+        };
+        let mut slots = Vec::with_capacity(SLOTS);
+        for slot in &self.slots {
+            let info = vk::MemoryGetFdInfoKHR::default()
+                .memory(slot.nv12.memory)
+                .handle_type(vk::ExternalMemoryHandleTypeFlags::OPAQUE_FD);
+            // SAFETY: the memory was allocated exportable as OPAQUE_FD and lives as long as self.
+            let raw = unsafe { external_fd.get_memory_fd(&info) }.map_err(vkerr("export memory fd"))?;
+            // SAFETY: vkGetMemoryFdKHR returned a new fd that nothing else owns.
+            let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+            slots.push(ExportedFrameBuffer { fd, allocation_size: slot.nv12_allocation, dedicated: true });
+        }
+        let luma = u64::from(self.width) * u64::from(self.height);
+        Ok(ExportedRing {
+            device_uuid: self.device_uuid,
+            width: self.width,
+            height: self.height,
+            pitch: self.width,
+            uv_offset: luma,
+            frame_bytes: luma + luma / 2,
+            slots,
+        })
+    }
+}
+
+/// Why `physical` cannot export buffers as opaque fds, if it cannot.
+///
+/// # Safety
+/// `physical` belongs to `instance`.
+unsafe fn export_support(instance: &ash::Instance, physical: vk::PhysicalDevice) -> Result<(), String> {
+    let extensions = instance.enumerate_device_extension_properties(physical).map_err(|e| e.to_string())?;
+    let has = extensions.iter().any(|e| e.extension_name_as_c_str() == Ok(ash::khr::external_memory_fd::NAME));
+    if !has {
+        return Err("the device has no VK_KHR_external_memory_fd".into());
+    }
+    let info = vk::PhysicalDeviceExternalBufferInfo::default()
+        .usage(vk::BufferUsageFlags::STORAGE_BUFFER | vk::BufferUsageFlags::TRANSFER_SRC)
+        .handle_type(vk::ExternalMemoryHandleTypeFlags::OPAQUE_FD);
+    let mut props = vk::ExternalBufferProperties::default();
+    instance.get_physical_device_external_buffer_properties(physical, &info, &mut props);
+    let features = props.external_memory_properties.external_memory_features;
+    if !features.contains(vk::ExternalMemoryFeatureFlags::EXPORTABLE) {
+        return Err("storage buffers cannot be exported as opaque fds on this device".into());
+    }
+    Ok(())
 }
 
 impl Drop for Gpu {
@@ -1222,8 +1429,10 @@ impl Drop for Gpu {
                 d.destroy_shader_module(m, None);
             }
             d.destroy_descriptor_pool(self.descriptor_pool, None);
-            let per_slot =
-                self.slots.iter().flat_map(|s| [&s.uniform, &s.joints, &s.posed, &s.dims, &s.overlay, &s.output]);
+            let per_slot = self
+                .slots
+                .iter()
+                .flat_map(|s| [&s.uniform, &s.joints, &s.posed, &s.dims, &s.overlay, &s.output, &s.nv12]);
             for b in [&self.vertex, &self.index, &self.deltas].into_iter().chain(per_slot) {
                 d.destroy_buffer(b.buffer, None);
                 d.free_memory(b.memory, None);

@@ -8,13 +8,12 @@
 //! - [`rig`]: how a [`Pose`] drives a model: face channels → morph targets, head and chest
 //!   joints → skinning palette, and the face's framing.
 //! - [`camera`]: camera presets around the face; [`math`]: matrices and quaternions.
-//! - `gpu`: headless Vulkan (ash): morph + skin + light → compute RGB→I420 (BT.709 limited) →
-//!   readback, through a ring of frame slots.
+//! - `gpu`: headless Vulkan (ash): morph + skin + light → compute RGB→YCbCr (BT.709 limited)
+//!   through a ring of frame slots, into I420 read back to the host or NV12 in exportable
+//!   device buffers ([`FrameOutput`]).
 //! - [`Renderer`]: the public face: `render(&Pose) -> &[u8]` (I420, tightly packed), or
-//!   `render_next` / `flush` to keep one frame in flight while the caller prepares the next.
-//!
-//! The compute pass writes I420 for the CPU encoder; the NVENC path will add an NV12 output
-//! from the same pass into exportable memory.
+//!   `render_next` / `flush` to keep one frame in flight while the caller prepares the next;
+//!   [`Renderer::export_ring`] hands the NV12 buffers to a zero-copy encoder (CUDA → NVENC).
 
 pub mod animation;
 pub mod avatar;
@@ -56,6 +55,47 @@ pub struct Pose {
     pub media_ts: u64,
 }
 
+/// What the convert pass writes for each frame, and what comes back to the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FrameOutput {
+    /// I420 read back to host memory: the CPU encoder's input.
+    #[default]
+    HostI420,
+    /// NV12 in exportable device buffers, nothing read back: the zero-copy encoder's input.
+    ExportedNv12,
+    /// NV12 exported and also copied back to the host, so that an importer's view of the same
+    /// frame can be compared byte by byte.
+    ExportedNv12WithReadback,
+}
+
+/// One ring slot's NV12 buffer, exported.
+#[derive(Debug)]
+pub struct ExportedFrameBuffer {
+    /// An opaque fd of the buffer's memory (`VK_KHR_external_memory_fd`); an importer takes it.
+    pub fd: std::os::fd::OwnedFd,
+    /// The allocation's size, which the importer must be given (it may exceed the frame).
+    pub allocation_size: u64,
+    /// The memory is a dedicated allocation: the importer must say so too.
+    pub dedicated: bool,
+}
+
+/// The renderer's NV12 frame buffers, exported once; frame n is in slot [`Renderer::last_slot`].
+/// The renderer must outlive every import of them.
+#[derive(Debug)]
+pub struct ExportedRing {
+    /// The Vulkan `deviceUUID`; an importer opens the device with the same UUID.
+    pub device_uuid: [u8; 16],
+    pub width: u32,
+    pub height: u32,
+    /// Bytes per row of both planes.
+    pub pitch: u32,
+    /// Where the interleaved UV plane starts.
+    pub uv_offset: u64,
+    /// Bytes of one frame (Y and UV).
+    pub frame_bytes: u64,
+    pub slots: Vec<ExportedFrameBuffer>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
     #[error("no usable Vulkan: {0} (install mesa-vulkan-drivers for the CPU renderer)")]
@@ -70,6 +110,8 @@ pub enum RenderError {
     Busy,
     #[error("the device stopped answering earlier; the renderer must be rebuilt")]
     Broken,
+    #[error("frames cannot be exported from this Vulkan device: {0}")]
+    NoExport(String),
 }
 
 /// Bytes of one tightly packed I420 frame.
@@ -88,6 +130,8 @@ pub struct Renderer {
     width: u32,
     height: u32,
     frame: Vec<u8>,
+    /// The ring slot of the frame last returned.
+    last_slot: Option<usize>,
 }
 
 impl Renderer {
@@ -106,10 +150,21 @@ impl Renderer {
         background_rgb: [u8; 3],
         model: model::Model,
     ) -> Result<Self, RenderError> {
+        Self::with_output(width, height, background_rgb, model, FrameOutput::HostI420)
+    }
+
+    /// A renderer drawing `model` into `output`.
+    pub fn with_output(
+        width: u32,
+        height: u32,
+        background_rgb: [u8; 3],
+        model: model::Model,
+        output: FrameOutput,
+    ) -> Result<Self, RenderError> {
         if !width.is_multiple_of(8) || !height.is_multiple_of(2) || width < 16 || height < 16 {
             return Err(RenderError::BadSize { width, height });
         }
-        let gpu = gpu::Gpu::new(width, height, background_rgb, &model)?;
+        let gpu = gpu::Gpu::new(width, height, background_rgb, &model, output)?;
         let rig = rig::Rig::new(&model);
         if let Some(name) = rig.idle_animation(&model) {
             tracing::info!(animation = name, "the avatar's idle animation loops under the live layers");
@@ -137,7 +192,19 @@ impl Renderer {
             width,
             height,
             frame: Vec::new(),
+            last_slot: None,
         })
+    }
+
+    /// Exports the NV12 ring (see [`FrameOutput`]); each call gives new fds.
+    pub fn export_ring(&self) -> Result<ExportedRing, RenderError> {
+        self.gpu.export_ring()
+    }
+
+    /// The ring slot holding the frame last returned; with an exported output its NV12 bytes
+    /// stay there until the next frame is submitted.
+    pub fn last_slot(&self) -> Option<usize> {
+        self.last_slot
     }
 
     /// The Vulkan device's name (e.g. `llvmpipe (LLVM 15.0.6, 256 bits)`).
@@ -172,11 +239,12 @@ impl Renderer {
         self.rig.framing
     }
 
-    /// Renders `pose` and waits for it; returns its I420 frame (valid until the next call).
+    /// Renders `pose` and waits for it; returns what was read back of it (valid until the next
+    /// call): I420, or NV12 with [`FrameOutput::ExportedNv12WithReadback`], or nothing.
     /// Frames still in flight from [`Renderer::render_next`] are read and dropped.
     pub fn render(&mut self, pose: &Pose) -> Result<&[u8], RenderError> {
         self.submit(pose)?;
-        while self.gpu.wait_oldest(&mut self.frame)? {}
+        while self.wait_oldest()? {}
         Ok(&self.frame)
     }
 
@@ -186,7 +254,7 @@ impl Renderer {
     pub fn render_next(&mut self, pose: &Pose) -> Result<Option<&[u8]>, RenderError> {
         self.submit(pose)?;
         if self.gpu.frames_in_flight() > 1 {
-            self.gpu.wait_oldest(&mut self.frame)?;
+            self.wait_oldest()?;
             return Ok(Some(&self.frame));
         }
         Ok(None)
@@ -194,7 +262,15 @@ impl Renderer {
 
     /// Waits for the frame in flight, if any, and returns it.
     pub fn flush(&mut self) -> Result<Option<&[u8]>, RenderError> {
-        Ok(self.gpu.wait_oldest(&mut self.frame)?.then_some(&self.frame[..]))
+        Ok(self.wait_oldest()?.then_some(&self.frame[..]))
+    }
+
+    fn wait_oldest(&mut self) -> Result<bool, RenderError> {
+        let slot = self.gpu.wait_oldest(&mut self.frame)?;
+        if slot.is_some() {
+            self.last_slot = slot;
+        }
+        Ok(slot.is_some())
     }
 
     fn submit(&mut self, pose: &Pose) -> Result<(), RenderError> {
