@@ -74,6 +74,12 @@ fn an_operator_line_cuts_in_and_the_cut_sentence_is_said_again() -> Result<()> {
     let status: serde_json::Value = serde_json::from_slice(&status.stdout)?;
     let output = &status["stage"]["outputs"][0];
     ensure!(status["stage"]["encoder"] == "openh264" && output["state"] == "publishing", "{status}");
+    // Why it is not the zero-copy encoder, in words and as a code alerts can match.
+    let fallback = &status["stage"]["encoder_fallback"];
+    ensure!(fallback["reason"].as_str().is_some_and(|r| !r.is_empty()), "{status}");
+    if !emcee_encoder::cuda::driver_present() {
+        ensure!(fallback["code"] == "no_cuda_driver", "{status}");
+    }
     ensure!(output["url"].as_str().is_some_and(|u| u.ends_with("/live/…")), "key not redacted: {status}");
     ensure!(output["bytes_sent"].as_u64().is_some_and(|b| b > 10_000), "{status}");
     ensure!(output["connects"] == 1 && output["dropped_packets"] == 0, "a healthy local output: {status}");

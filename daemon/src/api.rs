@@ -439,8 +439,15 @@ fn metrics_text(s: &Status) -> String {
         metric(
             "emcee_encoder_info",
             "gauge",
-            "The video encoder in use",
-            &[(format!("{{encoder=\"{}\"}}", h.encoder), 1.0)],
+            "The video encoder in use, and why it is not the zero-copy one",
+            &[(
+                format!(
+                    "{{encoder=\"{}\",fallback=\"{}\"}}",
+                    h.encoder,
+                    h.encoder_fallback.as_ref().map_or("none", |f| f.code.as_str())
+                ),
+                1.0,
+            )],
         );
         let label = |url: &str| format!("{{url=\"{}\"}}", url.replace('\\', "\\\\").replace('"', "\\\""));
         let up: Vec<(String, f64)> =
@@ -497,6 +504,10 @@ mod tests {
             late_frames: 2,
             repeated_frames: 1,
             encoder: "openh264".into(),
+            encoder_fallback: Some(emcee_protocol::EncoderFallback {
+                code: "no_cuda_driver".into(),
+                reason: "no CUDA driver (libcuda.so.1 not found)".into(),
+            }),
             outputs: vec![emcee_protocol::OutputHealth {
                 url: "rtmp://a:1935/x\"y/…".into(),
                 state: "publishing".into(),
@@ -522,7 +533,7 @@ mod tests {
             "emcee_frames_total 300",
             "emcee_late_frames_total 2",
             "emcee_repeated_frames_total 1",
-            "emcee_encoder_info{encoder=\"openh264\"} 1",
+            "emcee_encoder_info{encoder=\"openh264\",fallback=\"no_cuda_driver\"} 1",
             "emcee_output_up{url=\"rtmp://a:1935/x\\\"y/…\"} 1",
             "emcee_output_bytes_sent_total{url=\"rtmp://a:1935/x\\\"y/…\"} 12345",
             "emcee_output_connects_total{url=\"rtmp://a:1935/x\\\"y/…\"} 2",

@@ -8,7 +8,8 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use emcee_protocol::{
-    AudioConfig, AvatarConfig, CameraPreset, RtmpUrl, Scene, SpeechConfig, StageConfig, StopWhen, VideoConfig, Voice,
+    AudioConfig, AvatarConfig, CameraPreset, EncoderChoice, RtmpUrl, Scene, SpeechConfig, StageConfig, StopWhen,
+    VideoConfig, Voice,
 };
 
 use crate::schedule::{self, Schedule, Window};
@@ -81,7 +82,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
     ("content", &["products"]),
     ("answers", &["min_confidence", "holding_line", "max_age_s"]),
     ("api", &["listen", "token_file"]),
-    ("video", &["width", "height", "fps", "bitrate_kbps", "keyframe_interval_s"]),
+    ("video", &["width", "height", "fps", "bitrate_kbps", "keyframe_interval_s", "encoder"]),
     ("audio", &["bitrate_kbps", "channels"]),
     ("avatar", &["model", "background", "camera", "voice", "words_per_minute", "pitch", "subtitles", "label"]),
     ("stage", &["listen"]),
@@ -411,6 +412,18 @@ impl Config {
         };
 
         // [video]
+        let encoder = match c.string(video, "video", "encoder") {
+            None | Some(("auto", _)) => EncoderChoice::Auto,
+            Some(("openh264", _)) => EncoderChoice::Openh264,
+            Some(("cuda-readback", _)) => EncoderChoice::CudaReadback,
+            Some((other, item)) => {
+                c.error(
+                    item.span(),
+                    format!("[video] encoder = \"{other}\": use \"auto\", \"openh264\" or \"cuda-readback\""),
+                );
+                EncoderChoice::Auto
+            }
+        };
         let width = c.integer(video, "video", "width", 1280, 16..3841) as u32;
         let height = c.integer(video, "video", "height", 720, 16..2161) as u32;
         if !width.is_multiple_of(8) || !height.is_multiple_of(2) {
@@ -609,7 +622,7 @@ impl Config {
             token_file,
             stage_listen,
             stage: StageConfig {
-                video: VideoConfig { width, height, fps, bitrate_kbps, keyframe_interval_frames },
+                video: VideoConfig { width, height, fps, bitrate_kbps, keyframe_interval_frames, encoder },
                 audio: AudioConfig { bitrate_kbps: audio_kbps, channels },
                 avatar: AvatarConfig { scene, voice, model, subtitles, label },
                 speech: speech_config,
@@ -743,6 +756,20 @@ url = "http://x/live/k"
         assert!(messages.iter().any(|m| m.contains("http://x/live/k")));
         // Sorted by position.
         assert!(errors.windows(2).all(|w| (w[0].line, w[0].column) <= (w[1].line, w[1].column)));
+    }
+
+    #[test]
+    fn the_video_encoder_is_auto_unless_chosen() {
+        let c = Config::parse(GOOD, Path::new("."), &[]).unwrap();
+        assert_eq!(c.stage.video.encoder, EncoderChoice::Auto);
+        let chosen = GOOD.replace("[video]\n", "[video]\nencoder = \"openh264\"\n");
+        assert!(chosen != GOOD, "GOOD has a [video] table");
+        let c = Config::parse(&chosen, Path::new("."), &[]).unwrap();
+        assert_eq!(c.stage.video.encoder, EncoderChoice::Openh264);
+        let bad = GOOD.replace("[video]\n", "[video]\nencoder = \"x264\"\n");
+        let errors = Config::parse(&bad, Path::new("."), &[]).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].message.contains("\"x264\"") && errors[0].message.contains("cuda-readback"), "{errors:?}");
     }
 
     #[test]

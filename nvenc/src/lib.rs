@@ -1,14 +1,25 @@
-//! Video encoders: I420 frames in, H.264 Annex-B access units out.
+//! Video encoders: frames in, H.264 Annex-B access units out.
 //!
 //! # Layout
 //! - [`I420Frame`]: the planar frame the renderer's convert pass writes (BT.709, limited range).
-//! - [`VideoEncoder`]: what the stage drives, one frame per tick, never skipping a frame.
+//! - [`Picture`]: what an encoder is handed each tick: an I420 frame in host memory, or the
+//!   index of a ring slot that holds the frame as NV12 on the GPU.
+//! - [`VideoEncoder`]: what the stage drives, one picture per tick, never skipping one.
 //! - [`OpenH264Encoder`]: the CPU encoder used on machines without NVENC (and on CI).
+//! - [`cuda`]: the renderer's exported NV12 ring imported into CUDA once (no host copy).
+//! - [`nvenc`]: the zero-copy NVENC encoder reading those CUDA buffers, loaded at run time.
+//! - [`CudaReadbackEncoder`]: reads exactly the CUDA memory NVENC would, copies it to the host
+//!   and feeds openh264: proof of the import on GPUs without an encode engine.
+//! - [`Unavailable`]: why the zero-copy path cannot run here; the stage reports it and falls
+//!   back to openh264.
 //!
-//! The zero-copy NVENC encoder (Vulkan → CUDA → NVENC) joins here behind the same trait; the
-//! stage picks it when it opens and falls back to openh264 otherwise.
-#![forbid(unsafe_code)]
+//! Unsafe code lives only in the two FFI modules, each block with its `SAFETY` note.
+#![deny(unsafe_code)]
 
+pub mod cuda;
+pub mod nvenc;
+
+use cuda::CudaRing;
 use openh264::encoder::{
     BitRate, Complexity, Encoder, EncoderConfig, FrameRate, FrameType, IntraFramePeriod, RateControlMode,
     SpsPpsStrategy, UsageType, VuiConfig,
@@ -24,6 +35,67 @@ pub enum EncodeError {
     BadBuffer { width: u32, height: u32, got: usize, need: usize },
     #[error("openh264 failed to {action}: {detail}")]
     OpenH264 { action: &'static str, detail: String },
+    #[error("{call} failed: {status}")]
+    Nvenc { call: &'static str, status: String },
+    #[error("CUDA: {0}")]
+    Cuda(String),
+    #[error("there is no ring slot {0}")]
+    NoSuchSlot(usize),
+    #[error("the {encoder} encoder takes {wants}")]
+    WrongInput { encoder: &'static str, wants: &'static str },
+}
+
+/// Why the zero-copy path (Vulkan → CUDA → NVENC) cannot run on this machine. Each is a normal
+/// condition on some appliance or CI host, reported in health and metrics, never a crash.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unavailable {
+    #[error("[video] encoder chose another encoder")]
+    NotWanted,
+    #[error("the renderer cannot export its frames: {0}")]
+    NoExport(String),
+    #[error("no CUDA driver (libcuda.so.1 not found)")]
+    NoCudaDriver,
+    #[error("CUDA {call} failed: {error}")]
+    Cuda { call: &'static str, error: String },
+    #[error("no CUDA device is the renderer's GPU (Vulkan UUID {vulkan_uuid}; {cuda_devices} CUDA devices)")]
+    NoMatchingCudaDevice { vulkan_uuid: String, cuda_devices: u32 },
+    #[error("importing ring slot {slot} into CUDA failed: {error}")]
+    Import { slot: usize, error: String },
+    #[error("no NVENC library: {0}")]
+    NoEncodeLibrary(String),
+    #[error("the driver's NVENC API is {}.{}, {}.{} is needed", driver.0, driver.1, needed.0, needed.1)]
+    ApiTooOld { driver: (u32, u32), needed: (u32, u32) },
+    #[error("this GPU has no NVENC engine: {0}")]
+    NoEncodeEngine(String),
+    #[error("NVENC session limit reached: {0}")]
+    SessionLimit(String),
+    #[error("NVENC on this GPU does not encode H.264")]
+    NoH264,
+    #[error("NVENC {call} failed: {status}")]
+    Nvenc { call: &'static str, status: String },
+    #[error("NVENC cannot encode these frames: {0}")]
+    Settings(String),
+}
+
+impl Unavailable {
+    /// A stable short name for metrics labels and alerts.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotWanted => "not_wanted",
+            Self::NoExport(_) => "no_export",
+            Self::NoCudaDriver => "no_cuda_driver",
+            Self::Cuda { .. } => "cuda_error",
+            Self::NoMatchingCudaDevice { .. } => "no_matching_cuda_device",
+            Self::Import { .. } => "import_failed",
+            Self::NoEncodeLibrary(_) => "no_encode_library",
+            Self::ApiTooOld { .. } => "driver_too_old",
+            Self::NoEncodeEngine(_) => "no_encode_engine",
+            Self::SessionLimit(_) => "session_limit",
+            Self::NoH264 => "no_h264",
+            Self::Nvenc { .. } => "nvenc_error",
+            Self::Settings(_) => "unsupported_settings",
+        }
+    }
 }
 
 /// Encoder settings.
@@ -86,11 +158,20 @@ pub struct EncodedFrame {
     pub annex_b: Vec<u8>,
 }
 
+/// One tick's picture, as the renderer produced it.
+#[derive(Debug, Clone, Copy)]
+pub enum Picture<'a> {
+    /// Read back to host memory.
+    Host(I420Frame<'a>),
+    /// Left on the GPU in this slot of the exported ring; its fence has been waited on.
+    Ring { slot: usize },
+}
+
 pub trait VideoEncoder: Send {
-    /// Short name for health and metrics ("openh264", "nvenc").
+    /// Short name for health and metrics ("openh264", "nvenc", "cuda-readback").
     fn name(&self) -> &'static str;
     /// Encodes frame `frame_index`; always returns exactly one access unit.
-    fn encode(&mut self, frame: &I420Frame<'_>, frame_index: u64) -> Result<EncodedFrame, EncodeError>;
+    fn encode(&mut self, picture: Picture<'_>, frame_index: u64) -> Result<EncodedFrame, EncodeError>;
 }
 
 pub struct OpenH264Encoder {
@@ -125,7 +206,10 @@ impl VideoEncoder for OpenH264Encoder {
         "openh264"
     }
 
-    fn encode(&mut self, frame: &I420Frame<'_>, frame_index: u64) -> Result<EncodedFrame, EncodeError> {
+    fn encode(&mut self, picture: Picture<'_>, frame_index: u64) -> Result<EncodedFrame, EncodeError> {
+        let Picture::Host(frame) = picture else {
+            return Err(EncodeError::WrongInput { encoder: "openh264", wants: "an I420 frame in host memory" });
+        };
         if (frame.width, frame.height) != (self.settings.width, self.settings.height) {
             return Err(EncodeError::BadSize { width: frame.width, height: frame.height });
         }
@@ -148,6 +232,49 @@ impl VideoEncoder for OpenH264Encoder {
     }
 }
 
+/// The verification encoder: copies exactly the CUDA memory NVENC would read to the host and
+/// encodes it with openh264. Slow (a device-to-host copy and a CPU encode per frame); it exists
+/// to prove the zero-copy plumbing on GPUs without an encode engine.
+pub struct CudaReadbackEncoder {
+    ring: CudaRing,
+    openh264: OpenH264Encoder,
+    nv12: Vec<u8>,
+    i420: Vec<u8>,
+}
+
+impl CudaReadbackEncoder {
+    pub fn new(ring: CudaRing, settings: EncoderSettings) -> Result<Self, EncodeError> {
+        let layout = ring.layout();
+        if (layout.width, layout.height) != (settings.width, settings.height) {
+            return Err(EncodeError::BadSize { width: layout.width, height: layout.height });
+        }
+        Ok(Self { ring, openh264: OpenH264Encoder::new(settings)?, nv12: Vec::new(), i420: Vec::new() })
+    }
+
+    /// The NV12 bytes of `slot` as CUDA sees them.
+    pub fn read_slot(&mut self, slot: usize) -> Result<&[u8], EncodeError> {
+        self.ring.copy_to_host(slot, &mut self.nv12).map_err(EncodeError::Cuda)?;
+        Ok(&self.nv12)
+    }
+}
+
+impl VideoEncoder for CudaReadbackEncoder {
+    fn name(&self) -> &'static str {
+        "cuda-readback"
+    }
+
+    fn encode(&mut self, picture: Picture<'_>, frame_index: u64) -> Result<EncodedFrame, EncodeError> {
+        let Picture::Ring { slot } = picture else {
+            return Err(EncodeError::WrongInput { encoder: "cuda-readback", wants: "a ring slot" });
+        };
+        self.read_slot(slot)?;
+        let layout = self.ring.layout();
+        layout.to_i420(&self.nv12, &mut self.i420);
+        let frame = I420Frame::new(layout.width, layout.height, &self.i420)?;
+        self.openh264.encode(Picture::Host(frame), frame_index)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,7 +293,7 @@ mod tests {
                 *b = ((p as u64 + i * 3) % 220 + 16) as u8;
             }
             let frame = I420Frame::new(64, 48, &buf).unwrap();
-            let out = enc.encode(&frame, i).unwrap();
+            let out = enc.encode(Picture::Host(frame), i).unwrap();
             assert_eq!(out.keyframe, i % 10 == 0, "frame {i}");
             // SPS (type 7) present exactly on keyframes.
             let has_sps = out.annex_b.windows(5).any(|w| w[..4] == [0, 0, 0, 1] && w[4] & 0x1f == 7);

@@ -29,6 +29,22 @@ pub struct VideoConfig {
     pub bitrate_kbps: u32,
     /// Keyframe interval in frames (the config states it in seconds; 2 s is what every CDN wants).
     pub keyframe_interval_frames: u32,
+    #[serde(default)]
+    pub encoder: EncoderChoice,
+}
+
+/// Which video encoder the stage opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EncoderChoice {
+    /// Zero-copy NVENC where the GPU has it, openh264 otherwise (the reason is reported).
+    #[default]
+    Auto,
+    /// openh264 on the CPU, without trying NVENC.
+    Openh264,
+    /// The verification path: the frame is imported into CUDA like NVENC would read it, copied
+    /// back and encoded by openh264. For proving the zero-copy plumbing on GPUs without NVENC.
+    CudaReadback,
 }
 
 /// Audio settings (AAC-LC, 48 kHz).
@@ -261,7 +277,17 @@ pub struct Health {
     #[serde(default)]
     pub repeated_frames: u64,
     pub encoder: String,
+    /// Why the zero-copy encoder is not the one running (`None` when it is): a stable code for
+    /// alerts and the full reason for people.
+    #[serde(default)]
+    pub encoder_fallback: Option<EncoderFallback>,
     pub outputs: Vec<OutputHealth>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncoderFallback {
+    pub code: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

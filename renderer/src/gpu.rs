@@ -1183,7 +1183,7 @@ impl Gpu {
         if self.broken {
             return Err(RenderError::Broken);
         }
-        let Some(index) = (0..SLOTS).find(|i| !self.in_flight.contains(i)) else {
+        let Some(index) = self.next_free_slot() else {
             return Err(RenderError::Busy);
         };
         let d = &self.device;
@@ -1315,6 +1315,11 @@ impl Gpu {
     }
 
     /// Frames submitted and not yet read back.
+    /// The slot the next [`Gpu::submit`] writes.
+    pub fn next_free_slot(&self) -> Option<usize> {
+        (0..SLOTS).find(|i| !self.in_flight.contains(i))
+    }
+
     pub fn frames_in_flight(&self) -> usize {
         self.in_flight.len()
     }

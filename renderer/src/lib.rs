@@ -137,7 +137,17 @@ pub struct Renderer {
 impl Renderer {
     /// A renderer drawing the built-in avatar.
     pub fn new(width: u32, height: u32, background_rgb: [u8; 3]) -> Result<Self, RenderError> {
-        let mut renderer = Self::with_model(width, height, background_rgb, avatar::default_avatar())?;
+        Self::builtin_with_output(width, height, background_rgb, FrameOutput::HostI420)
+    }
+
+    /// A renderer drawing the built-in avatar into `output`.
+    pub fn builtin_with_output(
+        width: u32,
+        height: u32,
+        background_rgb: [u8; 3],
+        output: FrameOutput,
+    ) -> Result<Self, RenderError> {
+        let mut renderer = Self::with_output(width, height, background_rgb, avatar::default_avatar(), output)?;
         // The camera presets were made for it.
         renderer.rig.framing = rig::Framing::UNIT;
         Ok(renderer)
@@ -205,6 +215,12 @@ impl Renderer {
     /// stay there until the next frame is submitted.
     pub fn last_slot(&self) -> Option<usize> {
         self.last_slot
+    }
+
+    /// The ring slot the next frame will be drawn into (None while every slot is in flight).
+    /// With an exported output, whoever still reads that slot must be done before then.
+    pub fn next_slot(&self) -> Option<usize> {
+        self.gpu.next_free_slot()
     }
 
     /// The Vulkan device's name (e.g. `llvmpipe (LLVM 15.0.6, 256 bits)`).

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use emcee_encoder::{EncoderSettings, I420Frame, OpenH264Encoder, VideoEncoder};
+use emcee_encoder::{EncoderSettings, I420Frame, OpenH264Encoder, Picture, VideoEncoder};
 use emcee_protocol::{CameraPreset, Scene};
 use emcee_renderer::{Pose, Renderer};
 use emcee_stream::aac::AacEncoder;
@@ -91,7 +91,7 @@ fn bench(width: u32, height: u32, frames: usize, avatar: Option<&[u8]>, camera: 
             t.gpu_convert += g.convert_ms;
         }
         let i420 = I420Frame::new(width, height, &frame).expect("frame");
-        let encoded = encoder.encode(&i420, i as u64).expect("encode");
+        let encoded = encoder.encode(Picture::Host(i420), i as u64).expect("encode");
         let encoded_at = Instant::now();
         let au = flv::annex_b_to_avcc(&encoded.annex_b, encoded.keyframe).expect("avcc");
         let _tag = flv::video_frame(&au);

@@ -7,14 +7,74 @@
 //! repeated frame; without it they would see the player stall while the stream drifts behind
 //! real time. At most [`MAX_REPEATS_IN_A_ROW`] ticks in a row repeat, so the picture keeps
 //! moving at a third of the frame rate or better even when the machine cannot keep up at all.
+//!
+//! On the zero-copy path a picture is a slot of the renderer's exported ring, not bytes: the
+//! encoder reads it on the GPU. [`SlotsInUse`] keeps the renderer from drawing into a slot the
+//! video thread has not encoded yet.
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use emcee_renderer::{Pose, Renderer};
 
 /// Ticks in a row that may repeat the previous picture before one is rendered, late or not.
 pub const MAX_REPEATS_IN_A_ROW: u32 = 2;
 
-/// Ticks whose pictures are ready, oldest first, with their I420 bytes.
-pub type Ready<A> = Vec<(Tick<A>, Vec<u8>)>;
+/// How long the renderer waits for the encoder to let go of a slot before drawing anyway (a
+/// torn frame is better than a frozen stream; only a stuck encoder takes this long).
+const SLOT_WAIT: Duration = Duration::from_secs(2);
+
+/// A picture for the video thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shown {
+    /// I420 bytes read back from the GPU.
+    Host(Vec<u8>),
+    /// NV12 left in this slot of the exported ring.
+    Slot(usize),
+}
+
+/// Ticks whose pictures are ready, oldest first.
+pub type Ready<A> = Vec<(Tick<A>, Shown)>;
+
+/// Encodes each ring slot still owes: handed over by the media thread, released by the video
+/// thread once encoded.
+#[derive(Debug, Default)]
+pub struct SlotsInUse {
+    pending: Mutex<Vec<u32>>,
+    released: Condvar,
+}
+
+impl SlotsInUse {
+    pub fn hand_over(&self, slot: usize) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if pending.len() <= slot {
+            pending.resize(slot + 1, 0);
+        }
+        pending[slot] += 1;
+    }
+
+    pub fn release(&self, slot: usize) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = pending.get_mut(slot) {
+            *n = n.saturating_sub(1);
+        }
+        self.released.notify_all();
+    }
+
+    /// Waits until nobody still has to read `slot`; false if `timeout` passed first.
+    pub fn wait_free(&self, slot: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        while pending.get(slot).is_some_and(|&n| n > 0) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            pending = self.released.wait_timeout(pending, left).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        true
+    }
+}
 
 /// A tick's place on the timeline and what travels with its picture (the tick's audio).
 pub struct Tick<A> {
@@ -25,8 +85,10 @@ pub struct Tick<A> {
 
 pub struct Frames<A> {
     in_flight: Option<Tick<A>>,
-    /// The newest picture read back: what a repeated tick shows.
-    last: Vec<u8>,
+    /// The newest picture: what a repeated tick shows.
+    last: Shown,
+    /// Set on the zero-copy path.
+    slots: Option<Arc<SlotsInUse>>,
     repeats_in_a_row: u32,
     /// Ticks that showed the previous picture (catching up, or the renderer failing).
     pub repeated: u64,
@@ -34,9 +96,10 @@ pub struct Frames<A> {
 }
 
 impl<A> Frames<A> {
-    /// `first`: the picture to repeat should the very first render fail.
-    pub fn new(first: Vec<u8>) -> Self {
-        Self { in_flight: None, last: first, repeats_in_a_row: 0, repeated: 0, failing: false }
+    /// `first`: the picture to repeat should the very first render fail; a ring slot on the
+    /// zero-copy path, whose slots `slots` then tracks.
+    pub fn new(first: Shown, slots: Option<Arc<SlotsInUse>>) -> Self {
+        Self { in_flight: None, last: first, slots, repeats_in_a_row: 0, repeated: 0, failing: false }
     }
 
     /// Gives `tick` its picture: rendered from `pose`, or the previous one again when the
@@ -48,18 +111,27 @@ impl<A> Frames<A> {
             return;
         }
         self.repeats_in_a_row = 0;
+        if let (Some(slots), Some(next)) = (&self.slots, renderer.next_slot()) {
+            if !slots.wait_free(next, SLOT_WAIT) {
+                tracing::error!(slot = next, "the encoder still holds the slot; drawing over it");
+            }
+        }
         match renderer.render_next(pose) {
             Ok(previous) => {
-                if let Some(bytes) = previous {
-                    self.last.clear();
-                    self.last.extend_from_slice(bytes);
+                let got_one = previous.is_some();
+                if let (Some(bytes), Shown::Host(last)) = (previous, &mut self.last) {
+                    last.clear();
+                    last.extend_from_slice(bytes);
+                }
+                if got_one {
+                    self.take_slot(renderer);
                 }
                 if self.failing {
                     tracing::info!("rendering again");
                     self.failing = false;
                 }
                 if let Some(older) = self.in_flight.replace(tick) {
-                    ready.push((older, self.last.clone()));
+                    self.push(ready, older);
                 }
             }
             Err(e) => {
@@ -78,20 +150,37 @@ impl<A> Frames<A> {
         let Some(older) = self.in_flight.take() else { return };
         match renderer.flush() {
             Ok(Some(bytes)) => {
-                self.last.clear();
-                self.last.extend_from_slice(bytes);
+                if let Shown::Host(last) = &mut self.last {
+                    last.clear();
+                    last.extend_from_slice(bytes);
+                }
+                self.take_slot(renderer);
             }
             Ok(None) => {}
             Err(e) => tracing::error!(error = %e, "the frame in flight was lost; repeating the one before"),
         }
-        ready.push((older, self.last.clone()));
+        self.push(ready, older);
+    }
+
+    /// On the zero-copy path, makes the slot just waited for the newest picture.
+    fn take_slot(&mut self, renderer: &Renderer) {
+        if let Shown::Slot(last) = &mut self.last {
+            *last = renderer.last_slot().unwrap_or(*last);
+        }
+    }
+
+    fn push(&self, ready: &mut Ready<A>, tick: Tick<A>) {
+        if let (Some(slots), Shown::Slot(slot)) = (&self.slots, &self.last) {
+            slots.hand_over(*slot);
+        }
+        ready.push((tick, self.last.clone()));
     }
 
     fn repeat(&mut self, renderer: &mut Renderer, tick: Tick<A>, ready: &mut Ready<A>) {
         // The frame in flight is older than this tick: it goes first, and is the one repeated.
         self.finish(renderer, ready);
         self.repeated += 1;
-        ready.push((tick, self.last.clone()));
+        self.push(ready, tick);
     }
 }
 
@@ -118,7 +207,7 @@ mod tests {
         let mut renderer = Renderer::new(W, H, [10, 20, 30]).expect("a Vulkan device (lavapipe) is installed");
         let mut alone = Renderer::new(W, H, [10, 20, 30]).unwrap();
         let first = alone.render(&Pose::default()).unwrap().to_vec();
-        let mut frames = Frames::new(first);
+        let mut frames = Frames::new(Shown::Host(first), None);
         let mut ready = Vec::new();
         let mut rendered_alone = Vec::new();
         for (i, &late) in behind.iter().enumerate() {
@@ -127,8 +216,90 @@ mod tests {
             frames.tick(&mut renderer, tick(i as u64), &pose, late, &mut ready);
         }
         frames.finish(&mut renderer, &mut ready);
-        let shown = ready.into_iter().map(|(t, bytes)| (t.with, bytes)).collect();
+        let shown = ready
+            .into_iter()
+            .map(|(t, shown)| match shown {
+                Shown::Host(bytes) => (t.with, bytes),
+                Shown::Slot(_) => panic!("the host path shows bytes"),
+            })
+            .collect();
         Run { shown, repeated: frames.repeated, alone: rendered_alone }
+    }
+
+    #[test]
+    fn a_slot_is_free_only_once_every_hand_over_is_released() {
+        let slots = Arc::new(SlotsInUse::default());
+        assert!(slots.wait_free(1, Duration::ZERO), "never handed over");
+        slots.hand_over(1);
+        slots.hand_over(1);
+        assert!(!slots.wait_free(1, Duration::from_millis(20)), "two encodes owed");
+        assert!(slots.wait_free(0, Duration::ZERO), "other slots are not held");
+        let video = {
+            let slots = slots.clone();
+            std::thread::spawn(move || {
+                for _ in 0..2 {
+                    std::thread::sleep(Duration::from_millis(30));
+                    slots.release(1);
+                }
+            })
+        };
+        assert!(slots.wait_free(1, Duration::from_secs(5)), "released by the video thread");
+        video.join().unwrap();
+    }
+
+    #[test]
+    fn on_the_zero_copy_path_ticks_show_ring_slots_and_wait_for_the_encoder() {
+        use emcee_renderer::FrameOutput;
+        let mut renderer = Renderer::builtin_with_output(W, H, [10, 20, 30], FrameOutput::ExportedNv12).unwrap();
+        renderer.render(&Pose::default()).unwrap();
+        let first = renderer.last_slot().expect("a slot holds the first frame");
+        let slots = Arc::new(SlotsInUse::default());
+        let mut frames = Frames::new(Shown::Slot(first), Some(slots.clone()));
+        let (tx, rx) = std::sync::mpsc::channel::<usize>();
+        // A slow encoder: every slot is held 15 ms after it is handed over.
+        let encoder = {
+            let slots = slots.clone();
+            std::thread::spawn(move || {
+                let mut encoded = Vec::new();
+                for slot in rx {
+                    std::thread::sleep(Duration::from_millis(15));
+                    encoded.push(slot);
+                    slots.release(slot);
+                }
+                encoded
+            })
+        };
+        let behind = [false, false, true, false, false, false];
+        let mut ready = Vec::new();
+        let mut order = Vec::new();
+        for (i, &late) in behind.iter().enumerate() {
+            let drawn_into = renderer.next_slot();
+            frames.tick(&mut renderer, tick(i as u64), &Pose::default(), late, &mut ready);
+            if let (false, Some(slot)) = (late, drawn_into) {
+                // Nothing hands the slot just drawn into over before its frame is ready, so it
+                // is still free exactly when the renderer waited for the encoder to let go.
+                assert!(slots.wait_free(slot, Duration::ZERO), "tick {i} drew into slot {slot} while it was encoded");
+            }
+            for (t, shown) in ready.drain(..) {
+                let Shown::Slot(slot) = shown else { panic!("tick {} shows bytes on the zero-copy path", t.index) };
+                order.push((t.index, slot));
+                tx.send(slot).unwrap();
+            }
+        }
+        frames.finish(&mut renderer, &mut ready);
+        for (t, shown) in ready.drain(..) {
+            let Shown::Slot(slot) = shown else { panic!("bytes") };
+            order.push((t.index, slot));
+            tx.send(slot).unwrap();
+        }
+        drop(tx);
+        let encoded = encoder.join().unwrap();
+        assert_eq!(order.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4, 5]);
+        // Tick 2 was late and repeats tick 1's slot; the others each show a freshly drawn slot.
+        assert_eq!(order[2].1, order[1].1);
+        assert_eq!(frames.repeated, 1);
+        assert_eq!(encoded.len(), 6);
+        assert!(slots.wait_free(0, Duration::ZERO) && slots.wait_free(1, Duration::ZERO), "all released");
     }
 
     #[test]

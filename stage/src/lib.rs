@@ -12,6 +12,8 @@
 //! - [`actions`]: expressions, gestures and cards from marks, each modality by its policy.
 //! - [`captions`]: subtitles, the product card and the label over the picture.
 //! - [`frames`]: one frame in flight on the GPU, and repeating a picture to catch up when late.
+//! - [`video_path`]: zero-copy NVENC (Vulkan → CUDA → NVENC) or the host path with openh264,
+//!   chosen when the pipeline opens, with the typed reason for any fallback.
 #![forbid(unsafe_code)]
 
 pub mod actions;
@@ -20,6 +22,7 @@ pub mod frames;
 pub mod idle;
 pub mod pipeline;
 pub mod speech_queue;
+pub mod video_path;
 
 use std::net::SocketAddr;
 

@@ -6,8 +6,9 @@
 //! - **media** (the clock): for every frame tick it takes the tick's 1/fps of audio (speech or
 //!   silence), evaluates the pose at the frame's media time, submits the frame to the GPU and
 //!   reads back the one before it ([`crate::frames`]), and encodes the audio;
-//! - **video**: encodes the frame (openh264) and hands video and audio packets, in timestamp
-//!   order, to the [`Distributor`], which fans them out to the RTMP tasks on the tokio runtime.
+//! - **video**: encodes the frame (NVENC reading the GPU ring slot, or openh264 from host I420;
+//!   see [`crate::video_path`]) and hands video and audio packets, in timestamp order, to the
+//!   [`Distributor`], which fans them out to the RTMP tasks on the tokio runtime.
 //!
 //! The clock is the 48 kHz audio sample counter; frame `n` is at `n·48000/fps`. Every tick
 //! leaves with a frame and exact timestamps; a tick that starts more than a frame late shows the
@@ -18,8 +19,10 @@ use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use emcee_encoder::{EncoderSettings, I420Frame, OpenH264Encoder, VideoEncoder};
-use emcee_protocol::{Cue, CueAction, Health, OutputHealth, StageConfig, StageEvent, StopWhen, MEDIA_CLOCK_HZ};
+use emcee_encoder::{I420Frame, Picture, VideoEncoder};
+use emcee_protocol::{
+    Cue, CueAction, EncoderFallback, Health, OutputHealth, StageConfig, StageEvent, StopWhen, MEDIA_CLOCK_HZ,
+};
 use emcee_renderer::{Pose, Renderer};
 use emcee_speech::espeak::default_bridge_path;
 use emcee_speech::Utterance;
@@ -29,7 +32,7 @@ use emcee_stream::flv;
 use emcee_stream::rtmp::{Distributor, MediaPacket, StreamHeaders};
 
 use crate::actions::Actions;
-use crate::frames::{Frames, Ready, Tick};
+use crate::frames::{Frames, Ready, Shown, SlotsInUse, Tick};
 use crate::idle;
 use crate::speech_queue::{Accepted, SpeechQueue};
 
@@ -81,30 +84,40 @@ impl Pipeline {
     ) -> Result<Self, PipelineError> {
         let v = &config.video;
         let background = config.avatar.scene.background_rgb;
-        let mut renderer = match &config.avatar.model {
-            None => Renderer::new(v.width, v.height, background)?,
+        let model = match &config.avatar.model {
+            None => None,
             Some(path) => {
                 let failed = |reason: String| PipelineError::Avatar { path: path.display().to_string(), reason };
                 let bytes = std::fs::read(path).map_err(|e| failed(e.to_string()))?;
                 let model = emcee_renderer::model::Model::from_glb(&bytes).map_err(|e| failed(e.to_string()))?;
                 tracing::info!(avatar = %path.display(), vertices = model.vertices.len(), targets = model.targets.len(), "avatar loaded");
-                Renderer::with_model(v.width, v.height, background, model)?
+                Some(model)
             }
         };
+        let make_renderer = |output| match &model {
+            None => Ok(Renderer::builtin_with_output(v.width, v.height, background, output)?),
+            Some(model) => Ok(Renderer::with_output(v.width, v.height, background, model.clone(), output)?),
+        };
+        let settings = crate::video_path::encoder_settings(&config);
+        let path = crate::video_path::open(v.encoder, settings, make_renderer)?;
+        let encoder_fallback = path.fallback_report();
+        let (mut renderer, encoder, zero_copy) = (path.renderer, path.encoder, path.zero_copy);
         renderer.set_scene(&config.avatar.scene);
         // One frame before the clock starts: a software driver compiles its shader variants on
         // first use, and that second would otherwise put the first frames behind the clock.
-        let first_frame = renderer.render(&emcee_renderer::Pose::default())?.to_vec();
+        let first_bytes = renderer.render(&emcee_renderer::Pose::default())?.to_vec();
+        let (first_frame, slots) = match (zero_copy, renderer.last_slot()) {
+            (true, Some(slot)) => (Shown::Slot(slot), Some(std::sync::Arc::new(SlotsInUse::default()))),
+            _ => (Shown::Host(first_bytes), None),
+        };
         // Fonts load here, before the clock starts.
         let captions = crate::captions::Captions::new(&config);
-        tracing::info!(device = renderer.device_name(), software = renderer.is_software(), "renderer ready");
-        let encoder = OpenH264Encoder::new(EncoderSettings {
-            width: v.width,
-            height: v.height,
-            fps: v.fps,
-            bitrate_bps: v.bitrate_kbps * 1000,
-            keyframe_interval: v.keyframe_interval_frames,
-        })?;
+        tracing::info!(
+            device = renderer.device_name(),
+            software = renderer.is_software(),
+            encoder = encoder.name(),
+            "renderer ready"
+        );
         let aac = AacEncoder::new(config.audio.bitrate_kbps * 1000, config.audio.channels)?;
         let headers = StreamHeaders {
             width: v.width,
@@ -149,7 +162,10 @@ impl Pipeline {
         let (video_rt, size) = (rt.clone(), (v.width, v.height));
         let video = std::thread::Builder::new()
             .name("video".into())
-            .spawn(move || run_video(Box::new(encoder), distributor, video_rx, video_rt, size))
+            .spawn({
+                let slots = slots.clone();
+                move || run_video(encoder, slots, distributor, video_rx, video_rt, size)
+            })
             .map_err(PipelineError::Thread)?;
 
         let (commands, command_rx) = mpsc::channel();
@@ -157,13 +173,14 @@ impl Pipeline {
         let media = std::thread::Builder::new()
             .name("media".into())
             .spawn(move || {
-                let frames = Frames::new(first_frame);
+                let frames = Frames::new(first_frame, slots);
                 let parts = Parts {
                     renderer,
                     frames,
                     captions,
                     aac,
                     encoder_name,
+                    encoder_fallback,
                     sink_stats,
                     speech_tx,
                     spoken_rx,
@@ -192,6 +209,7 @@ struct Parts {
     captions: crate::captions::Captions,
     aac: AacEncoder,
     encoder_name: &'static str,
+    encoder_fallback: Option<EncoderFallback>,
     sink_stats: Vec<(String, std::sync::Arc<emcee_stream::rtmp::SinkStats>)>,
     speech_tx: Sender<SpeechJob>,
     spoken_rx: Receiver<(String, Result<Utterance, String>)>,
@@ -229,7 +247,7 @@ fn run_speech(mut speaker: Speaker, jobs: Receiver<SpeechJob>, spoken: Sender<(S
 }
 
 enum VideoJob {
-    Frame { index: u64, media_ts: u64, i420: Vec<u8>, audio: Vec<AacFrame> },
+    Frame { index: u64, media_ts: u64, picture: Shown, audio: Vec<AacFrame> },
     End { audio: Vec<AacFrame> },
 }
 
@@ -262,6 +280,7 @@ fn run_media(
         mut captions,
         mut aac,
         encoder_name,
+        encoder_fallback,
         sink_stats,
         speech_tx,
         spoken_rx,
@@ -441,6 +460,7 @@ fn run_media(
                 late_frames,
                 repeated_frames: frames.repeated,
                 encoder: encoder_name.into(),
+                encoder_fallback: encoder_fallback.clone(),
                 outputs,
             };
             emit(&events, StageEvent::Health(health));
@@ -472,8 +492,8 @@ fn run_media(
 
 /// Hands the pictures that are ready to the video thread, in order; false once it is gone.
 fn send_frames(video_tx: &mpsc::SyncSender<VideoJob>, ready: &mut Ready<Vec<AacFrame>>) -> bool {
-    ready.drain(..).all(|(tick, i420)| {
-        let job = VideoJob::Frame { index: tick.index, media_ts: tick.media_ts, i420, audio: tick.with };
+    ready.drain(..).all(|(tick, picture)| {
+        let job = VideoJob::Frame { index: tick.index, media_ts: tick.media_ts, picture, audio: tick.with };
         video_tx.send(job).is_ok()
     })
 }
@@ -481,6 +501,7 @@ fn send_frames(video_tx: &mpsc::SyncSender<VideoJob>, ready: &mut Ready<Vec<AacF
 /// Encodes frames and hands packets to the distributor in timestamp order.
 fn run_video(
     mut encoder: Box<dyn VideoEncoder>,
+    slots: Option<std::sync::Arc<SlotsInUse>>,
     mut distributor: Distributor,
     jobs: Receiver<VideoJob>,
     rt: tokio::runtime::Handle,
@@ -494,8 +515,19 @@ fn run_video(
     let mut headers_sent: Option<(Vec<u8>, Vec<u8>)> = None;
     for job in jobs {
         match job {
-            VideoJob::Frame { index, media_ts, i420, audio } => {
-                let encoded = I420Frame::new(width, height, &i420).and_then(|f| encoder.encode(&f, index));
+            VideoJob::Frame { index, media_ts, picture, audio } => {
+                let encoded = match picture {
+                    Shown::Host(i420) => {
+                        I420Frame::new(width, height, &i420).and_then(|f| encoder.encode(Picture::Host(f), index))
+                    }
+                    Shown::Slot(slot) => {
+                        let encoded = encoder.encode(Picture::Ring { slot }, index);
+                        if let Some(slots) = &slots {
+                            slots.release(slot);
+                        }
+                        encoded
+                    }
+                };
                 match encoded
                     .map_err(|e| e.to_string())
                     .and_then(|e| flv::annex_b_to_avcc(&e.annex_b, e.keyframe).map_err(|e| e.to_string()))
