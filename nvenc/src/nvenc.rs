@@ -253,36 +253,37 @@ pub fn apply_settings(config: &mut nv::NV_ENC_CONFIG, settings: &EncoderSettings
     vui.colourMatrix = nv::NV_ENC_VUI_MATRIX_COEFFS::NV_ENC_VUI_MATRIX_COEFFS_BT709;
 }
 
+/// A zeroed `T` but for what `fix` writes into it before it is read: for the structs that hold
+/// an enum without a zero variant (zeroing those whole would be an invalid value).
+///
+/// # Safety
+/// Zero must be a valid value of every field `fix` leaves alone.
+unsafe fn zeroed_but<T>(fix: impl FnOnce(*mut T)) -> T {
+    let mut value = MaybeUninit::<T>::zeroed();
+    fix(value.as_mut_ptr());
+    // SAFETY: the caller vouches for the zeroed fields; `fix` wrote the others.
+    unsafe { value.assume_init() }
+}
+
+const FRAME: nv::NV_ENC_PIC_STRUCT = nv::NV_ENC_PIC_STRUCT::NV_ENC_PIC_STRUCT_FRAME;
+
 /// An all-zero preset configuration, but for the one enum without a zero variant.
 pub fn blank_preset() -> nv::NV_ENC_PRESET_CONFIG {
-    let mut preset = MaybeUninit::<nv::NV_ENC_PRESET_CONFIG>::zeroed();
-    let p = preset.as_mut_ptr();
-    // SAFETY: zero is valid for every field but `frameFieldMode`, written before the read.
+    let progressive = nv::NV_ENC_PARAMS_FRAME_FIELD_MODE::NV_ENC_PARAMS_FRAME_FIELD_MODE_FRAME;
+    // SAFETY: zero is valid for every field but `frameFieldMode`, which is written in place.
     unsafe {
-        addr_of_mut!((*p).presetCfg.frameFieldMode)
-            .write(nv::NV_ENC_PARAMS_FRAME_FIELD_MODE::NV_ENC_PARAMS_FRAME_FIELD_MODE_FRAME);
-        preset.assume_init()
+        zeroed_but(|p: *mut nv::NV_ENC_PRESET_CONFIG| addr_of_mut!((*p).presetCfg.frameFieldMode).write(progressive))
     }
 }
 
 fn blank_pic_params() -> nv::NV_ENC_PIC_PARAMS {
-    let mut pic = MaybeUninit::<nv::NV_ENC_PIC_PARAMS>::zeroed();
-    let p = pic.as_mut_ptr();
-    // SAFETY: zero is valid for every field but `pictureStruct`, written before the read.
-    unsafe {
-        addr_of_mut!((*p).pictureStruct).write(nv::NV_ENC_PIC_STRUCT::NV_ENC_PIC_STRUCT_FRAME);
-        pic.assume_init()
-    }
+    // SAFETY: zero is valid for every field but `pictureStruct`, which is written in place.
+    unsafe { zeroed_but(|p: *mut nv::NV_ENC_PIC_PARAMS| addr_of_mut!((*p).pictureStruct).write(FRAME)) }
 }
 
 fn blank_lock() -> nv::NV_ENC_LOCK_BITSTREAM {
-    let mut lock = MaybeUninit::<nv::NV_ENC_LOCK_BITSTREAM>::zeroed();
-    let p = lock.as_mut_ptr();
-    // SAFETY: zero is valid for every field but `pictureStruct`, written before the read.
-    unsafe {
-        addr_of_mut!((*p).pictureStruct).write(nv::NV_ENC_PIC_STRUCT::NV_ENC_PIC_STRUCT_FRAME);
-        lock.assume_init()
-    }
+    // SAFETY: zero is valid for every field but `pictureStruct`, which is written in place.
+    unsafe { zeroed_but(|p: *mut nv::NV_ENC_LOCK_BITSTREAM| addr_of_mut!((*p).pictureStruct).write(FRAME)) }
 }
 
 /// The slots registered with a session, and its one bitstream buffer.
