@@ -458,7 +458,28 @@ fn metrics_text(s: &Status) -> String {
         let connects: Vec<(String, f64)> = h.outputs.iter().map(|o| (label(&o.url), o.connects as f64)).collect();
         metric("emcee_output_connects_total", "counter", "Sessions opened to the output", &connects);
         let dropped: Vec<(String, f64)> = h.outputs.iter().map(|o| (label(&o.url), o.dropped_packets as f64)).collect();
-        metric("emcee_output_dropped_packets_total", "counter", "Packets lost to a full queue", &dropped);
+        metric(
+            "emcee_output_dropped_packets_total",
+            "counter",
+            "Video packets dropped while the output's queue was congested",
+            &dropped,
+        );
+        let per_output = |value: fn(&emcee_protocol::OutputHealth) -> u64| -> Vec<(String, f64)> {
+            h.outputs.iter().map(|o| (label(&o.url), value(o) as f64)).collect()
+        };
+        metric(
+            "emcee_output_acked_bytes_total",
+            "counter",
+            "Bytes the server acknowledged",
+            &per_output(|o| o.bytes_acked),
+        );
+        metric("emcee_output_queue_ms", "gauge", "Media waiting in the output's queue", &per_output(|o| o.queue_ms));
+        metric(
+            "emcee_output_bitrate_kbps",
+            "gauge",
+            "Bytes written over the last second, in kbit/s",
+            &per_output(|o| o.bitrate_kbps),
+        );
     }
     m
 }
@@ -514,6 +535,10 @@ mod tests {
                 bytes_sent: 12_345,
                 connects: 2,
                 dropped_packets: 7,
+                bytes_acked: 12_000,
+                queue_ms: 120,
+                bitrate_kbps: 2_600,
+                last_error: Some("a.example went silent: nothing heard for 7000 ms".into()),
             }],
         };
         let status = Status {
@@ -538,6 +563,9 @@ mod tests {
             "emcee_output_bytes_sent_total{url=\"rtmp://a:1935/x\\\"y/…\"} 12345",
             "emcee_output_connects_total{url=\"rtmp://a:1935/x\\\"y/…\"} 2",
             "emcee_output_dropped_packets_total{url=\"rtmp://a:1935/x\\\"y/…\"} 7",
+            "emcee_output_acked_bytes_total{url=\"rtmp://a:1935/x\\\"y/…\"} 12000",
+            "emcee_output_queue_ms{url=\"rtmp://a:1935/x\\\"y/…\"} 120",
+            "emcee_output_bitrate_kbps{url=\"rtmp://a:1935/x\\\"y/…\"} 2600",
         ] {
             assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
         }

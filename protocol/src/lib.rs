@@ -297,8 +297,20 @@ pub struct OutputHealth {
     pub bytes_sent: u64,
     /// Sessions opened so far (1 = never reconnected).
     pub connects: u64,
-    /// Packets this output lost to a full queue (video only, until the next keyframe).
+    /// Video packets this output dropped: its queue was congested, until the next keyframe.
     pub dropped_packets: u64,
+    /// Bytes the server acknowledged: the output is alive while this grows.
+    #[serde(default)]
+    pub bytes_acked: u64,
+    /// Media waiting in the output's queue.
+    #[serde(default)]
+    pub queue_ms: u64,
+    /// Bytes written over the last report interval, in kbit/s.
+    #[serde(default)]
+    pub bitrate_kbps: u64,
+    /// The output's last failure, kept after it recovers.
+    #[serde(default)]
+    pub last_error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

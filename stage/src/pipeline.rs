@@ -304,6 +304,8 @@ fn run_media(
     let frame_len = Duration::from_nanos(1_000_000_000 / u64::from(fps));
     let lead = frame_len * LEAD_FRAMES as u32;
     let clock_start = Instant::now();
+    let mut last_report = clock_start;
+    let mut sent_at_last_report = vec![0u64; sink_stats.len()];
 
     // (first frame, length) of the end-of-show fade, once asked for.
     let mut fading: Option<(u64, u64)> = None;
@@ -444,14 +446,27 @@ fn run_media(
         }
 
         if index.is_multiple_of(u64::from(fps)) {
+            use std::sync::atomic::Ordering::Relaxed;
+            let seconds = last_report.elapsed().as_secs_f64().max(1e-3);
+            last_report = Instant::now();
             let outputs = sink_stats
                 .iter()
-                .map(|(url, s)| OutputHealth {
-                    url: emcee_protocol::redact_stream_key(url),
-                    state: s.state(),
-                    bytes_sent: s.bytes_sent.load(std::sync::atomic::Ordering::Relaxed),
-                    connects: s.connects.load(std::sync::atomic::Ordering::Relaxed),
-                    dropped_packets: s.dropped_packets.load(std::sync::atomic::Ordering::Relaxed),
+                .zip(&mut sent_at_last_report)
+                .map(|((url, s), sent_before)| {
+                    let bytes_sent = s.bytes_sent.load(Relaxed);
+                    let bitrate_kbps = (bytes_sent.saturating_sub(*sent_before) as f64 * 8.0 / 1000.0 / seconds) as u64;
+                    *sent_before = bytes_sent;
+                    OutputHealth {
+                        url: emcee_protocol::redact_stream_key(url),
+                        state: s.state(),
+                        bytes_sent,
+                        connects: s.connects.load(Relaxed),
+                        dropped_packets: s.dropped_packets.load(Relaxed),
+                        bytes_acked: s.bytes_acked.load(Relaxed),
+                        queue_ms: s.queued_ms(),
+                        bitrate_kbps,
+                        last_error: s.last_error().map(|e| emcee_protocol::redact_stream_key(&e)),
+                    }
                 })
                 .collect();
             let health = Health {

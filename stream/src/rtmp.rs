@@ -3,10 +3,21 @@
 //! The protocol layer (handshake, chunking, AMF0 commands) is `rml_rtmp`'s sans-IO session; the
 //! socket, timing, reconnects and back-pressure are ours. Each (re)connection starts its
 //! timestamps at 0 from a keyframe, preceded by metadata and both sequence headers.
+//!
+//! What keeps a 24/7 stream alive:
+//! - **Liveness from the server's answers**, not from writes succeeding: the server is asked to
+//!   acknowledge about every second of media (window acknowledgement size) and pinged every
+//!   [`PING_EVERY`]; a session that hears nothing for [`SILENT_LIMIT`], or whose write blocks for
+//!   as long, is dead. `TCP_USER_TIMEOUT` ends a socket whose data goes unacknowledged.
+//! - **Queues measured in media time**: above [`CONGESTION_MS`] queued, video is dropped (never
+//!   audio, never a keyframe) until the next keyframe; a slow destination never slows the
+//!   encoder or the others.
+//! - **Reconnecting forever** with a capped, jittered exponential backoff, longer after a
+//!   `BadName` (the server still holds the old session); the host is resolved on every attempt.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use emcee_protocol::RtmpUrl;
@@ -21,10 +32,24 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 const MEDIA_CLOCK_HZ: u64 = 48_000;
-/// Packets a destination may queue before it starts losing video (≈ 4 s at 30 fps + audio).
-const QUEUE_PACKETS: usize = 320;
+/// Packets a destination may hold at all (≈ 13 s at 30 fps with audio): the hard cap behind the
+/// duration policy, reached only by a destination that has stopped taking media.
+const QUEUE_PACKETS: usize = 1024;
+/// Queued media beyond which video is dropped until the next keyframe.
+pub const CONGESTION_MS: u64 = 700;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-const RECONNECT_DELAY: Duration = Duration::from_secs(2);
+/// How often a publishing session pings the server.
+pub const PING_EVERY: Duration = Duration::from_secs(2);
+/// A session that hears nothing from the server for this long is dead (detected within
+/// `SILENT_LIMIT + PING_EVERY`, under the 10 s a viewer-facing stream can afford).
+pub const SILENT_LIMIT: Duration = Duration::from_secs(7);
+/// The first reconnect waits this long; each further one 1.5× longer, up to [`BACKOFF_CAP`].
+const BACKOFF_BASE: Duration = Duration::from_secs(1);
+const BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// After `BadName` the server still holds the old session until it times it out.
+const BAD_NAME_WAIT: Duration = Duration::from_secs(10);
+/// A session publishing this long resets the backoff.
+const HEALTHY_AFTER: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RtmpError {
@@ -42,6 +67,16 @@ pub enum RtmpError {
     Timeout { host: String },
     #[error("{host} closed the connection")]
     Closed { host: String },
+    #[error(
+        "{host} refused the stream name (NetStream.Publish.BadName): the key is in use or the old session lingers"
+    )]
+    BadName { host: String },
+    #[error("{host} refused to publish: {code}")]
+    PublishRefused { host: String, code: String },
+    #[error("{host} went silent: nothing heard for {silent_ms} ms")]
+    Silent { host: String, silent_ms: u64 },
+    #[error("a write to {host} blocked for {0:?}", SILENT_LIMIT)]
+    WriteStalled { host: String },
 }
 
 /// Media for the sinks. Timestamps are 48 kHz media samples; bodies are FLV tag bodies.
@@ -72,23 +107,118 @@ enum SinkItem {
 }
 
 /// What a destination is doing, for health reports.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SinkStats {
     pub bytes_sent: AtomicU64,
+    /// Bytes the server acknowledged, over all sessions.
+    pub bytes_acked: AtomicU64,
     pub dropped_packets: AtomicU64,
     pub connects: AtomicU64,
+    /// Media time of the packet last taken off the queue (sent or discarded while reconnecting);
+    /// `u64::MAX` before the first.
+    dequeued_ts: AtomicU64,
+    /// Media time of the packet last put on the queue.
+    enqueued_ts: AtomicU64,
     state: Mutex<String>,
+    last_error: Mutex<Option<String>>,
+}
+
+impl Default for SinkStats {
+    fn default() -> Self {
+        Self {
+            bytes_sent: AtomicU64::new(0),
+            bytes_acked: AtomicU64::new(0),
+            dropped_packets: AtomicU64::new(0),
+            connects: AtomicU64::new(0),
+            dequeued_ts: AtomicU64::new(u64::MAX),
+            enqueued_ts: AtomicU64::new(0),
+            state: Mutex::new(String::new()),
+            last_error: Mutex::new(None),
+        }
+    }
 }
 
 impl SinkStats {
     pub fn state(&self) -> String {
         self.state.lock().map(|s| s.clone()).unwrap_or_default()
     }
+
+    /// The last failure of this destination, if any (kept after it recovers).
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    /// Media waiting in the queue, in milliseconds.
+    pub fn queued_ms(&self) -> u64 {
+        let dequeued = self.dequeued_ts.load(Ordering::Relaxed);
+        if dequeued == u64::MAX {
+            return 0;
+        }
+        self.enqueued_ts.load(Ordering::Relaxed).saturating_sub(dequeued) * 1000 / MEDIA_CLOCK_HZ
+    }
+
     fn set_state(&self, state: impl Into<String>) {
         if let Ok(mut s) = self.state.lock() {
             *s = state.into();
         }
     }
+
+    fn failed(&self, error: &RtmpError, retry_in: Duration) {
+        if let Ok(mut e) = self.last_error.lock() {
+            *e = Some(error.to_string());
+        }
+        self.set_state(format!("retrying in {} ms: {error}", retry_in.as_millis()));
+    }
+
+    fn enqueued(&self, media_ts: u64) {
+        self.enqueued_ts.store(media_ts, Ordering::Relaxed);
+        // The queue's clock starts with its first packet.
+        let _ = self.dequeued_ts.compare_exchange(u64::MAX, media_ts, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    fn dequeued(&self, packet: &MediaPacket) {
+        self.dequeued_ts.store(packet.media_ts(), Ordering::Relaxed);
+    }
+}
+
+impl MediaPacket {
+    pub fn media_ts(&self) -> u64 {
+        match self {
+            Self::Video { media_ts, .. } | Self::Audio { media_ts, .. } => *media_ts,
+        }
+    }
+}
+
+/// Capped, jittered exponential backoff between reconnects.
+#[derive(Debug, Default)]
+pub struct Backoff {
+    attempt: u32,
+}
+
+impl Backoff {
+    /// The wait before the next attempt after `error`; `jitter` in 0..1 spreads the fleet's
+    /// reconnects (±10 %) so that a server restart is not met by every appliance at once.
+    pub fn next(&mut self, error: &RtmpError, jitter: f64) -> Duration {
+        let exp = BACKOFF_BASE.as_secs_f64() * 1.5f64.powi(self.attempt.min(20) as i32);
+        self.attempt += 1;
+        let wait = Duration::from_secs_f64(exp.min(BACKOFF_CAP.as_secs_f64()) * (0.9 + 0.2 * jitter.clamp(0.0, 1.0)));
+        match error {
+            RtmpError::BadName { .. } => wait.max(BAD_NAME_WAIT),
+            _ => wait,
+        }
+    }
+
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+/// A number in 0..1 that differs between calls and between machines (no RNG crate needed).
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(Instant::now().elapsed().as_nanos());
+    (h.finish() % 1_000_000) as f64 / 1_000_000.0
 }
 
 struct Destination {
@@ -137,20 +267,26 @@ impl Distributor {
         }
     }
 
+    /// Queues `packet` for every destination; never waits. A destination with more than
+    /// [`CONGESTION_MS`] queued loses video up to the next keyframe (audio always goes).
     pub fn send(&mut self, packet: MediaPacket) {
         let packet = Arc::new(packet);
         for dest in &mut self.destinations {
             if let MediaPacket::Video { keyframe, .. } = *packet {
-                if dest.waiting_for_keyframe && !keyframe {
+                if !keyframe && (dest.waiting_for_keyframe || dest.stats.queued_ms() > CONGESTION_MS) {
+                    dest.waiting_for_keyframe = true;
                     dest.stats.dropped_packets.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
                 dest.waiting_for_keyframe = false;
             }
-            if dest.tx.try_send(SinkItem::Media(packet.clone())).is_err() {
-                dest.stats.dropped_packets.fetch_add(1, Ordering::Relaxed);
-                if matches!(*packet, MediaPacket::Video { .. }) {
-                    dest.waiting_for_keyframe = true;
+            match dest.tx.try_send(SinkItem::Media(packet.clone())) {
+                Ok(()) => dest.stats.enqueued(packet.media_ts()),
+                Err(_) => {
+                    dest.stats.dropped_packets.fetch_add(1, Ordering::Relaxed);
+                    if matches!(*packet, MediaPacket::Video { .. }) {
+                        dest.waiting_for_keyframe = true;
+                    }
                 }
             }
         }
@@ -182,49 +318,60 @@ async fn run_sink(
     headers: Arc<Mutex<StreamHeaders>>,
     stats: Arc<SinkStats>,
 ) {
+    let mut backoff = Backoff::default();
     loop {
         stats.set_state("connecting");
-        let connected = tokio::time::timeout(CONNECT_TIMEOUT, Connection::open(&target))
+        let window = ack_window(&headers);
+        let connected = tokio::time::timeout(CONNECT_TIMEOUT, Connection::open(&target, window))
             .await
             .unwrap_or_else(|_| Err(RtmpError::Timeout { host: target.host.clone() }));
-        let mut conn = match connected {
-            Ok(conn) => conn,
+        let error = match connected {
             Err(e) => {
-                tracing::warn!(host = %target.host, error = %e, "RTMP connect failed; retrying");
-                stats.set_state(format!("retrying: {e}"));
-                if wait_or_end(&mut rx, RECONNECT_DELAY).await {
-                    return;
+                tracing::warn!(host = %target.host, error = %e, "RTMP connect failed");
+                e
+            }
+            Ok(mut conn) => {
+                stats.connects.fetch_add(1, Ordering::Relaxed);
+                stats.set_state("publishing");
+                tracing::info!(host = %target.host, app = %target.app, "RTMP publishing");
+                let since = Instant::now();
+                match conn.publish(&mut rx, &headers, &stats).await {
+                    Ok(()) => {
+                        stats.set_state("closed");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(host = %target.host, error = %e, "RTMP session lost");
+                        if since.elapsed() >= HEALTHY_AFTER {
+                            backoff.reset();
+                        }
+                        e
+                    }
                 }
-                continue;
             }
         };
-        stats.connects.fetch_add(1, Ordering::Relaxed);
-        stats.set_state("publishing");
-        tracing::info!(host = %target.host, app = %target.app, "RTMP publishing");
-        match conn.publish(&mut rx, &headers, &stats).await {
-            Ok(()) => {
-                stats.set_state("closed");
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(host = %target.host, error = %e, "RTMP session lost; reconnecting");
-                stats.set_state(format!("retrying: {e}"));
-                if wait_or_end(&mut rx, RECONNECT_DELAY).await {
-                    return;
-                }
-            }
+        let wait = backoff.next(&error, jitter());
+        stats.failed(&error, wait);
+        if wait_or_end(&mut rx, wait, &stats).await {
+            return;
         }
     }
 }
 
+/// Asks the server to acknowledge about every second of media: the session's pulse.
+fn ack_window(headers: &Mutex<StreamHeaders>) -> u32 {
+    let kbps = headers.lock().map(|h| h.video_kbps + h.audio_kbps).unwrap_or(0);
+    (kbps * 1000 / 8).max(64 * 1024)
+}
+
 /// Waits before a reconnect while draining the queue (stale media is useless); true on `End`.
-async fn wait_or_end(rx: &mut mpsc::Receiver<SinkItem>, delay: Duration) -> bool {
+async fn wait_or_end(rx: &mut mpsc::Receiver<SinkItem>, delay: Duration, stats: &SinkStats) -> bool {
     let deadline = tokio::time::Instant::now() + delay;
     loop {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
             Err(_) => return false,
             Ok(None) | Ok(Some(SinkItem::End)) => return true,
-            Ok(Some(SinkItem::Media(_))) => {}
+            Ok(Some(SinkItem::Media(packet))) => stats.dequeued(&packet),
         }
     }
 }
@@ -237,12 +384,16 @@ struct Connection {
 }
 
 impl Connection {
-    async fn open(target: &RtmpUrl) -> Result<Self, RtmpError> {
+    async fn open(target: &RtmpUrl, ack_window: u32) -> Result<Self, RtmpError> {
         let host = target.host.clone();
         let io = |source| RtmpError::Io { host: host.clone(), source };
         let proto = |detail: String| RtmpError::Protocol { host: host.clone(), detail };
+        // Resolved on every attempt: an ingest's address may move while we retry.
         let mut socket = TcpStream::connect((target.host.as_str(), target.port)).await.map_err(io)?;
         socket.set_nodelay(true).map_err(io)?;
+        // Data the peer never acknowledges ends the socket after this long instead of the
+        // kernel's ~15 minutes of retransmissions.
+        socket2::SockRef::from(&socket).set_tcp_user_timeout(Some(SILENT_LIMIT)).map_err(io)?;
 
         let mut handshake = Handshake::new(PeerType::Client);
         let hs_err = |e: rml_rtmp::handshake::HandshakeError| RtmpError::Handshake {
@@ -271,6 +422,7 @@ impl Connection {
         let mut config = ClientSessionConfig::new();
         config.tc_url = Some(target.tc_url.clone());
         config.flash_version = "FMLE/3.0 (compatible; emcee)".to_string();
+        config.window_ack_size = ack_window;
         let (session, initial) = ClientSession::new(config).map_err(|e| proto(format!("{e:?}")))?;
         let mut conn = Self { host: host.clone(), socket, session, read_buf: buf };
         conn.write_results(initial).await?;
@@ -321,13 +473,21 @@ impl Connection {
             for result in results {
                 match result {
                     ClientSessionResult::RaisedEvent(ref event) => {
-                        if let ClientSessionEvent::UnhandleableAmf0Command { command_name, additional_values, .. } =
-                            event
-                        {
-                            // Rejections such as NetStream.Publish.BadName arrive this way.
-                            if command_name == "onStatus" || command_name == "_error" {
+                        match event {
+                            ClientSessionEvent::UnhandleableAmf0Command { command_name, additional_values, .. }
+                                if command_name == "onStatus" || command_name == "_error" =>
+                            {
                                 return Err(self.proto_err(format!("{command_name}: {additional_values:?}")));
                             }
+                            ClientSessionEvent::UnhandleableOnStatusCode { code } => {
+                                let host = self.host.clone();
+                                return Err(if code == "NetStream.Publish.BadName" {
+                                    RtmpError::BadName { host }
+                                } else {
+                                    RtmpError::PublishRefused { host, code: code.clone() }
+                                });
+                            }
+                            _ => {}
                         }
                         verdict = verdict.or_else(|| accept(event));
                     }
@@ -350,10 +510,15 @@ impl Connection {
         self.session.handle_input(&input).map_err(|e| self.proto_err(format!("{e:?}")))
     }
 
+    /// Writes the session's outbound packets; a write that blocks for [`SILENT_LIMIT`] means the
+    /// path is dead (or too slow to carry the stream at all).
     async fn write_results(&mut self, results: Vec<ClientSessionResult>) -> Result<(), RtmpError> {
         for result in results {
             if let ClientSessionResult::OutboundResponse(packet) = result {
-                self.socket.write_all(&packet.bytes).await.map_err(|e| self.io_err(e))?;
+                match tokio::time::timeout(SILENT_LIMIT, self.socket.write_all(&packet.bytes)).await {
+                    Ok(written) => written.map_err(|e| self.io_err(e))?,
+                    Err(_) => return Err(RtmpError::WriteStalled { host: self.host.clone() }),
+                }
             }
         }
         Ok(())
@@ -401,13 +566,26 @@ impl Connection {
         // The session's clock starts at the first keyframe; nothing before it is sent.
         let mut base: Option<u64> = None;
         let mut sent_headers = false;
+        let mut last_heard = Instant::now();
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut acked = AckCounter::default();
         loop {
             tokio::select! {
+                _ = ping.tick() => {
+                    let silent = last_heard.elapsed();
+                    if silent >= SILENT_LIMIT {
+                        return Err(RtmpError::Silent { host: self.host.clone(), silent_ms: silent.as_millis() as u64 });
+                    }
+                    let (packet, _) = self.session.send_ping_request().map_err(|e| self.proto_err(format!("{e:?}")))?;
+                    self.write_results(vec![ClientSessionResult::OutboundResponse(packet)]).await?;
+                }
                 item = rx.recv() => {
                     let packet = match item {
                         None | Some(SinkItem::End) => return self.close(base.is_some(), stats).await,
                         Some(SinkItem::Media(p)) => p,
                     };
+                    stats.dequeued(&packet);
                     let (ts, is_video, keyframe, body) = match &*packet {
                         MediaPacket::Video { media_ts, keyframe, body } => (*media_ts, true, *keyframe, body.clone()),
                         MediaPacket::Audio { media_ts, body } => (*media_ts, false, false, body.clone()),
@@ -447,8 +625,14 @@ impl Connection {
                     if n == 0 {
                         return Err(RtmpError::Closed { host: self.host.clone() });
                     }
+                    last_heard = Instant::now();
                     let input = self.read_buf[..n].to_vec();
                     let results = self.session.handle_input(&input).map_err(|e| self.proto_err(format!("{e:?}")))?;
+                    for result in &results {
+                        if let ClientSessionResult::RaisedEvent(ClientSessionEvent::AcknowledgementReceived { bytes_received }) = result {
+                            stats.bytes_acked.fetch_add(acked.advance(*bytes_received), Ordering::Relaxed);
+                        }
+                    }
                     self.write_results(results).await?;
                 }
             }
@@ -470,6 +654,21 @@ impl Connection {
     }
 }
 
+/// The server's acknowledged byte count is a 32-bit sequence number that wraps (every 4 GiB,
+/// about five days at 8 Mb/s): this turns it into increments.
+#[derive(Debug, Default)]
+struct AckCounter {
+    last: u32,
+}
+
+impl AckCounter {
+    fn advance(&mut self, sequence: u32) -> u64 {
+        let delta = sequence.wrapping_sub(self.last);
+        self.last = sequence;
+        u64::from(delta)
+    }
+}
+
 /// 48 kHz media samples → RTMP milliseconds (32-bit, wrapping as the protocol does).
 pub fn media_to_ms(media_ts: u64) -> u32 {
     (media_ts * 1000 / MEDIA_CLOCK_HZ) as u32
@@ -478,6 +677,64 @@ pub fn media_to_ms(media_ts: u64) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_grows_by_half_up_to_the_cap_with_jitter_and_waits_longer_after_bad_name() {
+        let closed = RtmpError::Closed { host: "h".into() };
+        let mut b = Backoff::default();
+        let waits: Vec<f64> = (0..12).map(|_| b.next(&closed, 0.5).as_secs_f64()).collect();
+        assert!((waits[0] - 1.0).abs() < 1e-9 && (waits[1] - 1.5).abs() < 1e-9 && (waits[2] - 2.25).abs() < 1e-9);
+        assert!(waits.windows(2).all(|w| w[1] >= w[0]));
+        assert!((waits[11] - 30.0).abs() < 1e-9, "capped: {waits:?}");
+        let mut b = Backoff::default();
+        let (low, high) = (b.next(&closed, 0.0), Backoff::default().next(&closed, 1.0));
+        assert_eq!((low.as_millis(), high.as_millis()), (900, 1100));
+        let bad_name = RtmpError::BadName { host: "h".into() };
+        assert!(Backoff::default().next(&bad_name, 0.0) >= BAD_NAME_WAIT);
+        b.reset();
+        assert_eq!(b.next(&closed, 0.5), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn acknowledged_bytes_survive_the_32_bit_wrap() {
+        let mut acks = AckCounter::default();
+        assert_eq!(acks.advance(1_000), 1_000);
+        assert_eq!(acks.advance(u32::MAX - 10), u64::from(u32::MAX) - 1_010);
+        assert_eq!(acks.advance(20), 31);
+    }
+
+    #[test]
+    fn congested_destinations_lose_video_to_the_next_keyframe_never_audio() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        // The runtime is not running while media is sent, so the sink task never takes
+        // anything off its queue: the queue only grows.
+        let url = "rtmp://127.0.0.1:9/live/k".to_string();
+        let mut d = rt
+            .block_on(async {
+                Distributor::start(&[url], StreamHeaders::default(), &tokio::runtime::Handle::current())
+            })
+            .unwrap();
+        let stats = d.stats()[0].1.clone();
+        let frame = 1600; // one 30 fps frame in 48 kHz samples
+        let mut sent_video = Vec::new();
+        for i in 0..60u64 {
+            let key = i % 30 == 0;
+            let before = stats.dropped_packets.load(Ordering::Relaxed);
+            d.send(MediaPacket::Video { media_ts: i * frame, keyframe: key, body: Bytes::from_static(b"v") });
+            d.send(MediaPacket::Audio { media_ts: i * frame, body: Bytes::from_static(b"a") });
+            if stats.dropped_packets.load(Ordering::Relaxed) == before {
+                sent_video.push(i);
+            }
+        }
+        // Frames 0..=22 queue; with frame 22 the queue spans 22 frames (733 ms > 700), so video
+        // waits for the keyframe at 30, which goes (keyframes always do), and the frames after
+        // it are dropped again.
+        let expected: Vec<u64> = (0..=22).chain([30]).collect();
+        assert_eq!(sent_video, expected);
+        assert_eq!(stats.dropped_packets.load(Ordering::Relaxed), 60 - expected.len() as u64, "no audio dropped");
+        assert!(stats.queued_ms() >= 1900, "queued {} ms", stats.queued_ms());
+        drop(d);
+    }
 
     #[test]
     fn media_time_converts_to_ms_at_the_edge() {

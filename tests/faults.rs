@@ -1,0 +1,250 @@
+//! Network faults between the publisher and a real nginx-rtmp, made by a loopback proxy:
+//! a blackholed uplink, a reset connection, a server that refuses the stream name. Each test
+//! publishes real H.264 + AAC in real time through the stream crate's distributor and checks
+//! what the server recorded with ffprobe.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use emcee_e2e::proxy::{Fault, FaultProxy};
+use emcee_e2e::{probe, scratch_dir, Nginx};
+use emcee_encoder::{EncoderSettings, I420Frame, OpenH264Encoder, Picture, VideoEncoder};
+use emcee_stream::aac::AacEncoder;
+use emcee_stream::flv;
+use emcee_stream::rtmp::{Distributor, MediaPacket, SinkStats, StreamHeaders};
+
+const W: u32 = 320;
+const H: u32 = 180;
+const FPS: u64 = 30;
+const SAMPLES_PER_FRAME: u64 = 48_000 / FPS;
+
+/// One fault test at a time: they count this process's open file descriptors.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio")
+}
+
+fn headers(aac: &AacEncoder) -> StreamHeaders {
+    StreamHeaders {
+        width: W,
+        height: H,
+        fps: FPS as u32,
+        video_kbps: 400,
+        audio_kbps: 128,
+        audio_channels: 2,
+        video: None,
+        audio: Some(flv::audio_sequence_header(&aac.audio_specific_config())),
+    }
+}
+
+/// Real-time media into a distributor, from its own thread (as the stage's video thread does).
+struct Feed {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Result<Distributor>>,
+}
+
+impl Feed {
+    fn start(urls: &[String], rt: &tokio::runtime::Runtime) -> Result<(Self, Vec<Arc<SinkStats>>)> {
+        let aac = AacEncoder::new(128_000, 2)?;
+        let distributor = {
+            let _guard = rt.enter();
+            Distributor::start(urls, headers(&aac), rt.handle())?
+        };
+        let stats = distributor.stats().into_iter().map(|(_, s)| s).collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::spawn(move || feed(distributor, aac, &stopping));
+        Ok((Self { stop, thread }, stats))
+    }
+
+    /// Stops feeding and closes every stream.
+    fn finish(self, rt: &tokio::runtime::Runtime) -> Result<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        let distributor = self.thread.join().map_err(|_| anyhow::anyhow!("feed thread panicked"))??;
+        rt.block_on(distributor.finish(Duration::from_secs(5)));
+        Ok(())
+    }
+}
+
+fn feed(mut d: Distributor, mut aac: AacEncoder, stop: &AtomicBool) -> Result<Distributor> {
+    let settings =
+        EncoderSettings { width: W, height: H, fps: FPS as u32, bitrate_bps: 400_000, keyframe_interval: 60 };
+    let mut encoder = OpenH264Encoder::new(settings)?;
+    let mut i420 = vec![128u8; I420Frame::byte_len(W, H)];
+    let start = Instant::now();
+    let mut headers_set = false;
+    let mut audio = Vec::new();
+    for i in 0u64.. {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let due = start + Duration::from_micros(i * 1_000_000 / FPS);
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        // A bar sweeping across a gradient: every frame differs.
+        for (p, b) in i420.iter_mut().take((W * H) as usize).enumerate() {
+            let (x, w) = (p as u64 % u64::from(W), u64::from(W));
+            *b = if (x + i * 4) % w < 16 { 235 } else { (16 + x * 200 / w) as u8 };
+        }
+        let encoded = encoder.encode(Picture::Host(I420Frame::new(W, H, &i420)?), i)?;
+        let au = flv::annex_b_to_avcc(&encoded.annex_b, encoded.keyframe)?;
+        if let (false, Some(sps), Some(pps)) = (headers_set, &au.sps, &au.pps) {
+            let record = flv::avc_decoder_configuration_record(sps, pps)?;
+            d.set_codec_headers(Some(flv::video_sequence_header(&record)), None);
+            headers_set = true;
+        }
+        let media_ts = i * SAMPLES_PER_FRAME;
+        d.send(MediaPacket::Video { media_ts, keyframe: au.keyframe, body: flv::video_frame(&au) });
+        let tone: Vec<i16> =
+            (0..SAMPLES_PER_FRAME * 2).map(|k| ((((media_ts + k / 2) as f32) * 0.06).sin() * 4000.0) as i16).collect();
+        aac.push(&tone, &mut audio)?;
+        for a in audio.drain(..) {
+            d.send(MediaPacket::Audio { media_ts: a.media_ts, body: flv::audio_frame(&a.data) });
+        }
+    }
+    Ok(d)
+}
+
+/// Polls `ready` every 50 ms; the time it took, or an error after `limit`.
+fn wait_until(limit: Duration, what: &str, mut ready: impl FnMut() -> bool) -> Result<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if ready() {
+            return Ok(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    anyhow::bail!("{what}: not within {limit:?}")
+}
+
+fn publishing(s: &SinkStats) -> bool {
+    s.state() == "publishing"
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+}
+
+fn fd_list() -> Vec<String> {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| format!("{:?}", std::fs::read_link(e.path()))).collect())
+        .unwrap_or_default()
+}
+
+/// A recording that decodes clean, starts on a keyframe and has a keyframe every 2 s.
+fn check_clean(file: &std::path::Path) -> Result<(f64, f64)> {
+    let errors = probe::decode_errors(file)?;
+    ensure!(errors.trim().is_empty(), "{}: decode errors: {errors}", file.display());
+    let video = probe::packets(file, "v")?;
+    ensure!(video.first().is_some_and(|p| p.2), "{}: starts on a keyframe", file.display());
+    let keys: Vec<f64> = video.iter().filter(|p| p.2).map(|p| p.0).collect();
+    ensure!(keys.len() >= 2, "{}: keyframes {keys:?}", file.display());
+    ensure!(keys.windows(2).all(|w| (w[1] - w[0] - 2.0).abs() < 0.05), "{}: keyframes at {keys:?}", file.display());
+    let audio = probe::packets(file, "a")?;
+    let video_span = video.last().map_or(0.0, |p| p.0 + p.1) - video[0].0;
+    // FLV stores whole milliseconds, so packet durations read 21 ms: measure from timestamps.
+    let audio_span = audio.last().map_or(0.0, |p| p.0 + 1024.0 / 48_000.0) - audio.first().map_or(0.0, |p| p.0);
+    Ok((video_span, audio_span))
+}
+
+#[test]
+fn a_blackholed_uplink_is_detected_within_10_s_and_recovers_while_the_other_output_never_notices() -> Result<()> {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch_dir("faults-blackhole")?;
+    let nginx = Nginx::start(&dir)?;
+    let proxy = FaultProxy::start(nginx.port)?;
+    // Counted once a runtime exists: tokio opens a process-wide signal pipe with the first one.
+    let rt = runtime();
+    let fds_before = open_fds();
+    let (feed, stats) = Feed::start(&[nginx.url("direct"), proxy.url("proxied")], &rt)?;
+    let (direct, proxied) = (&stats[0], &stats[1]);
+    wait_until(Duration::from_secs(5), "both outputs publishing", || publishing(direct) && publishing(proxied))?;
+    std::thread::sleep(Duration::from_secs(3));
+
+    proxy.set(Fault::Blackhole);
+    let detected =
+        wait_until(Duration::from_secs(15), "the blackhole detected", || proxied.state().starts_with("retrying"))?;
+    ensure!(detected <= Duration::from_secs(10), "detected after {detected:?}");
+    let error = proxied.last_error().unwrap_or_default();
+    ensure!(error.contains("silent") || error.contains("blocked"), "last error: {error}");
+    eprintln!("blackhole detected after {detected:?}: {error}");
+
+    proxy.set(Fault::None);
+    let back = wait_until(Duration::from_secs(20), "the proxied output back", || {
+        publishing(proxied) && proxied.connects.load(Ordering::Relaxed) == 2
+    })?;
+    eprintln!("publishing again {back:?} after the link healed");
+    std::thread::sleep(Duration::from_secs(4));
+    feed.finish(&rt)?;
+    drop(rt);
+
+    // The healthy output never noticed.
+    ensure!(direct.connects.load(Ordering::Relaxed) == 1, "direct output reconnected");
+    ensure!(direct.dropped_packets.load(Ordering::Relaxed) == 0, "direct output dropped packets");
+    ensure!(direct.bytes_acked.load(Ordering::Relaxed) > 100_000, "the server acknowledged the direct output");
+    let (video, audio) = check_clean(&nginx.recording("direct"))?;
+    ensure!(video > 12.0 && (audio - video).abs() < 0.15, "direct: {video:.2} s video, {audio:.2} s audio");
+    // The proxied output's new session is clean on its own.
+    let (video, _) = check_clean(&nginx.recording("proxied"))?;
+    ensure!(video > 3.0, "proxied: {video:.2} s after the reconnect");
+
+    // Nothing leaked: every socket the outputs opened is closed with the runtime.
+    proxy.reset_all();
+    wait_until(Duration::from_secs(3), "file descriptors back to the start", || open_fds() <= fds_before)
+        .with_context(|| format!("{} fds open, {fds_before} before: {:?}", open_fds(), fd_list()))?;
+    Ok(())
+}
+
+#[test]
+fn a_reset_connection_is_reconnected_at_once() -> Result<()> {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch_dir("faults-reset")?;
+    let nginx = Nginx::start(&dir)?;
+    let proxy = FaultProxy::start(nginx.port)?;
+    let rt = runtime();
+    let (feed, stats) = Feed::start(&[proxy.url("reset")], &rt)?;
+    let out = &stats[0];
+    wait_until(Duration::from_secs(5), "publishing", || publishing(out))?;
+    std::thread::sleep(Duration::from_secs(2));
+    proxy.reset_all();
+    let back = wait_until(Duration::from_secs(10), "reconnected", || {
+        publishing(out) && out.connects.load(Ordering::Relaxed) == 2
+    })?;
+    ensure!(back < Duration::from_secs(5), "back after {back:?}");
+    std::thread::sleep(Duration::from_secs(3));
+    feed.finish(&rt)?;
+    let error = out.last_error().unwrap_or_default();
+    ensure!(!error.is_empty(), "the reset is recorded as the last error");
+    eprintln!("reset: back after {back:?} ({error})");
+    check_clean(&nginx.recording("reset"))?;
+    Ok(())
+}
+
+#[test]
+fn a_stream_name_in_use_is_a_typed_refusal_and_waits_longer() -> Result<()> {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch_dir("faults-badname")?;
+    let nginx = Nginx::start(&dir)?;
+    let rt = runtime();
+    let (first, first_stats) = Feed::start(&[nginx.url("same")], &rt)?;
+    wait_until(Duration::from_secs(5), "first publisher", || publishing(&first_stats[0]))?;
+    let (second, second_stats) = Feed::start(&[nginx.url("same")], &rt)?;
+    let out = &second_stats[0];
+    wait_until(Duration::from_secs(10), "the refusal", || out.state().starts_with("retrying"))?;
+    let error = out.last_error().unwrap_or_default();
+    ensure!(error.contains("BadName"), "last error: {error}");
+    let state = out.state();
+    let wait_ms: u64 = state
+        .strip_prefix("retrying in ")
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("state: {state}"))?;
+    ensure!(wait_ms >= 10_000, "waits {wait_ms} ms after BadName");
+    second.finish(&rt)?;
+    first.finish(&rt)?;
+    ensure!(first_stats[0].connects.load(Ordering::Relaxed) == 1, "the first publisher was never disturbed");
+    Ok(())
+}
