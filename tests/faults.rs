@@ -151,7 +151,7 @@ fn check_clean(file: &std::path::Path) -> Result<(f64, f64)> {
 }
 
 #[test]
-fn a_blackholed_uplink_is_detected_within_10_s_and_recovers_while_the_other_output_never_notices() -> Result<()> {
+fn a_blackholed_uplink_is_detected_within_10_s_and_recovers_while_the_other_outputs_never_notice() -> Result<()> {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = scratch_dir("faults-blackhole")?;
     let nginx = Nginx::start(&dir)?;
@@ -159,8 +159,10 @@ fn a_blackholed_uplink_is_detected_within_10_s_and_recovers_while_the_other_outp
     // Counted once a runtime exists: tokio opens a process-wide signal pipe with the first one.
     let rt = runtime();
     let fds_before = open_fds();
-    let (feed, stats) = Feed::start(&[nginx.url("direct"), proxy.url("proxied")], &rt)?;
-    let (direct, proxied) = (&stats[0], &stats[1]);
+    // A third output is dead all along: nothing listens on its port.
+    let dead = format!("rtmp://127.0.0.1:{}/live/dead", emcee_e2e::free_port());
+    let (feed, stats) = Feed::start(&[nginx.url("direct"), proxy.url("proxied"), dead], &rt)?;
+    let (direct, proxied, dead) = (&stats[0], &stats[1], &stats[2]);
     wait_until(Duration::from_secs(5), "both outputs publishing", || publishing(direct) && publishing(proxied))?;
     std::thread::sleep(Duration::from_secs(3));
 
@@ -181,6 +183,7 @@ fn a_blackholed_uplink_is_detected_within_10_s_and_recovers_while_the_other_outp
     feed.finish(&rt)?;
     drop(rt);
 
+    ensure!(dead.connects.load(Ordering::Relaxed) == 0 && dead.last_error().is_some(), "the dead output");
     // The healthy output never noticed.
     ensure!(direct.connects.load(Ordering::Relaxed) == 1, "direct output reconnected");
     ensure!(direct.dropped_packets.load(Ordering::Relaxed) == 0, "direct output dropped packets");
@@ -195,6 +198,30 @@ fn a_blackholed_uplink_is_detected_within_10_s_and_recovers_while_the_other_outp
     proxy.reset_all();
     wait_until(Duration::from_secs(3), "file descriptors back to the start", || open_fds() <= fds_before)
         .with_context(|| format!("{} fds open, {fds_before} before: {:?}", open_fds(), fd_list()))?;
+    Ok(())
+}
+
+#[test]
+fn a_restarted_server_gets_the_stream_back() -> Result<()> {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch_dir("faults-restart")?;
+    let nginx = Nginx::start(&dir)?;
+    let rt = runtime();
+    let (feed, stats) = Feed::start(&[nginx.url("restart")], &rt)?;
+    let out = &stats[0];
+    wait_until(Duration::from_secs(5), "publishing", || publishing(out))?;
+    std::thread::sleep(Duration::from_secs(2));
+    nginx.stop();
+    wait_until(Duration::from_secs(10), "the loss noticed", || out.state().starts_with("retrying"))?;
+    std::thread::sleep(Duration::from_secs(2));
+    let nginx = Nginx::start_on(&dir, nginx.port)?;
+    let back = wait_until(Duration::from_secs(20), "reconnected", || {
+        publishing(out) && out.connects.load(Ordering::Relaxed) >= 2
+    })?;
+    eprintln!("server restart: publishing again {back:?} after it came back");
+    std::thread::sleep(Duration::from_secs(5));
+    feed.finish(&rt)?;
+    check_clean(&nginx.recording("restart"))?;
     Ok(())
 }
 
@@ -214,7 +241,7 @@ fn a_reset_connection_is_reconnected_at_once() -> Result<()> {
         publishing(out) && out.connects.load(Ordering::Relaxed) == 2
     })?;
     ensure!(back < Duration::from_secs(5), "back after {back:?}");
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(Duration::from_secs(5));
     feed.finish(&rt)?;
     let error = out.last_error().unwrap_or_default();
     ensure!(!error.is_empty(), "the reset is recorded as the last error");

@@ -54,7 +54,11 @@ pub struct Nginx {
 
 impl Nginx {
     pub fn start(dir: &Path) -> Result<Self> {
-        let port = free_port();
+        Self::start_on(dir, free_port())
+    }
+
+    /// Starts (or restarts) nginx on `port`, recording into `dir`.
+    pub fn start_on(dir: &Path, port: u16) -> Result<Self> {
         let script = workspace_root().join("scripts/nginx-rtmp.sh");
         let status = Command::new("bash").arg(&script).arg("start").arg(dir).arg(port.to_string()).status()?;
         if !status.success() {
@@ -72,10 +76,17 @@ impl Nginx {
     }
 }
 
-impl Drop for Nginx {
-    fn drop(&mut self) {
+impl Nginx {
+    /// Stops the server (its recordings stay).
+    pub fn stop(&self) {
         let script = workspace_root().join("scripts/nginx-rtmp.sh");
         let _ = Command::new("bash").arg(script).arg("stop").arg(&self.dir).status();
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
