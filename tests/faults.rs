@@ -14,7 +14,7 @@ use emcee_e2e::{probe, scratch_dir, Nginx};
 use emcee_encoder::{EncoderSettings, I420Frame, OpenH264Encoder, Picture, VideoEncoder};
 use emcee_stream::aac::AacEncoder;
 use emcee_stream::flv;
-use emcee_stream::rtmp::{Distributor, MediaPacket, SinkStats, StreamHeaders};
+use emcee_stream::rtmp::{Distributor, MediaPacket, Output, SinkStats, StreamHeaders};
 
 const W: u32 = 320;
 const H: u32 = 180;
@@ -49,10 +49,14 @@ struct Feed {
 
 impl Feed {
     fn start(urls: &[String], rt: &tokio::runtime::Runtime) -> Result<(Self, Vec<Arc<SinkStats>>)> {
+        Self::start_outputs(&urls.iter().map(Output::new).collect::<Vec<_>>(), rt)
+    }
+
+    fn start_outputs(outputs: &[Output], rt: &tokio::runtime::Runtime) -> Result<(Self, Vec<Arc<SinkStats>>)> {
         let aac = AacEncoder::new(128_000, 2)?;
         let distributor = {
             let _guard = rt.enter();
-            Distributor::start(urls, headers(&aac), rt.handle())?
+            Distributor::start(outputs, headers(&aac), rt.handle())?
         };
         let stats = distributor.stats().into_iter().map(|(_, s)| s).collect();
         let stop = Arc::new(AtomicBool::new(false));
@@ -273,5 +277,46 @@ fn a_stream_name_in_use_is_a_typed_refusal_and_waits_longer() -> Result<()> {
     second.finish(&rt)?;
     first.finish(&rt)?;
     ensure!(first_stats[0].connects.load(Ordering::Relaxed) == 1, "the first publisher was never disturbed");
+    Ok(())
+}
+
+#[test]
+fn sessions_rotate_at_keyframes_and_timestamps_cross_the_24_31_and_32_bit_wraps_cleanly() -> Result<()> {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch_dir("faults-wraps")?;
+    let nginx = Nginx::start(&dir)?;
+    let rt = runtime();
+    // Each session starts 3 s before a wrap and crosses it.
+    let near =
+        |key: &str, wrap: u64| Output { first_timestamp_ms: (wrap - 3_000) as u32, ..Output::new(nginx.url(key)) };
+    let rotating = Output { rotate_after: Duration::from_secs(3), ..Output::new(nginx.url("rotating")) };
+    let outputs = [near("w24", 1 << 24), near("w31", 1 << 31), near("w32", 1 << 32), rotating];
+    let (feed, stats) = Feed::start_outputs(&outputs, &rt)?;
+    wait_until(Duration::from_secs(5), "all publishing", || stats.iter().all(|s| publishing(s)))?;
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(8));
+    feed.finish(&rt)?;
+    for key in ["w24", "w31", "w32"] {
+        // nginx records what it received: a broken wrap shows as a jump or a decode error.
+        let (video, audio) = check_clean(&nginx.recording(key))?;
+        ensure!(video > 6.0 && (audio - video).abs() < 0.15, "{key}: {video:.2} s video, {audio:.2} s audio");
+        let pts: Vec<f64> = probe::packets(&nginx.recording(key), "v")?.iter().map(|p| p.0).collect();
+        ensure!(pts.windows(2).all(|w| w[1] > w[0] && w[1] - w[0] < 0.1), "{key}: video timestamps jump");
+    }
+    // Rotation: a new session about every 3 s, each starting on a keyframe (GOP 2 s: at 4 s).
+    let rotating = &stats[3];
+    let rotations = rotating.rotations.load(Ordering::Relaxed);
+    let runtime_s = started.elapsed().as_secs();
+    ensure!(
+        rotations >= 1 && rotating.connects.load(Ordering::Relaxed) == rotations + 1,
+        "{rotations} rotations in {runtime_s} s"
+    );
+    ensure!(rotating.last_error().is_none(), "a rotation is not an error: {:?}", rotating.last_error());
+    // The last session is a clean stream of its own, from 0.
+    let video = probe::packets(&nginx.recording("rotating"), "v")?;
+    ensure!(video.first().is_some_and(|p| p.0 < 0.05 && p.2), "the last session starts at 0 on a keyframe");
+    let errors = probe::decode_errors(&nginx.recording("rotating"))?;
+    ensure!(errors.trim().is_empty(), "rotating: {errors}");
+    eprintln!("{rotations} rotations in {runtime_s} s");
     Ok(())
 }

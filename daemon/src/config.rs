@@ -8,8 +8,8 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use emcee_protocol::{
-    AudioConfig, AvatarConfig, CameraPreset, EncoderChoice, RtmpUrl, Scene, SpeechConfig, StageConfig, StopWhen,
-    VideoConfig, Voice,
+    AudioConfig, AvatarConfig, CameraPreset, EncoderChoice, OutputConfig, RtmpUrl, Scene, SpeechConfig, StageConfig,
+    StopWhen, VideoConfig, Voice,
 };
 
 use crate::schedule::{self, Schedule, Window};
@@ -87,7 +87,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
     ("avatar", &["model", "background", "camera", "voice", "words_per_minute", "pitch", "subtitles", "label"]),
     ("stage", &["listen"]),
     ("speech", &["voices", "onnxruntime", "espeak", "cache"]),
-    ("output", &["url"]),
+    ("output", &["url", "platform", "rotate_after_h"]),
     ("schedule", &["days", "start", "end", "time_zone"]),
 ];
 
@@ -543,10 +543,11 @@ impl Config {
             None => {}
             Some(Item::ArrayOfTables(array)) => {
                 for table in array.iter() {
-                    c.unknown_keys(table, &["url"], "[[output]]");
+                    c.unknown_keys(table, &["url", "platform", "rotate_after_h"], "[[output]]");
+                    let rotate_after_s = output_rotation(&mut c, table);
                     match c.string(Some(table), "output", "url") {
                         Some((url, item)) => match RtmpUrl::parse(url) {
-                            Ok(_) => urls.push(url.to_string()),
+                            Ok(_) => urls.push(OutputConfig { url: url.to_string(), rotate_after_s }),
                             Err(e) => c.error(item.span(), e.to_string()),
                         },
                         None if table.get("url").is_none() => c.error(table.span(), "[[output]] needs a url"),
@@ -598,7 +599,7 @@ impl Config {
             urls.clear();
             for url in outputs {
                 match RtmpUrl::parse(url) {
-                    Ok(_) => urls.push(url.clone()),
+                    Ok(_) => urls.push(OutputConfig::new(url.clone())),
                     Err(e) => c.error(None, format!("--output: {e}")),
                 }
             }
@@ -632,6 +633,35 @@ impl Config {
     }
 }
 
+/// How long an output's sessions run before a planned reconnect: `rotate_after_h`, else the
+/// `platform`'s preset (sessions end before the platform ends them), else 12 h.
+fn output_rotation(c: &mut Checker, table: &toml_edit::Table) -> u64 {
+    let preset_h = match c.string(Some(table), "output", "platform") {
+        None | Some(("generic", _)) => 12.0,
+        // Facebook Live ends a stream at 8 h.
+        Some(("facebook", _)) => 7.5,
+        Some(("youtube", _)) => 12.0,
+        // Twitch and Amazon IVS end sessions at 48 h.
+        Some(("twitch" | "aws-ivs", _)) => 23.0,
+        Some((other, item)) => {
+            let message = format!("[[output]] platform = \"{other}\": use \"generic\", \"youtube\", \"facebook\", \"twitch\" or \"aws-ivs\"");
+            c.error(item.span(), message);
+            12.0
+        }
+    };
+    let hours = match table.get("rotate_after_h") {
+        None => preset_h,
+        Some(item) => match item.as_float().or_else(|| item.as_integer().map(|i| i as f64)) {
+            Some(h) if (0.01..=47.0).contains(&h) => h,
+            _ => {
+                c.error(item.span(), "[[output]] rotate_after_h must be a number of hours from 0.01 to 47");
+                preset_h
+            }
+        },
+    };
+    (hours * 3600.0).round() as u64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -662,7 +692,7 @@ url = "rtmp://127.0.0.1:1935/live/demo"
         assert_eq!(c.stage.avatar.scene.camera, CameraPreset::Medium);
         assert_eq!(c.stage.avatar.voice.pitch, 50);
         assert_eq!(c.stage.audio.channels, 2);
-        assert_eq!(c.stage.outputs, vec!["rtmp://127.0.0.1:1935/live/demo".to_string()]);
+        assert_eq!(c.stage.outputs, vec![OutputConfig::new("rtmp://127.0.0.1:1935/live/demo")]);
     }
 
     #[test]
@@ -720,7 +750,7 @@ url = "rtmp://127.0.0.1:1935/live/demo"
     #[test]
     fn outputs_from_the_command_line_replace_the_file() {
         let c = Config::parse(GOOD, Path::new("."), &["rtmp://10.0.0.1/app/k".into()]).unwrap();
-        assert_eq!(c.stage.outputs, vec!["rtmp://10.0.0.1/app/k".to_string()]);
+        assert_eq!(c.stage.outputs, vec![OutputConfig::new("rtmp://10.0.0.1/app/k")]);
     }
 
     #[test]
@@ -756,6 +786,23 @@ url = "http://x/live/k"
         assert!(messages.iter().any(|m| m.contains("http://x/live/k")));
         // Sorted by position.
         assert!(errors.windows(2).all(|w| (w[0].line, w[0].column) <= (w[1].line, w[1].column)));
+    }
+
+    #[test]
+    fn outputs_rotate_by_platform_or_by_the_hour() {
+        let two = GOOD.replace(
+            "[[output]]\n",
+            "[[output]]\nurl = \"rtmp://fb.example/rtmp/key\"\nplatform = \"facebook\"\n\n[[output]]\nrotate_after_h = 0.5\n",
+        );
+        assert!(two != GOOD, "GOOD has an [[output]] table");
+        let c = Config::parse(&two, Path::new("."), &[]).unwrap();
+        let rotations: Vec<u64> = c.stage.outputs.iter().map(|o| o.rotate_after_s).collect();
+        assert_eq!(rotations, [27_000, 1_800]);
+        let bad = GOOD.replace("[[output]]\n", "[[output]]\nplatform = \"myspace\"\nrotate_after_h = 100\n");
+        let errors = Config::parse(&bad, Path::new("."), &[]).unwrap_err();
+        let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(errors.len(), 2, "{messages:?}");
+        assert!(messages[0].contains("myspace") && messages[1].contains("0.01 to 47"), "{messages:?}");
     }
 
     #[test]

@@ -102,8 +102,26 @@ pub struct StageConfig {
     pub avatar: AvatarConfig,
     #[serde(default)]
     pub speech: SpeechConfig,
-    /// RTMP/RTMPS publish URLs (`rtmp://host[:port]/app/stream-key`).
-    pub outputs: Vec<String>,
+    pub outputs: Vec<OutputConfig>,
+}
+
+/// One publish destination.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputConfig {
+    /// `rtmp://host[:port]/app/stream-key` (or `rtmps://`).
+    pub url: String,
+    /// A session this old (seconds) ends at a keyframe and a new one starts at once, before the
+    /// platform ends it.
+    pub rotate_after_s: u64,
+}
+
+impl OutputConfig {
+    /// Every platform we know of allows at least this; Facebook ends sessions at 8 h.
+    pub const DEFAULT_ROTATE_AFTER_S: u64 = 12 * 3600;
+
+    pub fn new(url: impl Into<String>) -> Self {
+        Self { url: url.into(), rotate_after_s: Self::DEFAULT_ROTATE_AFTER_S }
+    }
 }
 
 /// Control plane → stage.

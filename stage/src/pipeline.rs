@@ -29,7 +29,7 @@ use emcee_speech::Utterance;
 use emcee_speech::{Speaker, SpeechSettings};
 use emcee_stream::aac::{AacEncoder, AacFrame};
 use emcee_stream::flv;
-use emcee_stream::rtmp::{Distributor, MediaPacket, StreamHeaders};
+use emcee_stream::rtmp::{Distributor, MediaPacket, Output, StreamHeaders};
 
 use crate::actions::Actions;
 use crate::frames::{Frames, Ready, Shown, SlotsInUse, Tick};
@@ -131,7 +131,12 @@ impl Pipeline {
         };
         let distributor = {
             let _guard = rt.enter();
-            Distributor::start(&config.outputs, headers, &rt)?
+            let outputs: Vec<Output> = config
+                .outputs
+                .iter()
+                .map(|o| Output { rotate_after: Duration::from_secs(o.rotate_after_s), ..Output::new(&o.url) })
+                .collect();
+            Distributor::start(&outputs, headers, &rt)?
         };
 
         // The show's voice loads before the clock starts (a neural voice takes a second or two

@@ -14,6 +14,9 @@
 //!   encoder or the others.
 //! - **Reconnecting forever** with a capped, jittered exponential backoff, longer after a
 //!   `BadName` (the server still holds the old session); the host is resolved on every attempt.
+//! - **Planned rotation**: a session older than its output's `rotate_after` ends at a keyframe
+//!   and a new one starts with that keyframe at timestamp 0, before a platform ends it (and
+//!   long before 32-bit millisecond timestamps wrap).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -79,6 +82,26 @@ pub enum RtmpError {
     WriteStalled { host: String },
 }
 
+/// One destination and how its sessions run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub url: String,
+    /// A session this old ends at the next keyframe and a new one starts at once.
+    pub rotate_after: Duration,
+    /// Where each session's timestamps start: 0 for every real output. Tests start sessions
+    /// just before the 2^24, 2^31 and 2^32 ms wraps that have broken servers and players.
+    pub first_timestamp_ms: u32,
+}
+
+impl Output {
+    /// The default rotation: well under the 24 h most platforms allow (Facebook: use 7.5 h).
+    pub const DEFAULT_ROTATION: Duration = Duration::from_secs(12 * 3600);
+
+    pub fn new(url: impl Into<String>) -> Self {
+        Self { url: url.into(), rotate_after: Self::DEFAULT_ROTATION, first_timestamp_ms: 0 }
+    }
+}
+
 /// Media for the sinks. Timestamps are 48 kHz media samples; bodies are FLV tag bodies.
 #[derive(Debug, Clone)]
 pub enum MediaPacket {
@@ -114,6 +137,8 @@ pub struct SinkStats {
     pub bytes_acked: AtomicU64,
     pub dropped_packets: AtomicU64,
     pub connects: AtomicU64,
+    /// Sessions ended on purpose by the rotation policy.
+    pub rotations: AtomicU64,
     /// Media time of the packet last taken off the queue (sent or discarded while reconnecting);
     /// `u64::MAX` before the first.
     dequeued_ts: AtomicU64,
@@ -130,6 +155,7 @@ impl Default for SinkStats {
             bytes_acked: AtomicU64::new(0),
             dropped_packets: AtomicU64::new(0),
             connects: AtomicU64::new(0),
+            rotations: AtomicU64::new(0),
             dequeued_ts: AtomicU64::new(u64::MAX),
             enqueued_ts: AtomicU64::new(0),
             state: Mutex::new(String::new()),
@@ -238,18 +264,19 @@ pub struct Distributor {
 
 impl Distributor {
     /// Spawns one publishing task per URL on the current tokio runtime. URLs are validated first.
-    pub fn start(urls: &[String], headers: StreamHeaders, rt: &tokio::runtime::Handle) -> Result<Self, RtmpError> {
-        let parsed = urls.iter().map(|u| RtmpUrl::parse(u)).collect::<Result<Vec<_>, _>>()?;
+    pub fn start(outputs: &[Output], headers: StreamHeaders, rt: &tokio::runtime::Handle) -> Result<Self, RtmpError> {
+        let parsed = outputs.iter().map(|o| RtmpUrl::parse(&o.url)).collect::<Result<Vec<_>, _>>()?;
         let headers = Arc::new(Mutex::new(headers));
-        let destinations = urls
+        let destinations = outputs
             .iter()
             .zip(parsed)
-            .map(|(url, target)| {
+            .map(|(output, target)| {
                 let (tx, rx) = mpsc::channel(QUEUE_PACKETS);
                 let stats = Arc::new(SinkStats::default());
                 stats.set_state("connecting");
-                let task = rt.spawn(run_sink(target, rx, headers.clone(), stats.clone()));
-                Destination { url: url.clone(), tx, stats, waiting_for_keyframe: false, task }
+                let sink = Sink { target, output: output.clone(), headers: headers.clone(), stats: stats.clone() };
+                let task = rt.spawn(sink.run(rx));
+                Destination { url: output.url.clone(), tx, stats, waiting_for_keyframe: false, task }
             })
             .collect();
         Ok(Self { headers, destinations })
@@ -312,49 +339,79 @@ impl Distributor {
     }
 }
 
-async fn run_sink(
+/// One destination's task: sessions, one after another, until the show ends.
+struct Sink {
     target: RtmpUrl,
-    mut rx: mpsc::Receiver<SinkItem>,
+    output: Output,
     headers: Arc<Mutex<StreamHeaders>>,
     stats: Arc<SinkStats>,
-) {
-    let mut backoff = Backoff::default();
-    loop {
-        stats.set_state("connecting");
-        let window = ack_window(&headers);
-        let connected = tokio::time::timeout(CONNECT_TIMEOUT, Connection::open(&target, window))
-            .await
-            .unwrap_or_else(|_| Err(RtmpError::Timeout { host: target.host.clone() }));
-        let error = match connected {
-            Err(e) => {
-                tracing::warn!(host = %target.host, error = %e, "RTMP connect failed");
-                e
-            }
-            Ok(mut conn) => {
-                stats.connects.fetch_add(1, Ordering::Relaxed);
-                stats.set_state("publishing");
-                tracing::info!(host = %target.host, app = %target.app, "RTMP publishing");
-                let since = Instant::now();
-                match conn.publish(&mut rx, &headers, &stats).await {
-                    Ok(()) => {
-                        stats.set_state("closed");
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::warn!(host = %target.host, error = %e, "RTMP session lost");
-                        if since.elapsed() >= HEALTHY_AFTER {
-                            backoff.reset();
+}
+
+/// How a session ended when it did not fail.
+enum SessionEnd {
+    /// The show ended; the stream is closed.
+    Finished,
+    /// Rotation: this keyframe starts the next session.
+    Rotate(Arc<MediaPacket>),
+}
+
+impl Sink {
+    async fn run(self, mut rx: mpsc::Receiver<SinkItem>) {
+        let (target, stats) = (&self.target, &self.stats);
+        let mut backoff = Backoff::default();
+        let mut carried: Option<Arc<MediaPacket>> = None;
+        loop {
+            stats.set_state("connecting");
+            let window = ack_window(&self.headers);
+            let connected = tokio::time::timeout(CONNECT_TIMEOUT, Connection::open(target, window))
+                .await
+                .unwrap_or_else(|_| Err(RtmpError::Timeout { host: target.host.clone() }));
+            let error = match connected {
+                Err(e) => {
+                    tracing::warn!(host = %target.host, error = %e, "RTMP connect failed");
+                    e
+                }
+                Ok(mut conn) => {
+                    stats.connects.fetch_add(1, Ordering::Relaxed);
+                    stats.set_state("publishing");
+                    tracing::info!(host = %target.host, app = %target.app, "RTMP publishing");
+                    let since = Instant::now();
+                    match conn.publish(&mut rx, &self, carried.take()).await {
+                        Ok(SessionEnd::Finished) => {
+                            stats.set_state("closed");
+                            return;
                         }
-                        e
+                        Ok(SessionEnd::Rotate(keyframe)) => {
+                            stats.rotations.fetch_add(1, Ordering::Relaxed);
+                            tracing::info!(host = %target.host, after_s = since.elapsed().as_secs(), "RTMP session rotated");
+                            carried = Some(keyframe);
+                            backoff.reset();
+                            continue;
+                        }
+                        Err(e) => {
+                            tracing::warn!(host = %target.host, error = %e, "RTMP session lost");
+                            if since.elapsed() >= HEALTHY_AFTER {
+                                backoff.reset();
+                            }
+                            e
+                        }
                     }
                 }
+            };
+            let wait = backoff.next(&error, jitter());
+            stats.failed(&error, wait);
+            if wait_or_end(&mut rx, wait, stats).await {
+                return;
             }
-        };
-        let wait = backoff.next(&error, jitter());
-        stats.failed(&error, wait);
-        if wait_or_end(&mut rx, wait, &stats).await {
-            return;
         }
+    }
+}
+
+/// The carried-over keyframe first, then the queue.
+async fn next_item(first: &mut Option<Arc<MediaPacket>>, rx: &mut mpsc::Receiver<SinkItem>) -> Option<SinkItem> {
+    match first.take() {
+        Some(packet) => Some(SinkItem::Media(packet)),
+        None => rx.recv().await,
     }
 }
 
@@ -536,13 +593,16 @@ impl Connection {
         self.write_results(vec![result]).await
     }
 
-    /// Publishes until `End` (Ok) or a failure (Err, the caller reconnects).
+    /// Publishes until `End`, a rotation, or a failure (Err: the caller reconnects). `first`:
+    /// the keyframe a rotation carried over, sent before anything from the queue.
     async fn publish(
         &mut self,
         rx: &mut mpsc::Receiver<SinkItem>,
-        shared_headers: &Mutex<StreamHeaders>,
-        stats: &SinkStats,
-    ) -> Result<(), RtmpError> {
+        sink: &Sink,
+        mut first: Option<Arc<MediaPacket>>,
+    ) -> Result<SessionEnd, RtmpError> {
+        let (shared_headers, stats) = (&*sink.headers, &*sink.stats);
+        let session_start = Instant::now();
         // Codec headers may arrive after we connect (the first keyframe brings SPS/PPS), so they
         // are read again when the first keyframe is sent.
         let snapshot = || shared_headers.lock().map(|h| h.clone()).unwrap_or_default();
@@ -580,9 +640,12 @@ impl Connection {
                     let (packet, _) = self.session.send_ping_request().map_err(|e| self.proto_err(format!("{e:?}")))?;
                     self.write_results(vec![ClientSessionResult::OutboundResponse(packet)]).await?;
                 }
-                item = rx.recv() => {
+                item = next_item(&mut first, rx) => {
                     let packet = match item {
-                        None | Some(SinkItem::End) => return self.close(base.is_some(), stats).await,
+                        None | Some(SinkItem::End) => {
+                            self.close(base.is_some(), stats).await?;
+                            return Ok(SessionEnd::Finished);
+                        }
                         Some(SinkItem::Media(p)) => p,
                     };
                     stats.dequeued(&packet);
@@ -600,7 +663,11 @@ impl Connection {
                     if ts < start {
                         continue; // audio from before this session's first keyframe
                     }
-                    let rtmp_ts = RtmpTimestamp::new(media_to_ms(ts - start));
+                    if keyframe && ts > start && session_start.elapsed() >= sink.output.rotate_after {
+                        self.close(true, stats).await?;
+                        return Ok(SessionEnd::Rotate(packet));
+                    }
+                    let rtmp_ts = RtmpTimestamp::new(media_to_ms(ts - start).wrapping_add(sink.output.first_timestamp_ms));
                     if !sent_headers {
                         sent_headers = true;
                         let headers = snapshot();
@@ -639,6 +706,7 @@ impl Connection {
         }
     }
 
+    /// Ends the stream politely: end of sequence, `deleteStream`, then the socket.
     async fn close(&mut self, started: bool, stats: &SinkStats) -> Result<(), RtmpError> {
         if started {
             let r = self.session.publish_video_data(crate::flv::video_end_of_sequence(), RtmpTimestamp::new(0), false);
@@ -711,7 +779,7 @@ mod tests {
         let url = "rtmp://127.0.0.1:9/live/k".to_string();
         let mut d = rt
             .block_on(async {
-                Distributor::start(&[url], StreamHeaders::default(), &tokio::runtime::Handle::current())
+                Distributor::start(&[Output::new(url)], StreamHeaders::default(), &tokio::runtime::Handle::current())
             })
             .unwrap();
         let stats = d.stats()[0].1.clone();

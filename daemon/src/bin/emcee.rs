@@ -319,7 +319,7 @@ async fn run(config_path: PathBuf, outputs: Vec<String>, run_for: Option<f64>) -
             return ExitCode::FAILURE;
         }
     };
-    let outputs: Vec<String> = config.stage.outputs.iter().map(|u| emcee_protocol::redact_stream_key(u)).collect();
+    let outputs: Vec<String> = config.stage.outputs.iter().map(|o| emcee_protocol::redact_stream_key(&o.url)).collect();
     println!("emcee: streaming to {}", outputs.join(", "));
 
     // Like systemd with Restart=on-failure: a process that crashes is started again; the
