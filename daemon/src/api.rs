@@ -437,6 +437,12 @@ fn metrics_text(s: &Status) -> String {
             &[(String::new(), h.repeated_frames as f64)],
         );
         metric(
+            "emcee_slate_frames_total",
+            "counter",
+            "Ticks that showed the slate because the renderer was down",
+            &[(String::new(), h.slate_frames as f64)],
+        );
+        metric(
             "emcee_encoder_info",
             "gauge",
             "The video encoder in use, and why it is not the zero-copy one",
@@ -524,6 +530,7 @@ mod tests {
             frames: 300,
             late_frames: 2,
             repeated_frames: 1,
+            slate_frames: 3,
             encoder: "openh264".into(),
             encoder_fallback: Some(emcee_protocol::EncoderFallback {
                 code: "no_cuda_driver".into(),
@@ -558,6 +565,7 @@ mod tests {
             "emcee_frames_total 300",
             "emcee_late_frames_total 2",
             "emcee_repeated_frames_total 1",
+            "emcee_slate_frames_total 3",
             "emcee_encoder_info{encoder=\"openh264\",fallback=\"no_cuda_driver\"} 1",
             "emcee_output_up{url=\"rtmp://a:1935/x\\\"y/…\"} 1",
             "emcee_output_bytes_sent_total{url=\"rtmp://a:1935/x\\\"y/…\"} 12345",

@@ -84,7 +84,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
     ("api", &["listen", "token_file"]),
     ("video", &["width", "height", "fps", "bitrate_kbps", "keyframe_interval_s", "encoder"]),
     ("audio", &["bitrate_kbps", "channels"]),
-    ("avatar", &["model", "background", "camera", "voice", "words_per_minute", "pitch", "subtitles", "label"]),
+    ("avatar", &["model", "background", "camera", "voice", "words_per_minute", "pitch", "subtitles", "label", "slate"]),
     ("stage", &["listen"]),
     ("speech", &["voices", "onnxruntime", "espeak", "cache"]),
     ("output", &["url", "platform", "rotate_after_h"]),
@@ -461,6 +461,24 @@ impl Config {
         let voice = voice_fields(&mut c, avatar, "[avatar]", "voice");
         let subtitles = c.boolean(avatar, "avatar", "subtitles", true);
         let label = c.string(avatar, "avatar", "label").map(|(s, _)| s.trim().to_string()).filter(|s| !s.is_empty());
+        let slate = c.string(avatar, "avatar", "slate").and_then(|(name, item)| {
+            let path = base.join(name);
+            let is_image = matches!(
+                path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref(),
+                Some("png" | "jpg" | "jpeg")
+            );
+            match (path.is_file(), is_image) {
+                (true, true) => Some(path),
+                (false, _) => {
+                    c.error(item.span(), format!("[avatar] slate = \"{name}\": no such file"));
+                    None
+                }
+                (true, false) => {
+                    c.error(item.span(), format!("[avatar] slate = \"{name}\": must be a PNG or JPEG picture"));
+                    None
+                }
+            }
+        });
         let model = c.string(avatar, "avatar", "model").and_then(|(name, item)| {
             let path = base.join(name);
             match avatar_file(&path) {
@@ -625,7 +643,7 @@ impl Config {
             stage: StageConfig {
                 video: VideoConfig { width, height, fps, bitrate_kbps, keyframe_interval_frames, encoder },
                 audio: AudioConfig { bitrate_kbps: audio_kbps, channels },
-                avatar: AvatarConfig { scene, voice, model, subtitles, label },
+                avatar: AvatarConfig { scene, voice, model, subtitles, label, slate },
                 speech: speech_config,
                 outputs: urls,
             },

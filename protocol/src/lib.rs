@@ -70,6 +70,10 @@ pub struct AvatarConfig {
     /// A label always shown in a corner (e.g. "AI-generated", where the law asks for one).
     #[serde(default)]
     pub label: Option<String>,
+    /// The picture shown while the renderer is down (PNG or JPEG, scaled to fit); `None`: the
+    /// scene's background with a "back in a moment" line.
+    #[serde(default)]
+    pub slate: Option<std::path::PathBuf>,
 }
 
 fn yes() -> bool {
@@ -294,6 +298,9 @@ pub struct Health {
     /// renderer failing. Every tick still leaves with a frame and exact timestamps.
     #[serde(default)]
     pub repeated_frames: u64,
+    /// Ticks that showed the slate because the renderer was down.
+    #[serde(default)]
+    pub slate_frames: u64,
     pub encoder: String,
     /// Why the zero-copy encoder is not the one running (`None` when it is): a stable code for
     /// alerts and the full reason for people.

@@ -1315,6 +1315,11 @@ impl Gpu {
     }
 
     /// Frames submitted and not yet read back.
+    /// From now on every call fails as after a lost device (fault drills).
+    pub fn mark_broken(&mut self) {
+        self.broken = true;
+    }
+
     /// The slot the next [`Gpu::submit`] writes.
     pub fn next_free_slot(&self) -> Option<usize> {
         (0..SLOTS).find(|i| !self.in_flight.contains(i))

@@ -132,6 +132,8 @@ pub struct Renderer {
     frame: Vec<u8>,
     /// The ring slot of the frame last returned.
     last_slot: Option<usize>,
+    /// A fault drill asked for a panic in the next frame.
+    panic_next: bool,
 }
 
 impl Renderer {
@@ -203,6 +205,7 @@ impl Renderer {
             height,
             frame: Vec::new(),
             last_slot: None,
+            panic_next: false,
         })
     }
 
@@ -215,6 +218,17 @@ impl Renderer {
     /// stay there until the next frame is submitted.
     pub fn last_slot(&self) -> Option<usize> {
         self.last_slot
+    }
+
+    /// The next [`Renderer::render_next`] panics (fault drills).
+    pub fn simulate_panic(&mut self) {
+        self.panic_next = true;
+    }
+
+    /// Behaves from now on as after a lost device: every render fails with
+    /// [`RenderError::Broken`]. For fault drills: proving that a show survives its GPU.
+    pub fn simulate_device_loss(&mut self) {
+        self.gpu.mark_broken();
     }
 
     /// The ring slot the next frame will be drawn into (None while every slot is in flight).
@@ -268,6 +282,9 @@ impl Renderer {
     /// when there was none): the GPU draws this frame while the caller prepares the next.
     /// [`Renderer::flush`] returns the last one.
     pub fn render_next(&mut self, pose: &Pose) -> Result<Option<&[u8]>, RenderError> {
+        if std::mem::take(&mut self.panic_next) {
+            panic!("fault drill: the renderer panics");
+        }
         self.submit(pose)?;
         if self.gpu.frames_in_flight() > 1 {
             self.wait_oldest()?;

@@ -77,6 +77,13 @@ impl Captions {
         }
     }
 
+    /// Hands the current overlay to a freshly built renderer.
+    pub fn reapply(&self, renderer: &mut Renderer) {
+        if let Some(overlay) = &self.overlay {
+            renderer.set_overlay((!overlay.is_clear()).then(|| overlay.pixels()));
+        }
+    }
+
     /// Brings the overlay up to date for the frame at `at`, with the card `card` (a SKU) up.
     pub fn frame(&mut self, at: u64, card: Option<&str>, renderer: &mut Renderer) {
         if self.current.as_ref().is_some_and(|(_, _, until)| until.is_some_and(|u| u <= at)) {

@@ -20,6 +20,10 @@ use emcee_renderer::{Pose, Renderer};
 /// Ticks in a row that may repeat the previous picture before one is rendered, late or not.
 pub const MAX_REPEATS_IN_A_ROW: u32 = 2;
 
+/// Failed ticks that repeat the last picture before the slate goes up: a hiccup passes unseen,
+/// a real fault shows the slate within a third of a second. The renderer is then rebuilt.
+pub const SLATE_AFTER_FAILED_TICKS: u32 = 10;
+
 /// How long the renderer waits for the encoder to let go of a slot before drawing anyway (a
 /// torn frame is better than a frozen stream; only a stuck encoder takes this long).
 const SLOT_WAIT: Duration = Duration::from_secs(2);
@@ -92,19 +96,54 @@ pub struct Frames<A> {
     repeats_in_a_row: u32,
     /// Ticks that showed the previous picture (catching up, or the renderer failing).
     pub repeated: u64,
-    failing: bool,
+    /// Ticks that showed the slate.
+    pub slate_frames: u64,
+    /// The slate (I420) on the host path; the zero-copy path repeats the last slot instead.
+    slate: Option<Vec<u8>>,
+    /// Consecutive ticks the renderer failed.
+    failed_ticks: u32,
+    /// The renderer panicked or kept failing: it must be replaced ([`Frames::renderer_replaced`]).
+    lost: bool,
 }
 
 impl<A> Frames<A> {
     /// `first`: the picture to repeat should the very first render fail; a ring slot on the
     /// zero-copy path, whose slots `slots` then tracks.
-    pub fn new(first: Shown, slots: Option<Arc<SlotsInUse>>) -> Self {
-        Self { in_flight: None, last: first, slots, repeats_in_a_row: 0, repeated: 0, failing: false }
+    /// `slate`: shown while the renderer is lost (host path only).
+    pub fn new(first: Shown, slots: Option<Arc<SlotsInUse>>, slate: Option<Vec<u8>>) -> Self {
+        Self {
+            in_flight: None,
+            last: first,
+            slots,
+            repeats_in_a_row: 0,
+            repeated: 0,
+            slate_frames: 0,
+            slate,
+            failed_ticks: 0,
+            lost: false,
+        }
+    }
+
+    /// The renderer panicked or kept failing; ticks show the slate until it is replaced.
+    pub fn renderer_lost(&self) -> bool {
+        self.lost
+    }
+
+    /// A new renderer is in place; ticks render again.
+    pub fn renderer_replaced(&mut self) {
+        tracing::info!(slate_frames = self.slate_frames, "renderer replaced; back on air");
+        self.lost = false;
+        self.failed_ticks = 0;
     }
 
     /// Gives `tick` its picture: rendered from `pose`, or the previous one again when the
     /// media thread is `behind`. Pushes every tick whose picture is ready, oldest first.
     pub fn tick(&mut self, renderer: &mut Renderer, tick: Tick<A>, pose: &Pose, behind: bool, ready: &mut Ready<A>) {
+        if self.lost {
+            // Nothing is asked of a lost renderer: it may have panicked half way through.
+            self.fail(renderer, tick, ready);
+            return;
+        }
         if behind && self.repeats_in_a_row < MAX_REPEATS_IN_A_ROW {
             self.repeats_in_a_row += 1;
             self.repeat(renderer, tick, ready);
@@ -116,7 +155,27 @@ impl<A> Frames<A> {
                 tracing::error!(slot = next, "the encoder still holds the slot; drawing over it");
             }
         }
-        match renderer.render_next(pose) {
+        // A panic in the renderer (a driver bug, a bad asset) must not take the stream down.
+        let drawing: &mut Renderer = &mut *renderer;
+        let rendered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            let drawing = drawing; // moved in, so the closure is FnOnce and may return a borrow
+            drawing.render_next(pose)
+        }));
+        let rendered = match rendered {
+            Ok(rendered) => rendered,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(panic = %what, "the renderer panicked; the slate goes up until it is rebuilt");
+                self.lost = true;
+                self.fail(renderer, tick, ready);
+                return;
+            }
+        };
+        match rendered {
             Ok(previous) => {
                 let got_one = previous.is_some();
                 if let (Some(bytes), Shown::Host(last)) = (previous, &mut self.last) {
@@ -126,23 +185,46 @@ impl<A> Frames<A> {
                 if got_one {
                     self.take_slot(renderer);
                 }
-                if self.failing {
-                    tracing::info!("rendering again");
-                    self.failing = false;
+                if self.failed_ticks > 0 {
+                    tracing::info!(failed_ticks = self.failed_ticks, "rendering again");
+                    self.failed_ticks = 0;
                 }
                 if let Some(older) = self.in_flight.replace(tick) {
                     self.push(ready, older);
                 }
             }
             Err(e) => {
-                // Never black: the last good picture holds while the renderer fails.
-                if !self.failing {
-                    tracing::error!(error = %e, "render failed; repeating the last frame until it renders again");
-                    self.failing = true;
+                if self.failed_ticks == 0 {
+                    tracing::error!(error = %e, "render failed; repeating the last frame, then the slate");
                 }
-                self.repeat(renderer, tick, ready);
+                self.fail(renderer, tick, ready);
             }
         }
+    }
+
+    /// Never black, never frozen for long: a failed tick repeats the last picture, and once the
+    /// renderer is lost the slate shows.
+    fn fail(&mut self, renderer: &mut Renderer, tick: Tick<A>, ready: &mut Ready<A>) {
+        self.failed_ticks = self.failed_ticks.saturating_add(1);
+        if self.failed_ticks >= SLATE_AFTER_FAILED_TICKS && !self.lost {
+            tracing::error!("the renderer keeps failing; the slate goes up until it is rebuilt");
+            self.lost = true;
+        }
+        if self.lost {
+            // The frame in flight is lost with the renderer: its tick shows the last picture.
+            if let Some(older) = self.in_flight.take() {
+                self.push(ready, older);
+            }
+            if let (Some(slate), Shown::Host(_)) = (&self.slate, &self.last) {
+                self.slate_frames += 1;
+                ready.push((tick, Shown::Host(slate.clone())));
+                return;
+            }
+            self.repeated += 1;
+            self.push(ready, tick);
+            return;
+        }
+        self.repeat(renderer, tick, ready);
     }
 
     /// Reads back the frame in flight; call once after the last tick.
@@ -207,7 +289,7 @@ mod tests {
         let mut renderer = Renderer::new(W, H, [10, 20, 30]).expect("a Vulkan device (lavapipe) is installed");
         let mut alone = Renderer::new(W, H, [10, 20, 30]).unwrap();
         let first = alone.render(&Pose::default()).unwrap().to_vec();
-        let mut frames = Frames::new(Shown::Host(first), None);
+        let mut frames = Frames::new(Shown::Host(first), None, None);
         let mut ready = Vec::new();
         let mut rendered_alone = Vec::new();
         for (i, &late) in behind.iter().enumerate() {
@@ -254,7 +336,7 @@ mod tests {
         renderer.render(&Pose::default()).unwrap();
         let first = renderer.last_slot().expect("a slot holds the first frame");
         let slots = Arc::new(SlotsInUse::default());
-        let mut frames = Frames::new(Shown::Slot(first), Some(slots.clone()));
+        let mut frames = Frames::new(Shown::Slot(first), Some(slots.clone()), None);
         let (tx, rx) = std::sync::mpsc::channel::<usize>();
         // A slow encoder: every slot is held 15 ms after it is handed over.
         let encoder = {
@@ -300,6 +382,45 @@ mod tests {
         assert_eq!(frames.repeated, 1);
         assert_eq!(encoded.len(), 6);
         assert!(slots.wait_free(0, Duration::ZERO) && slots.wait_free(1, Duration::ZERO), "all released");
+    }
+
+    #[test]
+    fn a_lost_renderer_gives_the_slate_until_it_is_replaced_and_a_panic_does_too() {
+        let mut renderer = Renderer::new(W, H, [10, 20, 30]).unwrap();
+        let first = renderer.render(&Pose::default()).unwrap().to_vec();
+        let slate = vec![77u8; first.len()];
+        let mut frames = Frames::new(Shown::Host(first), None, Some(slate.clone()));
+        let mut shown = Vec::new();
+        fn run(frames: &mut Frames<u64>, renderer: &mut Renderer, from: u64, n: u64, shown: &mut Vec<(u64, Shown)>) {
+            let mut ready = Vec::new();
+            for i in from..from + n {
+                frames.tick(renderer, tick(i), &Pose::default(), false, &mut ready);
+                shown.extend(ready.drain(..).map(|(t, s)| (t.index, s)));
+            }
+        }
+        run(&mut frames, &mut renderer, 0, 5, &mut shown);
+        renderer.simulate_device_loss();
+        run(&mut frames, &mut renderer, 5, 20, &mut shown);
+        assert!(frames.renderer_lost());
+        let is_slate = |s: &Shown| *s == Shown::Host(slate.clone());
+        let first_slate = shown.iter().position(|(_, s)| is_slate(s)).expect("the slate went up");
+        // Ticks 0..=3 rendered; 4 was in flight; the failed ticks repeat until the slate.
+        assert_eq!(shown[first_slate].0, 5 + u64::from(SLATE_AFTER_FAILED_TICKS) - 1);
+        assert!(shown[first_slate..].iter().all(|(_, s)| is_slate(s)));
+        assert_eq!(frames.slate_frames, (shown.len() - first_slate) as u64);
+
+        let mut renderer = Renderer::new(W, H, [10, 20, 30]).unwrap();
+        frames.renderer_replaced();
+        let before = shown.len();
+        run(&mut frames, &mut renderer, 25, 5, &mut shown);
+        assert!(shown[before + 1..].iter().all(|(_, s)| !is_slate(s)), "rendering again");
+
+        renderer.simulate_panic();
+        run(&mut frames, &mut renderer, 30, 3, &mut shown);
+        assert!(frames.renderer_lost(), "a panic loses the renderer at once");
+        assert!(is_slate(&shown.last().unwrap().1));
+        // Every tick got exactly one picture, in order.
+        assert_eq!(shown.iter().map(|(i, _)| *i).collect::<Vec<_>>(), (0..shown.len() as u64).collect::<Vec<_>>());
     }
 
     #[test]

@@ -11,7 +11,9 @@
 //! - [`idle`]: blinks, saccades (eye joints), head sway, breathing.
 //! - [`actions`]: expressions, gestures and cards from marks, each modality by its policy.
 //! - [`captions`]: subtitles, the product card and the label over the picture.
-//! - [`frames`]: one frame in flight on the GPU, and repeating a picture to catch up when late.
+//! - [`frames`]: one frame in flight on the GPU, repeating a picture to catch up when late, and
+//!   the slate while the renderer is down.
+//! - [`slate`]: the picture shown while the renderer is down, made on the CPU.
 //! - [`video_path`]: zero-copy NVENC (Vulkan → CUDA → NVENC) or the host path with openh264,
 //!   chosen when the pipeline opens, with the typed reason for any fallback.
 #![forbid(unsafe_code)]
@@ -21,6 +23,7 @@ pub mod captions;
 pub mod frames;
 pub mod idle;
 pub mod pipeline;
+pub mod slate;
 pub mod speech_queue;
 pub mod video_path;
 

@@ -66,6 +66,17 @@ pub enum Command {
     End {
         fade_frames: u64,
     },
+    /// A fault drill: proves on a live appliance (and in tests) that a renderer fault gives the
+    /// slate, not black, and that the show comes back on its own.
+    Drill(RenderFault),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RenderFault {
+    /// Every render fails from now on, as after a lost GPU.
+    DeviceLost,
+    /// The next render panics.
+    Panic,
 }
 
 /// A running pipeline; dropping the handle does not stop it, [`Command::End`] does.
@@ -94,10 +105,13 @@ impl Pipeline {
                 Some(model)
             }
         };
-        let make_renderer = |output| match &model {
-            None => Ok(Renderer::builtin_with_output(v.width, v.height, background, output)?),
-            Some(model) => Ok(Renderer::with_output(v.width, v.height, background, model.clone(), output)?),
-        };
+        let (width, height) = (v.width, v.height);
+        // Shared with the media thread, which builds a new renderer when the first one is lost.
+        let factory: RendererFactory = std::sync::Arc::new(move |output| match &model {
+            None => Renderer::builtin_with_output(width, height, background, output),
+            Some(model) => Renderer::with_output(width, height, background, model.clone(), output),
+        });
+        let make_renderer = |output| Ok(factory(output)?);
         let settings = crate::video_path::encoder_settings(&config);
         let path = crate::video_path::open(v.encoder, settings, make_renderer)?;
         let encoder_fallback = path.fallback_report();
@@ -112,6 +126,13 @@ impl Pipeline {
         };
         // Fonts load here, before the clock starts.
         let captions = crate::captions::Captions::new(&config);
+        // Made now, on the CPU: when it is needed the GPU may be what failed.
+        let slate = (!zero_copy).then(|| {
+            let a = &config.avatar;
+            crate::slate::slate_i420(width, height, a.scene.background_rgb, a.slate.as_deref(), a.label.as_deref())
+        });
+        // The zero-copy encoder is tied to the lost renderer's ring: no rebuild there (yet).
+        let rebuild = (!zero_copy).then(|| factory.clone());
         tracing::info!(
             device = renderer.device_name(),
             software = renderer.is_software(),
@@ -178,9 +199,10 @@ impl Pipeline {
         let media = std::thread::Builder::new()
             .name("media".into())
             .spawn(move || {
-                let frames = Frames::new(first_frame, slots);
+                let frames = Frames::new(first_frame, slots, slate);
                 let parts = Parts {
                     renderer,
+                    rebuild,
                     frames,
                     captions,
                     aac,
@@ -210,6 +232,8 @@ impl Pipeline {
 /// the speech and video threads.
 struct Parts {
     renderer: Renderer,
+    /// Builds a replacement when the renderer is lost (host path).
+    rebuild: Option<RendererFactory>,
     frames: Frames<Vec<AacFrame>>,
     captions: crate::captions::Captions,
     aac: AacEncoder,
@@ -221,6 +245,63 @@ struct Parts {
     video_tx: mpsc::SyncSender<VideoJob>,
     /// The video thread, joined once the last job is sent.
     video: JoinHandle<()>,
+}
+
+/// Builds a renderer for a frame output (the same device, model and size every time).
+type RendererFactory =
+    std::sync::Arc<dyn Fn(emcee_renderer::FrameOutput) -> Result<Renderer, emcee_renderer::RenderError> + Send + Sync>;
+
+/// Building a replacement renderer off the media thread (it takes a second or more), retried
+/// every couple of seconds while it fails.
+#[derive(Default)]
+struct Rebuild {
+    pending: Option<Receiver<Result<Renderer, emcee_renderer::RenderError>>>,
+    not_before_tick: u64,
+}
+
+impl Rebuild {
+    /// The new renderer once it is built; starts a build when none is under way.
+    fn poll(&mut self, factory: &RendererFactory, tick: u64, fps: u32) -> Option<Renderer> {
+        let Some(pending) = &self.pending else {
+            if tick >= self.not_before_tick {
+                let (tx, rx) = mpsc::channel();
+                let factory = factory.clone();
+                let started = std::thread::Builder::new().name("renderer-rebuild".into()).spawn(move || {
+                    let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        let mut renderer = factory(emcee_renderer::FrameOutput::HostI420)?;
+                        // Its first frame compiles shaders (a second on a software driver): here,
+                        // not on the media thread's clock.
+                        renderer.render(&emcee_renderer::Pose::default())?;
+                        Ok(renderer)
+                    }));
+                    let _ = tx.send(built.unwrap_or(Err(emcee_renderer::RenderError::Broken)));
+                });
+                match started {
+                    Ok(_) => self.pending = Some(rx),
+                    Err(e) => tracing::error!(error = %e, "cannot start the renderer rebuild"),
+                }
+                tracing::info!("rebuilding the renderer");
+            }
+            return None;
+        };
+        match pending.try_recv() {
+            Ok(Ok(renderer)) => {
+                self.pending = None;
+                Some(renderer)
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "the renderer could not be rebuilt; trying again");
+                self.pending = None;
+                self.not_before_tick = tick + 2 * u64::from(fps);
+                None
+            }
+            Err(TryRecvError::Empty) => None,
+            Err(TryRecvError::Disconnected) => {
+                self.pending = None;
+                None
+            }
+        }
+    }
 }
 
 /// Head lift per semitone of pitch above the sentence's median, radians (about 1°).
@@ -281,6 +362,7 @@ fn run_media(
 ) {
     let Parts {
         mut renderer,
+        rebuild,
         mut frames,
         mut captions,
         mut aac,
@@ -299,6 +381,9 @@ fn run_media(
     let mut lifecycle = Vec::new();
     // Scenes of accepted cues, shown when their cue starts.
     let mut scenes: HashMap<String, emcee_protocol::Scene> = HashMap::new();
+    // What a rebuilt renderer must show.
+    let mut current_scene = config.avatar.scene;
+    let mut rebuilding = Rebuild::default();
     let mut actions = Actions::default();
     let mut acted = Vec::new();
     let mut late_frames = 0u64;
@@ -352,6 +437,13 @@ fn run_media(
                     }
                 }
                 Ok(Command::Stop { id, when }) => queue.stop(id.as_deref(), when, tick_start, &mut lifecycle),
+                Ok(Command::Drill(fault)) => {
+                    tracing::warn!(?fault, "fault drill");
+                    match fault {
+                        RenderFault::DeviceLost => renderer.simulate_device_loss(),
+                        RenderFault::Panic => renderer.simulate_panic(),
+                    }
+                }
                 Ok(Command::End { fade_frames }) if fade_frames > 0 && fading.is_none() => {
                     // Speech stops now; picture and sound fade out, then the streams close.
                     queue.stop(None, StopWhen::Now, tick_start, &mut lifecycle);
@@ -422,6 +514,7 @@ fn run_media(
                     if let Some(scene) = scenes.remove(id) {
                         // A cut, as a vision mixer does.
                         renderer.set_scene(&scene);
+                        current_scene = scene;
                     }
                 }
                 StageEvent::Finished { id, .. } => {
@@ -448,6 +541,18 @@ fn run_media(
         if !send_frames(&video_tx, &mut ready) {
             tracing::error!("video thread is gone; ending the show");
             break;
+        }
+        if let (true, Some(factory)) = (frames.renderer_lost(), &rebuild) {
+            if let Some(mut fresh) = rebuilding.poll(factory, index, fps) {
+                fresh.set_scene(&current_scene);
+                captions.reapply(&mut fresh);
+                let lost = std::mem::replace(&mut renderer, fresh);
+                // Dropping a renderer that panicked may panic again; the show goes on either way.
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(lost))).is_err() {
+                    tracing::warn!("the lost renderer panicked while being freed");
+                }
+                frames.renderer_replaced();
+            }
         }
 
         if index.is_multiple_of(u64::from(fps)) {
@@ -479,6 +584,7 @@ fn run_media(
                 frames: index,
                 late_frames,
                 repeated_frames: frames.repeated,
+                slate_frames: frames.slate_frames,
                 encoder: encoder_name.into(),
                 encoder_fallback: encoder_fallback.clone(),
                 outputs,
