@@ -3,7 +3,10 @@
 //! says. Prints a Markdown table; `cargo bench -p emcee-stage --bench zero_copy -- [WxH ...]
 //! [--frames N]` (default 1920x1080, 150 frames after 15 warm-up frames, the built-in avatar).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+mod common;
+use common::process_cpu;
 
 use emcee_encoder::cuda::CudaRing;
 use emcee_encoder::nvenc::NvencEncoder;
@@ -13,15 +16,6 @@ use emcee_stage::video_path::nv12_ring;
 
 const WARM_UP: usize = 15;
 const FPS: u32 = 30;
-
-/// CPU time (user + system, all threads) of this process, from /proc.
-fn process_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let rest = stat.rsplit_once(')').map_or("", |r| r.1);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<u64>().ok()).sum();
-    Duration::from_millis(ticks * 10)
-}
 
 fn pose(i: usize) -> Pose {
     let phase = i as f32 / FPS as f32;
