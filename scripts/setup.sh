@@ -5,6 +5,8 @@ cd "$(dirname "$0")/.."
 
 packages=(
   nginx-light libnginx-mod-rtmp   # local RTMP ingest for the demo and the tests
+  libnginx-mod-stream openssl     # RTMPS in the tests: nginx terminates TLS with a test CA
+  ca-certificates                 # the system CA store rtmps outputs trust
   ffmpeg                          # ffprobe/ffmpeg: check what arrived, make the thumbnail
   espeak-ng espeak-ng-data libespeak-ng-dev   # TTS, run in a child process (GPL stays out)
   mesa-vulkan-drivers libvulkan1  # lavapipe: Vulkan on the CPU when there is no GPU

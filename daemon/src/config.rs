@@ -87,7 +87,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
     ("avatar", &["model", "background", "camera", "voice", "words_per_minute", "pitch", "subtitles", "label", "slate"]),
     ("stage", &["listen"]),
     ("speech", &["voices", "onnxruntime", "espeak", "cache"]),
-    ("output", &["url", "platform", "rotate_after_h"]),
+    ("output", &["url", "platform", "rotate_after_h", "ca"]),
     ("schedule", &["days", "start", "end", "time_zone"]),
 ];
 
@@ -561,11 +561,20 @@ impl Config {
             None => {}
             Some(Item::ArrayOfTables(array)) => {
                 for table in array.iter() {
-                    c.unknown_keys(table, &["url", "platform", "rotate_after_h"], "[[output]]");
+                    c.unknown_keys(table, &["url", "platform", "rotate_after_h", "ca"], "[[output]]");
                     let rotate_after_s = output_rotation(&mut c, table);
+                    let ca_file = c.string(Some(table), "output", "ca").and_then(|(name, item)| {
+                        let path = base.join(name);
+                        if path.is_file() {
+                            Some(path)
+                        } else {
+                            c.error(item.span(), format!("[[output]] ca = \"{name}\": no such file"));
+                            None
+                        }
+                    });
                     match c.string(Some(table), "output", "url") {
                         Some((url, item)) => match RtmpUrl::parse(url) {
-                            Ok(_) => urls.push(OutputConfig { url: url.to_string(), rotate_after_s }),
+                            Ok(_) => urls.push(OutputConfig { url: url.to_string(), rotate_after_s, ca_file }),
                             Err(e) => c.error(item.span(), e.to_string()),
                         },
                         None if table.get("url").is_none() => c.error(table.span(), "[[output]] needs a url"),
@@ -821,6 +830,19 @@ url = "http://x/live/k"
         let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
         assert_eq!(errors.len(), 2, "{messages:?}");
         assert!(messages[0].contains("myspace") && messages[1].contains("0.01 to 47"), "{messages:?}");
+    }
+
+    #[test]
+    fn an_rtmps_output_may_name_a_ca_file_that_must_exist() {
+        let dir = std::env::temp_dir().join(format!("emcee-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("ca.pem"), "test CA").unwrap();
+        let with = |ca: &str| GOOD.replace("[[output]]\n", &format!("[[output]]\nca = \"{ca}\"\n"));
+        let c = Config::parse(&with("ca.pem"), &dir, &[]).unwrap();
+        assert_eq!(c.stage.outputs[0].ca_file.as_deref(), Some(dir.join("ca.pem").as_path()));
+        let errors = Config::parse(&with("missing.pem"), &dir, &[]).unwrap_err();
+        assert!(errors.len() == 1 && errors[0].message.contains("missing.pem"), "{errors:?}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

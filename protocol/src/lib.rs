@@ -114,6 +114,9 @@ pub struct StageConfig {
 pub struct OutputConfig {
     /// `rtmp://host[:port]/app/stream-key` (or `rtmps://`).
     pub url: String,
+    /// For `rtmps`: a PEM file of CA certificates trusted besides the system's.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
     /// A session this old (seconds) ends at a keyframe and a new one starts at once, before the
     /// platform ends it.
     pub rotate_after_s: u64,
@@ -124,7 +127,7 @@ impl OutputConfig {
     pub const DEFAULT_ROTATE_AFTER_S: u64 = 12 * 3600;
 
     pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into(), rotate_after_s: Self::DEFAULT_ROTATE_AFTER_S }
+        Self { url: url.into(), rotate_after_s: Self::DEFAULT_ROTATE_AFTER_S, ca_file: None }
     }
 }
 
@@ -345,7 +348,7 @@ pub struct UrlError {
     pub reason: String,
 }
 
-/// A parsed `rtmp://host[:port]/app[/more]/stream-key[?query]` publish URL.
+/// A parsed `rtmp[s]://host[:port]/app[/more]/stream-key[?query]` publish URL.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RtmpUrl {
     pub host: String,
@@ -353,19 +356,21 @@ pub struct RtmpUrl {
     pub app: String,
     pub key: String,
     pub tc_url: String,
+    /// `rtmps`: RTMP inside TLS (default port 443).
+    pub tls: bool,
 }
 
 impl RtmpUrl {
     pub fn parse(url: &str) -> Result<Self, UrlError> {
         let bad = |reason: &str| UrlError { url: url.to_string(), reason: reason.to_string() };
         let parsed = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
-        match parsed.scheme() {
-            "rtmp" => {}
-            "rtmps" => return Err(bad("rtmps is not supported yet; use rtmp")),
-            other => return Err(bad(&format!("scheme `{other}` is not rtmp"))),
-        }
+        let tls = match parsed.scheme() {
+            "rtmp" => false,
+            "rtmps" => true,
+            other => return Err(bad(&format!("scheme `{other}` is not rtmp or rtmps"))),
+        };
         let host = parsed.host_str().filter(|h| !h.is_empty()).ok_or_else(|| bad("no host"))?.to_string();
-        let port = parsed.port().unwrap_or(1935);
+        let port = parsed.port().unwrap_or(if tls { 443 } else { 1935 });
         let path = parsed.path().trim_start_matches('/');
         let (app, key) = path.rsplit_once('/').ok_or_else(|| bad("expected /app/stream-key after the host"))?;
         if app.is_empty() || key.is_empty() {
@@ -376,8 +381,8 @@ impl RtmpUrl {
             Some(q) => format!("{key}?{q}"),
             None => key.to_string(),
         };
-        let tc_url = format!("rtmp://{host}:{port}/{app}");
-        Ok(Self { host, port, app: app.to_string(), key, tc_url })
+        let tc_url = format!("{}://{host}:{port}/{app}", parsed.scheme());
+        Ok(Self { host, port, app: app.to_string(), key, tc_url, tls })
     }
 }
 
@@ -445,11 +450,14 @@ mod tests {
         assert_eq!(u.tc_url, "rtmp://127.0.0.1:1940/live");
         let u = RtmpUrl::parse("rtmp://ingest.example/app/inst/key?auth_key=abc").unwrap();
         assert_eq!((u.port, u.app.as_str(), u.key.as_str()), (1935, "app/inst", "key?auth_key=abc"));
+        let u = RtmpUrl::parse("rtmps://live-api-s.facebook.com/rtmp/FB-1-2").unwrap();
+        assert_eq!((u.tls, u.port, u.tc_url.as_str()), (true, 443, "rtmps://live-api-s.facebook.com:443/rtmp"));
+        assert!(!RtmpUrl::parse("rtmp://x/live/k").unwrap().tls);
     }
 
     #[test]
     fn rejects_bad_urls_with_reasons() {
-        for bad in ["http://x/live/k", "rtmp://x/live", "rtmp:///live/k", "rtmps://x/live/k", "not a url"] {
+        for bad in ["http://x/live/k", "rtmp://x/live", "rtmp:///live/k", "rtmps://x/live", "not a url"] {
             let err = RtmpUrl::parse(bad).unwrap_err().to_string();
             assert!(err.contains(bad), "{err}");
         }

@@ -155,7 +155,11 @@ impl Pipeline {
             let outputs: Vec<Output> = config
                 .outputs
                 .iter()
-                .map(|o| Output { rotate_after: Duration::from_secs(o.rotate_after_s), ..Output::new(&o.url) })
+                .map(|o| Output {
+                    rotate_after: Duration::from_secs(o.rotate_after_s),
+                    ca_file: o.ca_file.clone(),
+                    ..Output::new(&o.url)
+                })
                 .collect();
             Distributor::start(&outputs, headers, &rt)?
         };

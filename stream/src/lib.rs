@@ -5,6 +5,7 @@
 //! - [`flv`]: Annex-B → AVCC, decoder configuration records, FLV tag bodies.
 //! - [`rtmp`]: the [`rtmp::Distributor`] fans packets out to one publishing task per URL, each with
 //!   its own bounded queue, so a slow destination never blocks the encoder or the others.
+//! - [`tls`]: the rustls client configuration for `rtmps` outputs.
 //!
 //! Data flows one way: encoded packets in, bytes on sockets out.
 #![forbid(unsafe_code)]
@@ -12,3 +13,4 @@
 pub mod aac;
 pub mod flv;
 pub mod rtmp;
+pub mod tls;

@@ -80,6 +80,8 @@ pub enum RtmpError {
     Silent { host: String, silent_ms: u64 },
     #[error("a write to {host} blocked for {0:?}", SILENT_LIMIT)]
     WriteStalled { host: String },
+    #[error("TLS with {host}: {detail}")]
+    Tls { host: String, detail: String },
 }
 
 /// One destination and how its sessions run.
@@ -91,6 +93,8 @@ pub struct Output {
     /// Where each session's timestamps start: 0 for every real output. Tests start sessions
     /// just before the 2^24, 2^31 and 2^32 ms wraps that have broken servers and players.
     pub first_timestamp_ms: u32,
+    /// For `rtmps`: CA certificates (PEM) trusted besides the system's.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Output {
@@ -98,7 +102,7 @@ impl Output {
     pub const DEFAULT_ROTATION: Duration = Duration::from_secs(12 * 3600);
 
     pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into(), rotate_after: Self::DEFAULT_ROTATION, first_timestamp_ms: 0 }
+        Self { url: url.into(), rotate_after: Self::DEFAULT_ROTATION, first_timestamp_ms: 0, ca_file: None }
     }
 }
 
@@ -137,6 +141,8 @@ pub struct SinkStats {
     pub bytes_acked: AtomicU64,
     pub dropped_packets: AtomicU64,
     pub connects: AtomicU64,
+    /// Connection attempts, successful or not.
+    pub attempts: AtomicU64,
     /// Sessions ended on purpose by the rotation policy.
     pub rotations: AtomicU64,
     /// Media time of the packet last taken off the queue (sent or discarded while reconnecting);
@@ -155,6 +161,7 @@ impl Default for SinkStats {
             bytes_acked: AtomicU64::new(0),
             dropped_packets: AtomicU64::new(0),
             connects: AtomicU64::new(0),
+            attempts: AtomicU64::new(0),
             rotations: AtomicU64::new(0),
             dequeued_ts: AtomicU64::new(u64::MAX),
             enqueued_ts: AtomicU64::new(0),
@@ -265,16 +272,26 @@ pub struct Distributor {
 impl Distributor {
     /// Spawns one publishing task per URL on the current tokio runtime. URLs are validated first.
     pub fn start(outputs: &[Output], headers: StreamHeaders, rt: &tokio::runtime::Handle) -> Result<Self, RtmpError> {
-        let parsed = outputs.iter().map(|o| RtmpUrl::parse(&o.url)).collect::<Result<Vec<_>, _>>()?;
+        let mut sinks = Vec::with_capacity(outputs.len());
+        for output in outputs {
+            let target = RtmpUrl::parse(&output.url)?;
+            let tls = match target.tls {
+                true => Some(
+                    crate::tls::client_config(output.ca_file.as_deref())
+                        .map_err(|detail| RtmpError::Tls { host: target.host.clone(), detail })?,
+                ),
+                false => None,
+            };
+            sinks.push((output, target, tls));
+        }
         let headers = Arc::new(Mutex::new(headers));
-        let destinations = outputs
-            .iter()
-            .zip(parsed)
-            .map(|(output, target)| {
+        let destinations = sinks
+            .into_iter()
+            .map(|(output, target, tls)| {
                 let (tx, rx) = mpsc::channel(QUEUE_PACKETS);
                 let stats = Arc::new(SinkStats::default());
                 stats.set_state("connecting");
-                let sink = Sink { target, output: output.clone(), headers: headers.clone(), stats: stats.clone() };
+                let sink = Sink { target, tls, output: output.clone(), headers: headers.clone(), stats: stats.clone() };
                 let task = rt.spawn(sink.run(rx));
                 Destination { url: output.url.clone(), tx, stats, waiting_for_keyframe: false, task }
             })
@@ -342,6 +359,8 @@ impl Distributor {
 /// One destination's task: sessions, one after another, until the show ends.
 struct Sink {
     target: RtmpUrl,
+    /// Set for `rtmps` outputs.
+    tls: Option<Arc<rustls::ClientConfig>>,
     output: Output,
     headers: Arc<Mutex<StreamHeaders>>,
     stats: Arc<SinkStats>,
@@ -362,8 +381,9 @@ impl Sink {
         let mut carried: Option<Arc<MediaPacket>> = None;
         loop {
             stats.set_state("connecting");
+            stats.attempts.fetch_add(1, Ordering::Relaxed);
             let window = ack_window(&self.headers);
-            let connected = tokio::time::timeout(CONNECT_TIMEOUT, Connection::open(target, window))
+            let connected = tokio::time::timeout(CONNECT_TIMEOUT, Connection::open(target, self.tls.clone(), window))
                 .await
                 .unwrap_or_else(|_| Err(RtmpError::Timeout { host: target.host.clone() }));
             let error = match connected {
@@ -435,22 +455,43 @@ async fn wait_or_end(rx: &mut mpsc::Receiver<SinkItem>, delay: Duration, stats: 
 
 struct Connection {
     host: String,
-    socket: TcpStream,
+    socket: Box<dyn Transport>,
     session: ClientSession,
     read_buf: Vec<u8>,
 }
 
+/// A byte stream to the server: TCP, or TLS over TCP.
+trait Transport: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Transport for T {}
+
 impl Connection {
-    async fn open(target: &RtmpUrl, ack_window: u32) -> Result<Self, RtmpError> {
+    async fn open(
+        target: &RtmpUrl,
+        tls: Option<Arc<rustls::ClientConfig>>,
+        ack_window: u32,
+    ) -> Result<Self, RtmpError> {
         let host = target.host.clone();
         let io = |source| RtmpError::Io { host: host.clone(), source };
         let proto = |detail: String| RtmpError::Protocol { host: host.clone(), detail };
         // Resolved on every attempt: an ingest's address may move while we retry.
-        let mut socket = TcpStream::connect((target.host.as_str(), target.port)).await.map_err(io)?;
-        socket.set_nodelay(true).map_err(io)?;
+        let tcp = TcpStream::connect((target.host.as_str(), target.port)).await.map_err(io)?;
+        tcp.set_nodelay(true).map_err(io)?;
         // Data the peer never acknowledges ends the socket after this long instead of the
         // kernel's ~15 minutes of retransmissions.
-        socket2::SockRef::from(&socket).set_tcp_user_timeout(Some(SILENT_LIMIT)).map_err(io)?;
+        socket2::SockRef::from(&tcp).set_tcp_user_timeout(Some(SILENT_LIMIT)).map_err(io)?;
+        let mut socket: Box<dyn Transport> = match tls {
+            None => Box::new(tcp),
+            Some(config) => {
+                let tls_err = |detail: String| RtmpError::Tls { host: host.clone(), detail };
+                let name = rustls::pki_types::ServerName::try_from(target.host.clone())
+                    .map_err(|e| tls_err(format!("`{}` is not a server name: {e}", target.host)))?;
+                let stream = tokio_rustls::TlsConnector::from(config)
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| tls_err(e.to_string()))?;
+                Box::new(stream)
+            }
+        };
 
         let mut handshake = Handshake::new(PeerType::Client);
         let hs_err = |e: rml_rtmp::handshake::HandshakeError| RtmpError::Handshake {

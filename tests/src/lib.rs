@@ -59,8 +59,19 @@ impl Nginx {
 
     /// Starts (or restarts) nginx on `port`, recording into `dir`.
     pub fn start_on(dir: &Path, port: u16) -> Result<Self> {
+        Self::start_with(dir, port, &[])
+    }
+
+    /// Also terminates TLS on `tls_port` with `cert` and `key` (PEM files) for `rtmps`.
+    pub fn start_tls(dir: &Path, tls_port: u16, cert: &Path, key: &Path) -> Result<Self> {
+        let tls = [tls_port.to_string(), cert.display().to_string(), key.display().to_string()];
+        Self::start_with(dir, free_port(), &tls)
+    }
+
+    fn start_with(dir: &Path, port: u16, tls: &[String]) -> Result<Self> {
         let script = workspace_root().join("scripts/nginx-rtmp.sh");
-        let status = Command::new("bash").arg(&script).arg("start").arg(dir).arg(port.to_string()).status()?;
+        let status =
+            Command::new("bash").arg(&script).arg("start").arg(dir).arg(port.to_string()).args(tls).status()?;
         if !status.success() {
             bail!("nginx-rtmp did not start (is libnginx-mod-rtmp installed?)");
         }
