@@ -3,114 +3,18 @@
 //! publishes real H.264 + AAC in real time through the stream crate's distributor and checks
 //! what the server recorded with ffprobe.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
+use emcee_e2e::media::{runtime, Feed};
 use emcee_e2e::proxy::{Fault, FaultProxy};
 use emcee_e2e::{probe, scratch_dir, Nginx};
-use emcee_encoder::{EncoderSettings, I420Frame, OpenH264Encoder, Picture, VideoEncoder};
-use emcee_stream::aac::AacEncoder;
-use emcee_stream::flv;
-use emcee_stream::rtmp::{Distributor, MediaPacket, Output, SinkStats, StreamHeaders};
-
-const W: u32 = 320;
-const H: u32 = 180;
-const FPS: u64 = 30;
-const SAMPLES_PER_FRAME: u64 = 48_000 / FPS;
+use emcee_stream::record::{recordings as recordings_in, RecorderConfig};
+use emcee_stream::rtmp::{Output, SinkStats};
 
 /// One fault test at a time: they count this process's open file descriptors.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio")
-}
-
-fn headers(aac: &AacEncoder) -> StreamHeaders {
-    StreamHeaders {
-        width: W,
-        height: H,
-        fps: FPS as u32,
-        video_kbps: 400,
-        audio_kbps: 128,
-        audio_channels: 2,
-        video: None,
-        audio: Some(flv::audio_sequence_header(&aac.audio_specific_config())),
-    }
-}
-
-/// Real-time media into a distributor, from its own thread (as the stage's video thread does).
-struct Feed {
-    stop: Arc<AtomicBool>,
-    thread: JoinHandle<Result<Distributor>>,
-}
-
-impl Feed {
-    fn start(urls: &[String], rt: &tokio::runtime::Runtime) -> Result<(Self, Vec<Arc<SinkStats>>)> {
-        Self::start_outputs(&urls.iter().map(Output::new).collect::<Vec<_>>(), rt)
-    }
-
-    fn start_outputs(outputs: &[Output], rt: &tokio::runtime::Runtime) -> Result<(Self, Vec<Arc<SinkStats>>)> {
-        let aac = AacEncoder::new(128_000, 2)?;
-        let distributor = {
-            let _guard = rt.enter();
-            Distributor::start(outputs, headers(&aac), rt.handle())?
-        };
-        let stats = distributor.stats().into_iter().map(|(_, s)| s).collect();
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopping = stop.clone();
-        let thread = std::thread::spawn(move || feed(distributor, aac, &stopping));
-        Ok((Self { stop, thread }, stats))
-    }
-
-    /// Stops feeding and closes every stream.
-    fn finish(self, rt: &tokio::runtime::Runtime) -> Result<()> {
-        self.stop.store(true, Ordering::Relaxed);
-        let distributor = self.thread.join().map_err(|_| anyhow::anyhow!("feed thread panicked"))??;
-        rt.block_on(distributor.finish(Duration::from_secs(5)));
-        Ok(())
-    }
-}
-
-fn feed(mut d: Distributor, mut aac: AacEncoder, stop: &AtomicBool) -> Result<Distributor> {
-    let settings =
-        EncoderSettings { width: W, height: H, fps: FPS as u32, bitrate_bps: 400_000, keyframe_interval: 60 };
-    let mut encoder = OpenH264Encoder::new(settings)?;
-    let mut i420 = vec![128u8; I420Frame::byte_len(W, H)];
-    let start = Instant::now();
-    let mut headers_set = false;
-    let mut audio = Vec::new();
-    for i in 0u64.. {
-        if stop.load(Ordering::Relaxed) {
-            break;
-        }
-        let due = start + Duration::from_micros(i * 1_000_000 / FPS);
-        std::thread::sleep(due.saturating_duration_since(Instant::now()));
-        // A bar sweeping across a gradient: every frame differs.
-        for (p, b) in i420.iter_mut().take((W * H) as usize).enumerate() {
-            let (x, w) = (p as u64 % u64::from(W), u64::from(W));
-            *b = if (x + i * 4) % w < 16 { 235 } else { (16 + x * 200 / w) as u8 };
-        }
-        let encoded = encoder.encode(Picture::Host(I420Frame::new(W, H, &i420)?), i)?;
-        let au = flv::annex_b_to_avcc(&encoded.annex_b, encoded.keyframe)?;
-        if let (false, Some(sps), Some(pps)) = (headers_set, &au.sps, &au.pps) {
-            let record = flv::avc_decoder_configuration_record(sps, pps)?;
-            d.set_codec_headers(Some(flv::video_sequence_header(&record)), None);
-            headers_set = true;
-        }
-        let media_ts = i * SAMPLES_PER_FRAME;
-        d.send(MediaPacket::Video { media_ts, keyframe: au.keyframe, body: flv::video_frame(&au) });
-        let tone: Vec<i16> =
-            (0..SAMPLES_PER_FRAME * 2).map(|k| ((((media_ts + k / 2) as f32) * 0.06).sin() * 4000.0) as i16).collect();
-        aac.push(&tone, &mut audio)?;
-        for a in audio.drain(..) {
-            d.send(MediaPacket::Audio { media_ts: a.media_ts, body: flv::audio_frame(&a.data) });
-        }
-    }
-    Ok(d)
-}
 
 /// Polls `ready` every 50 ms; the time it took, or an error after `limit`.
 fn wait_until(limit: Duration, what: &str, mut ready: impl FnMut() -> bool) -> Result<Duration> {
@@ -318,5 +222,39 @@ fn sessions_rotate_at_keyframes_and_timestamps_cross_the_24_31_and_32_bit_wraps_
     let errors = probe::decode_errors(&nginx.recording("rotating"))?;
     ensure!(errors.trim().is_empty(), "rotating: {errors}");
     eprintln!("{rotations} rotations in {runtime_s} s");
+    Ok(())
+}
+
+#[test]
+fn the_recorder_writes_playable_segments_and_keeps_the_directory_under_its_cap() -> Result<()> {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch_dir("recorder")?;
+    let nginx = Nginx::start(&dir)?;
+    let rt = runtime();
+    let recordings = dir.join("recordings");
+    // 2 s segments (one GOP each, about 40 kB here) and a cap of about two and a half.
+    let config = RecorderConfig { dir: recordings.clone(), segment: Duration::from_secs(2), max_bytes: 100_000 };
+    let (feed, stats) = Feed::start_with(&[Output::new(nginx.url("live"))], Some(config), &rt)?;
+    std::thread::sleep(Duration::from_secs(11));
+    feed.finish(&rt)?;
+    let recorder = &stats[1];
+    let segments = recorder.connects.load(Ordering::Relaxed);
+    let mut files = recordings_in(&recordings);
+    files.sort();
+    let total: u64 = files.iter().map(|(_, size)| size).sum();
+    eprintln!("{segments} segments written, {} kept, {total} bytes", files.len());
+    ensure!(segments >= 4, "{segments} segments in 11 s");
+    ensure!((files.len() as u64) < segments, "the oldest were deleted: {files:?}");
+    // The cap holds but for the segment being written when it was checked.
+    let largest = files.iter().map(|(_, size)| *size).max().unwrap_or(0);
+    ensure!(total <= 100_000 + largest, "{total} bytes kept");
+    for (file, _) in &files {
+        let errors = probe::decode_errors(file)?;
+        ensure!(errors.trim().is_empty(), "{}: {errors}", file.display());
+        let video = probe::packets(file, "v")?;
+        ensure!(video.first().is_some_and(|p| p.2 && p.0 < 0.05), "{} starts at 0 on a keyframe", file.display());
+        ensure!(!probe::packets(file, "a")?.is_empty(), "{} has audio", file.display());
+    }
+    ensure!(recorder.last_error().is_none(), "{:?}", recorder.last_error());
     Ok(())
 }

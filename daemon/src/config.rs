@@ -8,8 +8,8 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use emcee_protocol::{
-    AudioConfig, AvatarConfig, CameraPreset, EncoderChoice, OutputConfig, RtmpUrl, Scene, SpeechConfig, StageConfig,
-    StopWhen, VideoConfig, Voice,
+    AudioConfig, AvatarConfig, CameraPreset, EncoderChoice, OutputConfig, RecorderSettings, RtmpUrl, Scene,
+    SpeechConfig, StageConfig, StopWhen, VideoConfig, Voice,
 };
 
 use crate::schedule::{self, Schedule, Window};
@@ -87,6 +87,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
     ("avatar", &["model", "background", "camera", "voice", "words_per_minute", "pitch", "subtitles", "label", "slate"]),
     ("stage", &["listen"]),
     ("speech", &["voices", "onnxruntime", "espeak", "cache"]),
+    ("recorder", &["dir", "segment_min", "max_mb"]),
     ("output", &["url", "platform", "rotate_after_h", "ca"]),
     ("schedule", &["days", "start", "end", "time_zone"]),
 ];
@@ -376,6 +377,7 @@ impl Config {
             (section("show"), section("video"), section("audio"), section("avatar"), section("stage"));
         let (state, api) = (section("state"), section("api"));
         let (content, answers, speech) = (section("content"), section("answers"), section("speech"));
+        let recorder_table = section("recorder");
 
         // [show]
         let script = match c.string(show, "show", "script") {
@@ -512,6 +514,14 @@ impl Config {
             }),
         };
         // [speech]
+        // [recorder]
+        let recorder = recorder_table.map(|t| RecorderSettings {
+            dir: c
+                .string(Some(t), "recorder", "dir")
+                .map_or_else(|| state_dir.join("recordings"), |(s, _)| base.join(s)),
+            segment_s: c.integer(Some(t), "recorder", "segment_min", 60, 1..1441) as u64 * 60,
+            max_mb: c.integer(Some(t), "recorder", "max_mb", 4096, 16..10_000_001) as u64,
+        });
         let mut path_of = |key: &str, is_dir: bool| {
             let (s, item) = c.string(speech, "speech", key)?;
             let path = base.join(s);
@@ -654,6 +664,7 @@ impl Config {
                 audio: AudioConfig { bitrate_kbps: audio_kbps, channels },
                 avatar: AvatarConfig { scene, voice, model, subtitles, label, slate },
                 speech: speech_config,
+                recorder,
                 outputs: urls,
             },
         })
@@ -843,6 +854,18 @@ url = "http://x/live/k"
         let errors = Config::parse(&with("missing.pem"), &dir, &[]).unwrap_err();
         assert!(errors.len() == 1 && errors[0].message.contains("missing.pem"), "{errors:?}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_recorder_is_off_unless_configured_and_checked_when_it_is() {
+        assert_eq!(Config::parse(GOOD, Path::new("/etc/emcee"), &[]).unwrap().stage.recorder, None);
+        let on = format!("{GOOD}\n[recorder]\nsegment_min = 30\n");
+        let c = Config::parse(&on, Path::new("/etc/emcee"), &[]).unwrap();
+        let r = c.stage.recorder.expect("on");
+        assert_eq!((r.dir, r.segment_s, r.max_mb), (c.state_dir.join("recordings"), 1800, 4096));
+        let bad = format!("{GOOD}\n[recorder]\nsegment_min = 0\nmax_mb = 1\nformat = \"ts\"\n");
+        let errors = Config::parse(&bad, Path::new("."), &[]).unwrap_err();
+        assert_eq!(errors.len(), 3, "{errors:?}");
     }
 
     #[test]

@@ -107,6 +107,17 @@ pub struct StageConfig {
     #[serde(default)]
     pub speech: SpeechConfig,
     pub outputs: Vec<OutputConfig>,
+    /// The show recorded to local disk besides the outputs.
+    #[serde(default)]
+    pub recorder: Option<RecorderSettings>,
+}
+
+/// Local recording: FLV files of `segment_s` of media each, the directory capped at `max_mb`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecorderSettings {
+    pub dir: std::path::PathBuf,
+    pub segment_s: u64,
+    pub max_mb: u64,
 }
 
 /// One publish destination.
@@ -388,6 +399,9 @@ impl RtmpUrl {
 
 /// The URL with its stream key (a secret) replaced by `…`, for logs, health and status.
 pub fn redact_stream_key(url: &str) -> String {
+    if url.starts_with("file://") {
+        return url.to_string(); // the recorder: a local path, no secret
+    }
     match RtmpUrl::parse(url) {
         Ok(u) => format!("{}/…", u.tc_url),
         Err(_) => "(invalid url)".to_string(),

@@ -161,7 +161,16 @@ impl Pipeline {
                     ..Output::new(&o.url)
                 })
                 .collect();
-            Distributor::start(&outputs, headers, &rt)?
+            let mut distributor = Distributor::start(&outputs, headers, &rt)?;
+            if let Some(r) = &config.recorder {
+                let recorder = emcee_stream::record::RecorderConfig {
+                    dir: r.dir.clone(),
+                    segment: Duration::from_secs(r.segment_s),
+                    max_bytes: r.max_mb * 1024 * 1024,
+                };
+                distributor.add_recorder(recorder, &rt);
+            }
+            distributor
         };
 
         // The show's voice loads before the clock starts (a neural voice takes a second or two

@@ -5,6 +5,7 @@
 //! - [`flv`]: Annex-B → AVCC, decoder configuration records, FLV tag bodies.
 //! - [`rtmp`]: the [`rtmp::Distributor`] fans packets out to one publishing task per URL, each with
 //!   its own bounded queue, so a slow destination never blocks the encoder or the others.
+//! - [`record`]: the show as FLV files on disk, segmented and capped by size.
 //! - [`tls`]: the rustls client configuration for `rtmps` outputs.
 //!
 //! Data flows one way: encoded packets in, bytes on sockets out.
@@ -12,5 +13,6 @@
 
 pub mod aac;
 pub mod flv;
+pub mod record;
 pub mod rtmp;
 pub mod tls;

@@ -128,7 +128,7 @@ pub struct StreamHeaders {
     pub audio: Option<Bytes>,
 }
 
-enum SinkItem {
+pub(crate) enum SinkItem {
     Media(Arc<MediaPacket>),
     End,
 }
@@ -190,16 +190,20 @@ impl SinkStats {
         self.enqueued_ts.load(Ordering::Relaxed).saturating_sub(dequeued) * 1000 / MEDIA_CLOCK_HZ
     }
 
-    fn set_state(&self, state: impl Into<String>) {
+    pub(crate) fn set_state(&self, state: impl Into<String>) {
         if let Ok(mut s) = self.state.lock() {
             *s = state.into();
         }
     }
 
-    fn failed(&self, error: &RtmpError, retry_in: Duration) {
+    pub(crate) fn record_error(&self, error: String) {
         if let Ok(mut e) = self.last_error.lock() {
-            *e = Some(error.to_string());
+            *e = Some(error);
         }
+    }
+
+    fn failed(&self, error: &RtmpError, retry_in: Duration) {
+        self.record_error(error.to_string());
         self.set_state(format!("retrying in {} ms: {error}", retry_in.as_millis()));
     }
 
@@ -209,7 +213,7 @@ impl SinkStats {
         let _ = self.dequeued_ts.compare_exchange(u64::MAX, media_ts, Ordering::Relaxed, Ordering::Relaxed);
     }
 
-    fn dequeued(&self, packet: &MediaPacket) {
+    pub(crate) fn dequeued(&self, packet: &MediaPacket) {
         self.dequeued_ts.store(packet.media_ts(), Ordering::Relaxed);
     }
 }
@@ -297,6 +301,16 @@ impl Distributor {
             })
             .collect();
         Ok(Self { headers, destinations })
+    }
+
+    /// Adds the recorder as one more destination, with its own queue and thread.
+    pub fn add_recorder(&mut self, config: crate::record::RecorderConfig, rt: &tokio::runtime::Handle) {
+        let (tx, rx) = mpsc::channel(QUEUE_PACKETS);
+        let stats = Arc::new(SinkStats::default());
+        let url = format!("file://{}", config.dir.display());
+        let recorder = crate::record::Recorder { config, headers: self.headers.clone(), stats: stats.clone() };
+        let task = rt.spawn_blocking(move || recorder.run(rx));
+        self.destinations.push(Destination { url, tx, stats, waiting_for_keyframe: false, task });
     }
 
     /// Sets the codec headers (sent at the start of every connection).

@@ -1,0 +1,119 @@
+//! Real media for the output tests: H.264 (openh264, 320×180@30, GOP 2 s) and AAC published in
+//! real time into a distributor from its own thread, as the stage's video thread does.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use emcee_encoder::{EncoderSettings, I420Frame, OpenH264Encoder, Picture, VideoEncoder};
+use emcee_stream::aac::AacEncoder;
+use emcee_stream::flv;
+use emcee_stream::record::RecorderConfig;
+use emcee_stream::rtmp::{Distributor, MediaPacket, Output, SinkStats, StreamHeaders};
+
+const W: u32 = 320;
+const H: u32 = 180;
+const FPS: u64 = 30;
+const SAMPLES_PER_FRAME: u64 = 48_000 / FPS;
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio")
+}
+
+fn headers(aac: &AacEncoder) -> StreamHeaders {
+    StreamHeaders {
+        width: W,
+        height: H,
+        fps: FPS as u32,
+        video_kbps: 400,
+        audio_kbps: 128,
+        audio_channels: 2,
+        video: None,
+        audio: Some(flv::audio_sequence_header(&aac.audio_specific_config())),
+    }
+}
+
+/// Real-time media into a distributor, from its own thread (as the stage's video thread does).
+pub struct Feed {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Result<Distributor>>,
+}
+
+impl Feed {
+    pub fn start(urls: &[String], rt: &tokio::runtime::Runtime) -> Result<(Self, Vec<Arc<SinkStats>>)> {
+        Self::start_outputs(&urls.iter().map(Output::new).collect::<Vec<_>>(), rt)
+    }
+
+    pub fn start_outputs(outputs: &[Output], rt: &tokio::runtime::Runtime) -> Result<(Self, Vec<Arc<SinkStats>>)> {
+        Self::start_with(outputs, None, rt)
+    }
+
+    /// With the recorder as one more destination (its stats come last).
+    pub fn start_with(
+        outputs: &[Output],
+        recorder: Option<RecorderConfig>,
+        rt: &tokio::runtime::Runtime,
+    ) -> Result<(Self, Vec<Arc<SinkStats>>)> {
+        let aac = AacEncoder::new(128_000, 2)?;
+        let mut distributor = {
+            let _guard = rt.enter();
+            Distributor::start(outputs, headers(&aac), rt.handle())?
+        };
+        if let Some(recorder) = recorder {
+            distributor.add_recorder(recorder, rt.handle());
+        }
+        let stats = distributor.stats().into_iter().map(|(_, s)| s).collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::spawn(move || feed(distributor, aac, &stopping));
+        Ok((Self { stop, thread }, stats))
+    }
+
+    /// Stops feeding and closes every stream.
+    pub fn finish(self, rt: &tokio::runtime::Runtime) -> Result<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        let distributor = self.thread.join().map_err(|_| anyhow::anyhow!("feed thread panicked"))??;
+        rt.block_on(distributor.finish(Duration::from_secs(5)));
+        Ok(())
+    }
+}
+
+fn feed(mut d: Distributor, mut aac: AacEncoder, stop: &AtomicBool) -> Result<Distributor> {
+    let settings =
+        EncoderSettings { width: W, height: H, fps: FPS as u32, bitrate_bps: 400_000, keyframe_interval: 60 };
+    let mut encoder = OpenH264Encoder::new(settings)?;
+    let mut i420 = vec![128u8; I420Frame::byte_len(W, H)];
+    let start = Instant::now();
+    let mut headers_set = false;
+    let mut audio = Vec::new();
+    for i in 0u64.. {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let due = start + Duration::from_micros(i * 1_000_000 / FPS);
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        // A bar sweeping across a gradient: every frame differs.
+        for (p, b) in i420.iter_mut().take((W * H) as usize).enumerate() {
+            let (x, w) = (p as u64 % u64::from(W), u64::from(W));
+            *b = if (x + i * 4) % w < 16 { 235 } else { (16 + x * 200 / w) as u8 };
+        }
+        let encoded = encoder.encode(Picture::Host(I420Frame::new(W, H, &i420)?), i)?;
+        let au = flv::annex_b_to_avcc(&encoded.annex_b, encoded.keyframe)?;
+        if let (false, Some(sps), Some(pps)) = (headers_set, &au.sps, &au.pps) {
+            let record = flv::avc_decoder_configuration_record(sps, pps)?;
+            d.set_codec_headers(Some(flv::video_sequence_header(&record)), None);
+            headers_set = true;
+        }
+        let media_ts = i * SAMPLES_PER_FRAME;
+        d.send(MediaPacket::Video { media_ts, keyframe: au.keyframe, body: flv::video_frame(&au) });
+        let tone: Vec<i16> =
+            (0..SAMPLES_PER_FRAME * 2).map(|k| ((((media_ts + k / 2) as f32) * 0.06).sin() * 4000.0) as i16).collect();
+        aac.push(&tone, &mut audio)?;
+        for a in audio.drain(..) {
+            d.send(MediaPacket::Audio { media_ts: a.media_ts, body: flv::audio_frame(&a.data) });
+        }
+    }
+    Ok(d)
+}
