@@ -50,15 +50,15 @@ impl Recorder {
     pub(crate) fn run(self, mut rx: mpsc::Receiver<SinkItem>) {
         let mut segment: Option<Segment> = None;
         let mut files = 0u64;
+        // Segment length in media samples (48 kHz), integer like every timestamp.
+        let segment_samples = self.config.segment.as_millis() as u64 * 48;
         self.stats.set_state("waiting for a keyframe");
         while let Some(SinkItem::Media(packet)) = rx.blocking_recv() {
             self.stats.dequeued(&packet);
-            let (ts, keyframe) = match &*packet {
-                MediaPacket::Video { media_ts, keyframe, .. } => (*media_ts, *keyframe),
-                MediaPacket::Audio { media_ts, .. } => (*media_ts, false),
-            };
-            let segment_media = self.config.segment.as_secs_f64() * 48_000.0;
-            let due = segment.as_ref().is_none_or(|s| keyframe && (ts.saturating_sub(s.base) as f64) >= segment_media);
+            let ts = packet.media_ts();
+            let keyframe = matches!(*packet, MediaPacket::Video { keyframe: true, .. });
+            // A file starts on a keyframe: the first one, then the first after a segment's worth.
+            let due = segment.as_ref().is_none_or(|s| ts.saturating_sub(s.base) >= segment_samples);
             if due && keyframe {
                 if let Some(done) = segment.take() {
                     self.close(done);
