@@ -8,12 +8,17 @@
 //! The import goes through the raw driver call rather than cudarc's safe wrapper because the
 //! wrapper always passes `flags: 0`: the renderer's buffers are dedicated allocations, and CUDA
 //! must be told so (a mismatch is not rejected, it reads corrupted stripes).
+//!
+//! Where the renderer exports a timeline semaphore too, it is imported beside the buffers, and a
+//! reader of a slot first waits for the frame's value on the ring's own stream
+//! ([`CudaRing::wait_written`]): the renderer may hand a frame over before the GPU is done.
 #![allow(unsafe_code)]
 
-use std::os::fd::{IntoRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use cudarc::driver::{result, sys, CudaContext};
+use cudarc::driver::{result, sys, CudaContext, CudaStream};
 
 use crate::Unavailable;
 
@@ -59,7 +64,13 @@ pub struct Nv12Ring {
     pub device_uuid: [u8; 16],
     pub layout: Nv12Layout,
     pub slots: Vec<ExportedBuffer>,
+    /// The timeline semaphore frame n signals with value n once written, where exported.
+    pub timeline: Option<OwnedFd>,
 }
+
+/// How long a reader waits for a frame the renderer handed over: far beyond any frame time; only
+/// a lost or hung GPU takes this long.
+const WRITTEN_WAIT: Duration = Duration::from_secs(2);
 
 /// Whether a CUDA driver library can be loaded at all (cheap; makes no CUDA call).
 pub fn driver_present() -> bool {
@@ -100,6 +111,10 @@ pub struct CudaRing {
     context: Arc<CudaContext>,
     layout: Nv12Layout,
     slots: Vec<ImportedSlot>,
+    /// The renderer's timeline semaphore, imported.
+    timeline: Option<sys::CUexternalSemaphore>,
+    /// Where readers wait for the timeline.
+    stream: Arc<CudaStream>,
 }
 
 // SAFETY: the handles are plain driver handles, valid in any thread that binds `context`, which
@@ -111,12 +126,81 @@ impl CudaRing {
     /// success; on failure the ones not yet imported are closed.
     pub fn import(ring: Nv12Ring) -> Result<Self, Unavailable> {
         let context = context_for(&ring.device_uuid)?;
-        let mut imported = Self { context, layout: ring.layout, slots: Vec::with_capacity(ring.slots.len()) };
+        let stream =
+            context.new_stream().map_err(|e| Unavailable::Cuda { call: "cuStreamCreate", error: e.to_string() })?;
+        let mut imported =
+            Self { context, layout: ring.layout, slots: Vec::with_capacity(ring.slots.len()), timeline: None, stream };
         for (index, buffer) in ring.slots.into_iter().enumerate() {
             let slot = imported.import_slot(buffer).map_err(|error| Unavailable::Import { slot: index, error })?;
             imported.slots.push(slot);
         }
+        if let Some(fd) = ring.timeline {
+            imported.timeline = Some(imported.import_timeline(fd).map_err(Unavailable::ImportTimeline)?);
+        }
         Ok(imported)
+    }
+
+    fn import_timeline(&self, fd: OwnedFd) -> Result<sys::CUexternalSemaphore, String> {
+        self.context.bind_to_thread().map_err(|e| e.to_string())?;
+        // Built field by field: its handle-type enum has no zero variant, so it is never zeroed.
+        let desc = sys::CUDA_EXTERNAL_SEMAPHORE_HANDLE_DESC {
+            type_: sys::CUexternalSemaphoreHandleType::CU_EXTERNAL_SEMAPHORE_HANDLE_TYPE_TIMELINE_SEMAPHORE_FD,
+            handle: sys::CUDA_EXTERNAL_SEMAPHORE_HANDLE_DESC_st__bindgen_ty_1 { fd: fd.as_raw_fd() },
+            flags: 0,
+            reserved: [0; 16],
+        };
+        let mut semaphore = std::ptr::null_mut();
+        // SAFETY: `desc` names a live opaque fd of a timeline semaphore; `semaphore` is a valid
+        // out-pointer.
+        unsafe { sys::cuImportExternalSemaphore(&mut semaphore, &desc) }
+            .result()
+            .map_err(|e| format!("cuImportExternalSemaphore: {e}"))?;
+        // CUDA owns the fd after a successful import.
+        let _ = fd.into_raw_fd();
+        Ok(semaphore)
+    }
+
+    /// Whether readers wait on the renderer's timeline semaphore (else on nothing: the renderer
+    /// hands over finished frames).
+    pub fn has_timeline(&self) -> bool {
+        self.timeline.is_some()
+    }
+
+    /// Waits until the renderer's timeline reaches `value`, i.e. the frame handed over with it is
+    /// written. The wait runs on the GPU (the ring's stream); this thread polls it, so that a
+    /// hung GPU is an error after [`WRITTEN_WAIT`] rather than a frozen encoder.
+    pub fn wait_written(&self, value: u64) -> Result<(), String> {
+        let Some(semaphore) = self.timeline else {
+            return Err("the ring has no timeline semaphore to wait on".into());
+        };
+        self.context.bind_to_thread().map_err(|e| e.to_string())?;
+        // SAFETY: plain C struct; the fence member carries the value, zero elsewhere.
+        let mut params: sys::CUDA_EXTERNAL_SEMAPHORE_WAIT_PARAMS = unsafe { std::mem::zeroed() };
+        params.params.fence.value = value;
+        let stream = self.stream.cu_stream();
+        // SAFETY: one imported semaphore and its parameters, on this context's stream.
+        unsafe { sys::cuWaitExternalSemaphoresAsync(&semaphore, &params, 1, stream) }
+            .result()
+            .map_err(|e| format!("cuWaitExternalSemaphoresAsync: {e}"))?;
+        let deadline = Instant::now() + WRITTEN_WAIT;
+        loop {
+            // SAFETY: queries a live stream of the bound context.
+            match unsafe { sys::cuStreamQuery(stream) } {
+                sys::CUresult::CUDA_SUCCESS => return Ok(()),
+                sys::CUresult::CUDA_ERROR_NOT_READY if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_micros(100))
+                }
+                sys::CUresult::CUDA_ERROR_NOT_READY => {
+                    return Err(format!("frame {value} was not written within {WRITTEN_WAIT:?}"))
+                }
+                other => {
+                    return Err(format!(
+                        "cuStreamQuery: {}",
+                        other.result().err().map(|e| e.to_string()).unwrap_or_default()
+                    ))
+                }
+            }
+        }
     }
 
     fn import_slot(&self, buffer: ExportedBuffer) -> Result<ImportedSlot, String> {
@@ -129,9 +213,7 @@ impl CudaRing {
         self.context.bind_to_thread().map_err(|e| e.to_string())?;
         let desc = sys::CUDA_EXTERNAL_MEMORY_HANDLE_DESC {
             type_: sys::CUexternalMemoryHandleType::CU_EXTERNAL_MEMORY_HANDLE_TYPE_OPAQUE_FD,
-            handle: sys::CUDA_EXTERNAL_MEMORY_HANDLE_DESC_st__bindgen_ty_1 {
-                fd: std::os::fd::AsRawFd::as_raw_fd(&buffer.fd),
-            },
+            handle: sys::CUDA_EXTERNAL_MEMORY_HANDLE_DESC_st__bindgen_ty_1 { fd: buffer.fd.as_raw_fd() },
             size: buffer.allocation_size,
             flags: if buffer.dedicated { sys::CUDA_EXTERNAL_MEMORY_DEDICATED } else { 0 },
             reserved: [0; 16],
@@ -197,6 +279,13 @@ impl Drop for CudaRing {
         if let Err(e) = self.context.bind_to_thread() {
             tracing::warn!(error = %e, "cannot bind the CUDA context to free the imported ring");
             return;
+        }
+        if let Some(semaphore) = self.timeline.take() {
+            // SAFETY: imported once, destroyed once; nothing waits on it any more (every wait
+            // was polled to completion).
+            if let Err(e) = unsafe { sys::cuDestroyExternalSemaphore(semaphore) }.result() {
+                tracing::warn!(error = %e, "cuDestroyExternalSemaphore failed");
+            }
         }
         for slot in self.slots.drain(..) {
             // SAFETY: each mapping and import is freed exactly once, mapping first; the encoder

@@ -61,6 +61,8 @@ pub enum Unavailable {
     NoMatchingCudaDevice { vulkan_uuid: String, cuda_devices: u32 },
     #[error("importing ring slot {slot} into CUDA failed: {error}")]
     Import { slot: usize, error: String },
+    #[error("importing the renderer's timeline semaphore into CUDA failed: {0}")]
+    ImportTimeline(String),
     #[error("no NVENC library: {0}")]
     NoEncodeLibrary(String),
     #[error("the driver's NVENC API is {}.{}, {}.{} is needed", driver.0, driver.1, needed.0, needed.1)]
@@ -86,7 +88,7 @@ impl Unavailable {
             Self::NoCudaDriver => "no_cuda_driver",
             Self::Cuda { .. } => "cuda_error",
             Self::NoMatchingCudaDevice { .. } => "no_matching_cuda_device",
-            Self::Import { .. } => "import_failed",
+            Self::Import { .. } | Self::ImportTimeline(_) => "import_failed",
             Self::NoEncodeLibrary(_) => "no_encode_library",
             Self::ApiTooOld { .. } => "driver_too_old",
             Self::NoEncodeEngine(_) => "no_encode_engine",
@@ -163,8 +165,10 @@ pub struct EncodedFrame {
 pub enum Picture<'a> {
     /// Read back to host memory.
     Host(I420Frame<'a>),
-    /// Left on the GPU in this slot of the exported ring; its fence has been waited on.
-    Ring { slot: usize },
+    /// Left on the GPU in this slot of the exported ring. `written_at`: the renderer's timeline
+    /// value that signals once the frame is written (the encoder waits for it on the GPU);
+    /// None when the renderer waited for the frame before handing it over.
+    Ring { slot: usize, written_at: Option<u64> },
 }
 
 pub trait VideoEncoder: Send {
@@ -251,8 +255,11 @@ impl CudaReadbackEncoder {
         Ok(Self { ring, openh264: OpenH264Encoder::new(settings)?, nv12: Vec::new(), i420: Vec::new() })
     }
 
-    /// The NV12 bytes of `slot` as CUDA sees them.
-    pub fn read_slot(&mut self, slot: usize) -> Result<&[u8], EncodeError> {
+    /// The NV12 bytes of `slot` as CUDA sees them, once its frame is written.
+    pub fn read_slot(&mut self, slot: usize, written_at: Option<u64>) -> Result<&[u8], EncodeError> {
+        if let Some(value) = written_at {
+            self.ring.wait_written(value).map_err(EncodeError::Cuda)?;
+        }
         self.ring.copy_to_host(slot, &mut self.nv12).map_err(EncodeError::Cuda)?;
         Ok(&self.nv12)
     }
@@ -264,10 +271,10 @@ impl VideoEncoder for CudaReadbackEncoder {
     }
 
     fn encode(&mut self, picture: Picture<'_>, frame_index: u64) -> Result<EncodedFrame, EncodeError> {
-        let Picture::Ring { slot } = picture else {
+        let Picture::Ring { slot, written_at } = picture else {
             return Err(EncodeError::WrongInput { encoder: "cuda-readback", wants: "a ring slot" });
         };
-        self.read_slot(slot)?;
+        self.read_slot(slot, written_at)?;
         let layout = self.ring.layout();
         layout.to_i420(&self.nv12, &mut self.i420);
         let frame = I420Frame::new(layout.width, layout.height, &self.i420)?;

@@ -357,16 +357,16 @@ unsafe impl Send for NvencEncoder {}
 impl NvencEncoder {
     /// Opens a session on the ring's GPU, initialises it for `settings`, and registers every
     /// slot once. Gives the ring back with the reason when NVENC cannot be had.
-    pub fn open(ring: CudaRing, settings: EncoderSettings) -> Result<Self, (Unavailable, CudaRing)> {
+    pub fn open(ring: CudaRing, settings: EncoderSettings) -> Result<Self, (Unavailable, Box<CudaRing>)> {
         let session = match Self::open_session(&ring, &settings) {
             Ok(session) => session,
-            Err(reason) => return Err((reason, ring)),
+            Err(reason) => return Err((reason, Box::new(ring))),
         };
         let mut buffers = Buffers { registered: Vec::new(), bitstream: null_mut() };
         if let Err(reason) = buffers.register(&session, &ring) {
             buffers.release(&session);
             drop(session);
-            return Err((reason, ring));
+            return Err((reason, Box::new(ring)));
         }
         Ok(Self { session, buffers, settings, ring })
     }
@@ -430,9 +430,18 @@ impl NvencEncoder {
         Ok(session)
     }
 
-    /// Encodes the frame in `slot`; the slot must hold a finished frame (its fence waited).
-    fn encode_slot(&mut self, slot: usize, frame_index: u64) -> Result<EncodedFrame, EncodeError> {
+    /// Encodes the frame in `slot` once it is written (`written_at`, see [`Picture::Ring`]).
+    fn encode_slot(
+        &mut self,
+        slot: usize,
+        written_at: Option<u64>,
+        frame_index: u64,
+    ) -> Result<EncodedFrame, EncodeError> {
         let registered = *self.buffers.registered.get(slot).ok_or(EncodeError::NoSuchSlot(slot))?;
+        if let Some(value) = written_at {
+            // NVENC reads through its own stream: the frame must be complete before it is mapped.
+            self.ring.wait_written(value).map_err(EncodeError::Cuda)?;
+        }
         self.ring.context().bind_to_thread().map_err(|e| EncodeError::Cuda(e.to_string()))?;
         let (api, encoder) = (&self.session.api, self.session.encoder);
         // SAFETY: every field is an integer, a pointer or an enum whose zero is a variant.
@@ -514,7 +523,7 @@ impl VideoEncoder for NvencEncoder {
 
     fn encode(&mut self, picture: Picture<'_>, frame_index: u64) -> Result<EncodedFrame, EncodeError> {
         match picture {
-            Picture::Ring { slot } => self.encode_slot(slot, frame_index),
+            Picture::Ring { slot, written_at } => self.encode_slot(slot, written_at, frame_index),
             Picture::Host(_) => Err(EncodeError::WrongInput { encoder: "nvenc", wants: "a ring slot" }),
         }
     }

@@ -6,6 +6,12 @@
 //! per-frame buffers and output: while the GPU (or lavapipe's threads) draws frame n, the caller
 //! prepares frame n+1 and reads frame n−1 back. What every frame shares — the colour and depth
 //! images — is ordered between frames by the render pass's external dependencies.
+//!
+//! With an exported output the device may also export a timeline semaphore (where it has
+//! `VK_KHR_timeline_semaphore` and `VK_KHR_external_semaphore_fd`; NVIDIA does, lavapipe does
+//! not): frame n signals value n when its NV12 is written. Then [`Gpu::wait_oldest`] may hand a
+//! frame over before the GPU has finished it — the consumer (CUDA) waits for the value on its
+//! own stream — and the slot's fence is waited only when the slot is drawn into again.
 
 use std::collections::VecDeque;
 use std::ffi::CStr;
@@ -84,6 +90,17 @@ struct Slot {
     nv12: Buffer,
     /// `nv12`'s allocation size, which an importer must be given (drivers pad).
     nv12_allocation: u64,
+    /// The timeline value this slot's last frame signals.
+    timeline_value: u64,
+    /// Handed over before its fence signalled: the fence is waited before the slot is reused.
+    unreclaimed: bool,
+}
+
+/// The exported timeline semaphore and the value the last submitted frame signals.
+struct Timeline {
+    semaphore: vk::Semaphore,
+    export: ash::khr::external_semaphore_fd::Device,
+    last_value: u64,
 }
 
 pub struct Gpu {
@@ -98,6 +115,8 @@ pub struct Gpu {
     device_uuid: [u8; 16],
     /// Present when the output is exported.
     external_fd: Option<ash::khr::external_memory_fd::Device>,
+    /// Present when the output is exported and the device can export a timeline semaphore.
+    timeline: Option<Timeline>,
     memory_props: vk::PhysicalDeviceMemoryProperties,
     queue: vk::Queue,
     family: u32,
@@ -209,12 +228,25 @@ impl Gpu {
                     return Err(RenderError::NoExport(why));
                 }
             }
-            let extensions = if exported { vec![ash::khr::external_memory_fd::NAME.as_ptr()] } else { Vec::new() };
+            let timeline_why_not = if exported { timeline_support(&instance, physical).err() } else { None };
+            let with_timeline = exported && timeline_why_not.is_none();
+            let mut extensions = Vec::new();
+            if exported {
+                extensions.push(ash::khr::external_memory_fd::NAME.as_ptr());
+            }
+            if with_timeline {
+                extensions.push(ash::khr::timeline_semaphore::NAME.as_ptr());
+                extensions.push(ash::khr::external_semaphore_fd::NAME.as_ptr());
+            }
             let priorities = [1.0f32];
             let queue_info =
                 [vk::DeviceQueueCreateInfo::default().queue_family_index(family).queue_priorities(&priorities)];
-            let device_info =
+            let mut timeline_features = vk::PhysicalDeviceTimelineSemaphoreFeatures::default().timeline_semaphore(true);
+            let mut device_info =
                 vk::DeviceCreateInfo::default().queue_create_infos(&queue_info).enabled_extension_names(&extensions);
+            if with_timeline {
+                device_info = device_info.push_next(&mut timeline_features);
+            }
             let device = match instance.create_device(physical, &device_info, None) {
                 Ok(d) => d,
                 Err(code) => {
@@ -226,13 +258,26 @@ impl Gpu {
             let timestamp_bits =
                 instance.get_physical_device_queue_family_properties(physical)[family as usize].timestamp_valid_bits;
             tracing::info!(device = %device_name, software, ?output, "Vulkan device opened");
+            if let Some(why) = &timeline_why_not {
+                tracing::info!(why = %why, "no exported timeline semaphore; frames are handed over after their fence");
+            }
             let external_fd = exported.then(|| ash::khr::external_memory_fd::Device::new(&instance, &device));
+            let timeline_export =
+                with_timeline.then(|| ash::khr::external_semaphore_fd::Device::new(&instance, &device));
             let mut gpu = Self::with_device(entry, instance, device, queue, family, memory_props, width, height)?;
             gpu.device_name = device_name;
             gpu.software = software;
             gpu.output = output;
             gpu.device_uuid = device_uuid;
             gpu.external_fd = external_fd;
+            if let Some(export) = timeline_export {
+                let mut kind = vk::SemaphoreTypeCreateInfo::default().semaphore_type(vk::SemaphoreType::TIMELINE);
+                let mut exportable = vk::ExportSemaphoreCreateInfo::default()
+                    .handle_types(vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_FD);
+                let info = vk::SemaphoreCreateInfo::default().push_next(&mut kind).push_next(&mut exportable);
+                let semaphore = gpu.device.create_semaphore(&info, None).map_err(vkerr("create timeline semaphore"))?;
+                gpu.timeline = Some(Timeline { semaphore, export, last_value: 0 });
+            }
             gpu.background = background.map(|c| f32::from(c) / 255.0);
             if timestamp_bits > 0 {
                 let pool = gpu
@@ -298,6 +343,8 @@ impl Gpu {
                 output: null_buffer(),
                 nv12: null_buffer(),
                 nv12_allocation: 0,
+                timeline_value: 0,
+                unreclaimed: false,
             });
         }
         Ok(Self {
@@ -309,6 +356,7 @@ impl Gpu {
             output: FrameOutput::HostI420,
             device_uuid: [0; 16],
             external_fd: None,
+            timeline: None,
             memory_props,
             queue,
             family,
@@ -1186,6 +1234,9 @@ impl Gpu {
         let Some(index) = self.next_free_slot() else {
             return Err(RenderError::Busy);
         };
+        if self.slots[index].unreclaimed {
+            self.reclaim(index)?;
+        }
         let d = &self.device;
         let slot = &self.slots[index];
         let (cmd, query_base) = (slot.cmd, index as u32 * QUERIES_PER_FRAME);
@@ -1307,8 +1358,21 @@ impl Gpu {
             }
             d.end_command_buffer(cmd).map_err(vkerr("end commands"))?;
             let cmds = [cmd];
-            let submit = [vk::SubmitInfo::default().command_buffers(&cmds)];
-            d.queue_submit(self.queue, &submit, slot.fence).map_err(vkerr("submit"))?;
+            let mut submit = vk::SubmitInfo::default().command_buffers(&cmds);
+            let value = self.timeline.as_ref().map_or(0, |t| t.last_value + 1);
+            let (semaphores, values) = match &self.timeline {
+                Some(t) => (vec![t.semaphore], vec![value]),
+                None => (Vec::new(), Vec::new()),
+            };
+            let mut signal = vk::TimelineSemaphoreSubmitInfo::default().signal_semaphore_values(&values);
+            if self.timeline.is_some() {
+                submit = submit.signal_semaphores(&semaphores).push_next(&mut signal);
+            }
+            d.queue_submit(self.queue, &[submit], slot.fence).map_err(vkerr("submit"))?;
+            if let Some(t) = &mut self.timeline {
+                t.last_value = value;
+            }
+            self.slots[index].timeline_value = value;
         }
         self.in_flight.push_back(index);
         Ok(())
@@ -1329,26 +1393,49 @@ impl Gpu {
         self.in_flight.len()
     }
 
-    /// Waits for the oldest frame in flight and writes what is read back of it into `out`
-    /// (resized; empty when nothing is read back). Returns its slot, whose exported buffer holds
-    /// it until the slot's next frame is submitted; None when no frame is in flight.
-    pub fn wait_oldest(&mut self, out: &mut Vec<u8>) -> Result<Option<usize>, RenderError> {
+    /// Takes the oldest frame in flight and writes what is read back of it into `out` (resized;
+    /// empty when nothing is read back). Returns its slot, whose exported buffer holds it until
+    /// the slot's next frame is submitted; None when no frame is in flight.
+    ///
+    /// Waits for the frame's fence, except with `hand_over_early` on an exported output with a
+    /// timeline semaphore and nothing to read back: then the frame may still be drawing, and
+    /// the consumer waits for [`Gpu::timeline_value`] of the slot instead.
+    pub fn wait_oldest(&mut self, out: &mut Vec<u8>, hand_over_early: bool) -> Result<Option<usize>, RenderError> {
         if self.broken {
             return Err(RenderError::Broken);
         }
         let Some(&index) = self.in_flight.front() else { return Ok(None) };
-        let d = &self.device;
+        self.in_flight.pop_front();
+        if hand_over_early && self.timeline.is_some() && self.output == FrameOutput::ExportedNv12 {
+            self.slots[index].unreclaimed = true;
+            out.clear();
+            return Ok(Some(index));
+        }
+        self.reclaim(index)?;
         let slot = &self.slots[index];
-        // SAFETY: the fence, query pool and mapped output belong to this slot; after the fence
-        // signals (and the barrier to HOST_READ in its commands) the output is the host's to read.
+        let len = slot.output.size as usize;
+        out.resize(len, 0);
+        if let Some(ptr) = slot.output.mapped {
+            // SAFETY: after the slot's fence (and the barrier to HOST_READ in its commands) its
+            // mapped output is the host's to read, `len` bytes long.
+            unsafe { std::ptr::copy_nonoverlapping(ptr, out.as_mut_ptr(), len) };
+        }
+        Ok(Some(index))
+    }
+
+    /// Waits for `index`'s fence and reads its GPU timings: the slot is the CPU's again.
+    fn reclaim(&mut self, index: usize) -> Result<(), RenderError> {
+        let d = &self.device;
+        let fence = self.slots[index].fence;
+        // SAFETY: the fence and query pool belong to this slot, which was submitted.
         unsafe {
-            if let Err(code) = d.wait_for_fences(&[slot.fence], true, 5_000_000_000) {
+            if let Err(code) = d.wait_for_fences(&[fence], true, 5_000_000_000) {
                 // Lost or hung: the slot may still be in use, so it is never reused.
                 self.broken = true;
                 return Err(RenderError::Vulkan { what: "wait for frame", code });
             }
-            d.reset_fences(&[slot.fence]).map_err(vkerr("reset fence"))?;
-            self.in_flight.pop_front();
+            d.reset_fences(&[fence]).map_err(vkerr("reset fence"))?;
+            self.slots[index].unreclaimed = false;
             if let Some((pool, period_ns)) = self.timestamps {
                 let mut ticks = [0u64; QUERIES_PER_FRAME as usize];
                 let first = index as u32 * QUERIES_PER_FRAME;
@@ -1358,13 +1445,14 @@ impl Gpu {
                     GpuTimings { render_ms: ms(ticks[0], ticks[1]), convert_ms: ms(ticks[1], ticks[2]) }
                 });
             }
-            let len = slot.output.size as usize;
-            out.resize(len, 0);
-            if let Some(ptr) = slot.output.mapped {
-                std::ptr::copy_nonoverlapping(ptr, out.as_mut_ptr(), len);
-            }
         }
-        Ok(Some(index))
+        Ok(())
+    }
+
+    /// The timeline value that signals once `slot`'s last frame is written; None without an
+    /// exported timeline semaphore.
+    pub fn timeline_value(&self, slot: usize) -> Option<u64> {
+        self.timeline.as_ref().and(self.slots.get(slot)).map(|s| s.timeline_value)
     }
 
     /// Exports every slot's NV12 buffer as an opaque fd (a new fd per call; the importer owns
@@ -1384,8 +1472,21 @@ impl Gpu {
             let fd = unsafe { OwnedFd::from_raw_fd(raw) };
             slots.push(ExportedFrameBuffer { fd, allocation_size: slot.nv12_allocation, dedicated: true });
         }
+        let timeline = match &self.timeline {
+            Some(t) => {
+                let info = vk::SemaphoreGetFdInfoKHR::default()
+                    .semaphore(t.semaphore)
+                    .handle_type(vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_FD);
+                // SAFETY: the semaphore was created exportable as OPAQUE_FD and lives as long as self.
+                let raw = unsafe { t.export.get_semaphore_fd(&info) }.map_err(vkerr("export semaphore fd"))?;
+                // SAFETY: vkGetSemaphoreFdKHR returned a new fd that nothing else owns.
+                Some(unsafe { OwnedFd::from_raw_fd(raw) })
+            }
+            None => None,
+        };
         let luma = u64::from(self.width) * u64::from(self.height);
         Ok(ExportedRing {
+            timeline,
             device_uuid: self.device_uuid,
             width: self.width,
             height: self.height,
@@ -1415,6 +1516,35 @@ unsafe fn export_support(instance: &ash::Instance, physical: vk::PhysicalDevice)
     let features = props.external_memory_properties.external_memory_features;
     if !features.contains(vk::ExternalMemoryFeatureFlags::EXPORTABLE) {
         return Err("storage buffers cannot be exported as opaque fds on this device".into());
+    }
+    Ok(())
+}
+
+/// Why `physical` cannot export a timeline semaphore as an opaque fd, if it cannot.
+///
+/// # Safety
+/// `physical` belongs to `instance`.
+unsafe fn timeline_support(instance: &ash::Instance, physical: vk::PhysicalDevice) -> Result<(), String> {
+    let extensions = instance.enumerate_device_extension_properties(physical).map_err(|e| e.to_string())?;
+    for wanted in [ash::khr::timeline_semaphore::NAME, ash::khr::external_semaphore_fd::NAME] {
+        if !extensions.iter().any(|e| e.extension_name_as_c_str() == Ok(wanted)) {
+            return Err(format!("the device has no {}", wanted.to_string_lossy()));
+        }
+    }
+    let mut timeline = vk::PhysicalDeviceTimelineSemaphoreFeatures::default();
+    let mut features = vk::PhysicalDeviceFeatures2::default().push_next(&mut timeline);
+    instance.get_physical_device_features2(physical, &mut features);
+    if timeline.timeline_semaphore == vk::FALSE {
+        return Err("timeline semaphores are not enabled on this device".into());
+    }
+    let mut kind = vk::SemaphoreTypeCreateInfo::default().semaphore_type(vk::SemaphoreType::TIMELINE);
+    let info = vk::PhysicalDeviceExternalSemaphoreInfo::default()
+        .handle_type(vk::ExternalSemaphoreHandleTypeFlags::OPAQUE_FD)
+        .push_next(&mut kind);
+    let mut props = vk::ExternalSemaphoreProperties::default();
+    instance.get_physical_device_external_semaphore_properties(physical, &info, &mut props);
+    if !props.external_semaphore_features.contains(vk::ExternalSemaphoreFeatureFlags::EXPORTABLE) {
+        return Err("timeline semaphores cannot be exported as opaque fds on this device".into());
     }
     Ok(())
 }
@@ -1460,6 +1590,9 @@ impl Drop for Gpu {
             }
             for slot in &self.slots {
                 d.destroy_fence(slot.fence, None);
+            }
+            if let Some(t) = &self.timeline {
+                d.destroy_semaphore(t.semaphore, None);
             }
             d.destroy_command_pool(self.pool, None);
             d.destroy_device(None);

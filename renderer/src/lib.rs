@@ -94,6 +94,9 @@ pub struct ExportedRing {
     /// Bytes of one frame (Y and UV).
     pub frame_bytes: u64,
     pub slots: Vec<ExportedFrameBuffer>,
+    /// An opaque fd of the timeline semaphore that frame n signals with value n once written
+    /// ([`Renderer::last_timeline_value`]), where the device can export one.
+    pub timeline: Option<std::os::fd::OwnedFd>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -220,6 +223,14 @@ impl Renderer {
         self.last_slot
     }
 
+    /// The timeline value that signals once the frame in [`Renderer::last_slot`] is written, when
+    /// the ring exports a timeline semaphore (else None, and the frame was written when returned).
+    /// [`Renderer::render_next`] then returns frames the GPU may still be drawing: whoever reads
+    /// the slot waits for this value first.
+    pub fn last_timeline_value(&self) -> Option<u64> {
+        self.last_slot.and_then(|slot| self.gpu.timeline_value(slot))
+    }
+
     /// The next [`Renderer::render_next`] panics (fault drills).
     pub fn simulate_panic(&mut self) {
         self.panic_next = true;
@@ -274,7 +285,7 @@ impl Renderer {
     /// Frames still in flight from [`Renderer::render_next`] are read and dropped.
     pub fn render(&mut self, pose: &Pose) -> Result<&[u8], RenderError> {
         self.submit(pose)?;
-        while self.wait_oldest()? {}
+        while self.wait_oldest(false)? {}
         Ok(&self.frame)
     }
 
@@ -287,7 +298,7 @@ impl Renderer {
         }
         self.submit(pose)?;
         if self.gpu.frames_in_flight() > 1 {
-            self.wait_oldest()?;
+            self.wait_oldest(true)?;
             return Ok(Some(&self.frame));
         }
         Ok(None)
@@ -295,11 +306,11 @@ impl Renderer {
 
     /// Waits for the frame in flight, if any, and returns it.
     pub fn flush(&mut self) -> Result<Option<&[u8]>, RenderError> {
-        Ok(self.wait_oldest()?.then_some(&self.frame[..]))
+        Ok(self.wait_oldest(true)?.then_some(&self.frame[..]))
     }
 
-    fn wait_oldest(&mut self) -> Result<bool, RenderError> {
-        let slot = self.gpu.wait_oldest(&mut self.frame)?;
+    fn wait_oldest(&mut self, hand_over_early: bool) -> Result<bool, RenderError> {
+        let slot = self.gpu.wait_oldest(&mut self.frame, hand_over_early)?;
         if slot.is_some() {
             self.last_slot = slot;
         }

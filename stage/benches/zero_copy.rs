@@ -96,6 +96,8 @@ fn bench(width: u32, height: u32, frames: usize) {
     );
     print("exported NV12, CUDA readback check", &row, &note);
 
+    timeline_row(width, height, frames);
+
     let settings = EncoderSettings { width, height, fps: FPS, bitrate_bps: 4_500_000, keyframe_interval: 2 * FPS };
     drop(cuda);
     let ring = CudaRing::import(nv12_ring(zero.export_ring().expect("export"))).expect("imported once already");
@@ -109,10 +111,60 @@ fn bench(width: u32, height: u32, frames: usize) {
     let mut encode_ms = 0.0;
     let row = run(&mut zero, frames, |i, _, slot| {
         let start = Instant::now();
-        nvenc.encode(Picture::Ring { slot }, i as u64).expect("nvenc");
+        // `run` renders with `render`, which waits for each frame: nothing to wait for here.
+        nvenc.encode(Picture::Ring { slot, written_at: None }, i as u64).expect("nvenc");
         encode_ms += start.elapsed().as_secs_f64() * 1000.0;
     });
     print("zero-copy NVENC", &row, &format!("encode {:.2} ms/frame", encode_ms / (WARM_UP + frames) as f64));
+}
+
+/// Frames handed over before the GPU is done (`render_next` with an exported timeline
+/// semaphore): the render call no longer waits, CUDA waits for the timeline value instead. Then
+/// 30 more frames are compared with a reference renderer's readback of the same pose.
+fn timeline_row(width: u32, height: u32, frames: usize) {
+    let mut early = renderer(width, height, FrameOutput::ExportedNv12);
+    let cuda = CudaRing::import(nv12_ring(early.export_ring().expect("export"))).expect("imported once already");
+    if !cuda.has_timeline() {
+        println!("\nno exported timeline semaphore on this device: frames are handed over after their fence");
+        return;
+    }
+    let mut hand_over = |i: usize| -> Option<(f64, f64, usize)> {
+        let start = Instant::now();
+        let handed = early.render_next(&pose(i)).expect("render").is_some();
+        let call = start.elapsed().as_secs_f64() * 1000.0;
+        let slot = early.last_slot()?;
+        let value = early.last_timeline_value().filter(|_| handed)?;
+        let start = Instant::now();
+        cuda.wait_written(value).expect("timeline wait");
+        Some((call, start.elapsed().as_secs_f64() * 1000.0, slot))
+    };
+    let (mut call_ms, mut wait_ms, mut timed) = (0.0, 0.0, 0);
+    let mut cpu_start = process_cpu();
+    for i in 0..WARM_UP + frames {
+        if i == WARM_UP {
+            cpu_start = process_cpu();
+        }
+        if let (Some((call, wait, _)), true) = (hand_over(i), i >= WARM_UP) {
+            (call_ms, wait_ms, timed) = (call_ms + call, wait_ms + wait, timed + 1);
+        }
+    }
+    let cpu_ms = process_cpu().saturating_sub(cpu_start).as_secs_f64() * 1000.0 / frames as f64;
+    let mut reference = renderer(width, height, FrameOutput::ExportedNv12WithReadback);
+    let (mut from_cuda, mut differing) = (Vec::new(), 0);
+    let first = WARM_UP + frames;
+    for i in first..first + 30 {
+        let Some((_, _, slot)) = hand_over(i) else { continue };
+        cuda.copy_to_host(slot, &mut from_cuda).expect("cuMemcpyDtoH");
+        let expected = reference.render(&pose(i - 1)).expect("render");
+        differing += expected.iter().zip(&from_cuda).filter(|(a, b)| a != b).count();
+    }
+    let n = f64::from(timed.max(1));
+    println!(
+        "| {width}x{height} | exported NV12 handed over early (timeline) | – | {:.2} | 0 | {:.2} | CUDA wait {:.2} ms/frame; 30 frames checked, {differing} bytes differ |",
+        call_ms / n,
+        cpu_ms * 30.0 / 1000.0,
+        wait_ms / n
+    );
 }
 
 fn main() {

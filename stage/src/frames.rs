@@ -33,8 +33,9 @@ const SLOT_WAIT: Duration = Duration::from_secs(2);
 pub enum Shown {
     /// I420 bytes read back from the GPU.
     Host(Vec<u8>),
-    /// NV12 left in this slot of the exported ring.
-    Slot(usize),
+    /// NV12 left in this slot of the exported ring, written once the renderer's timeline
+    /// reaches `written_at` (None: written already).
+    Slot { slot: usize, written_at: Option<u64> },
 }
 
 /// Ticks whose pictures are ready, oldest first.
@@ -246,13 +247,13 @@ impl<A> Frames<A> {
 
     /// On the zero-copy path, makes the slot just waited for the newest picture.
     fn take_slot(&mut self, renderer: &Renderer) {
-        if let Shown::Slot(last) = &mut self.last {
-            *last = renderer.last_slot().unwrap_or(*last);
+        if let (Shown::Slot { slot, written_at }, Some(newest)) = (&mut self.last, renderer.last_slot()) {
+            (*slot, *written_at) = (newest, renderer.last_timeline_value());
         }
     }
 
     fn push(&self, ready: &mut Ready<A>, tick: Tick<A>) {
-        if let (Some(slots), Shown::Slot(slot)) = (&self.slots, &self.last) {
+        if let (Some(slots), Shown::Slot { slot, .. }) = (&self.slots, &self.last) {
             slots.hand_over(*slot);
         }
         ready.push((tick, self.last.clone()));
@@ -302,7 +303,7 @@ mod tests {
             .into_iter()
             .map(|(t, shown)| match shown {
                 Shown::Host(bytes) => (t.with, bytes),
-                Shown::Slot(_) => panic!("the host path shows bytes"),
+                Shown::Slot { .. } => panic!("the host path shows bytes"),
             })
             .collect();
         Run { shown, repeated: frames.repeated, alone: rendered_alone }
@@ -336,7 +337,7 @@ mod tests {
         renderer.render(&Pose::default()).unwrap();
         let first = renderer.last_slot().expect("a slot holds the first frame");
         let slots = Arc::new(SlotsInUse::default());
-        let mut frames = Frames::new(Shown::Slot(first), Some(slots.clone()), None);
+        let mut frames = Frames::new(Shown::Slot { slot: first, written_at: None }, Some(slots.clone()), None);
         let (tx, rx) = std::sync::mpsc::channel::<usize>();
         // A slow encoder: every slot is held 15 ms after it is handed over.
         let encoder = {
@@ -363,14 +364,16 @@ mod tests {
                 assert!(slots.wait_free(slot, Duration::ZERO), "tick {i} drew into slot {slot} while it was encoded");
             }
             for (t, shown) in ready.drain(..) {
-                let Shown::Slot(slot) = shown else { panic!("tick {} shows bytes on the zero-copy path", t.index) };
+                let Shown::Slot { slot, .. } = shown else {
+                    panic!("tick {} shows bytes on the zero-copy path", t.index)
+                };
                 order.push((t.index, slot));
                 tx.send(slot).unwrap();
             }
         }
         frames.finish(&mut renderer, &mut ready);
         for (t, shown) in ready.drain(..) {
-            let Shown::Slot(slot) = shown else { panic!("bytes") };
+            let Shown::Slot { slot, .. } = shown else { panic!("bytes") };
             order.push((t.index, slot));
             tx.send(slot).unwrap();
         }

@@ -121,7 +121,9 @@ impl Pipeline {
         // first use, and that second would otherwise put the first frames behind the clock.
         let first_bytes = renderer.render(&emcee_renderer::Pose::default())?.to_vec();
         let (first_frame, slots) = match (zero_copy, renderer.last_slot()) {
-            (true, Some(slot)) => (Shown::Slot(slot), Some(std::sync::Arc::new(SlotsInUse::default()))),
+            (true, Some(slot)) => {
+                (Shown::Slot { slot, written_at: None }, Some(std::sync::Arc::new(SlotsInUse::default())))
+            }
             _ => (Shown::Host(first_bytes), None),
         };
         // Fonts load here, before the clock starts.
@@ -659,8 +661,8 @@ fn run_video(
                     Shown::Host(i420) => {
                         I420Frame::new(width, height, &i420).and_then(|f| encoder.encode(Picture::Host(f), index))
                     }
-                    Shown::Slot(slot) => {
-                        let encoded = encoder.encode(Picture::Ring { slot }, index);
+                    Shown::Slot { slot, written_at } => {
+                        let encoded = encoder.encode(Picture::Ring { slot, written_at }, index);
                         if let Some(slots) = &slots {
                             slots.release(slot);
                         }

@@ -125,5 +125,6 @@ pub fn nv12_ring(ring: ExportedRing) -> Nv12Ring {
             .into_iter()
             .map(|s| ExportedBuffer { fd: s.fd, allocation_size: s.allocation_size, dedicated: s.dedicated })
             .collect(),
+        timeline: ring.timeline,
     }
 }

@@ -72,6 +72,44 @@ fn cuda_sees_exactly_the_bytes_vulkan_wrote() {
 }
 
 #[test]
+fn frames_handed_over_before_the_gpu_is_done_are_read_after_the_timeline_says_so() {
+    let mut renderer = renderer(FrameOutput::ExportedNv12).unwrap();
+    let Some(cuda) = imported(&renderer) else { return };
+    if !cuda.has_timeline() {
+        eprintln!("skipped: this Vulkan device exports no timeline semaphore (frames wait for their fence)");
+        return;
+    }
+    // The same poses on a renderer that reads every frame back after its fence: the reference.
+    let mut reference = renderer_with_readback();
+    let (mut from_cuda, mut read_early) = (Vec::new(), Vec::new());
+    let (mut handed_over, mut early_differed, mut values) = (0, 0, Vec::new());
+    for i in 0..24 {
+        let Some(_) = renderer.render_next(&pose(i)).unwrap() else { continue };
+        let (slot, value) = (renderer.last_slot().unwrap(), renderer.last_timeline_value().unwrap());
+        // Read at once, without waiting: what a reader would see without the semaphore (not
+        // asserted; it shows whether the GPU was still drawing when the frame was handed over).
+        cuda.copy_to_host(slot, &mut read_early).unwrap();
+        cuda.wait_written(value).unwrap();
+        cuda.copy_to_host(slot, &mut from_cuda).unwrap();
+        let expected = reference.render(&pose(i - 1)).unwrap();
+        assert!(from_cuda == expected, "frame {} (slot {slot}, value {value}) differs after the wait", i - 1);
+        early_differed += usize::from(read_early != expected);
+        handed_over += 1;
+        values.push(value);
+    }
+    assert!(handed_over >= 20, "{handed_over} frames handed over");
+    assert!(values.windows(2).all(|w| w[1] == w[0] + 1), "one timeline value per frame: {values:?}");
+    eprintln!(
+        "timeline: {handed_over} frames handed over before their fence, byte-exact after the wait; \
+         {early_differed} of them differed when read without waiting"
+    );
+}
+
+fn renderer_with_readback() -> Renderer {
+    renderer(FrameOutput::ExportedNv12WithReadback).unwrap()
+}
+
+#[test]
 fn the_verification_encoder_encodes_what_openh264_encodes_from_the_vulkan_readback() {
     let mut renderer = renderer(FrameOutput::ExportedNv12WithReadback).unwrap();
     let Some(cuda) = imported(&renderer) else { return };
@@ -82,7 +120,8 @@ fn the_verification_encoder_encodes_what_openh264_encodes_from_the_vulkan_readba
     for i in 0..20u64 {
         let nv12 = renderer.render(&pose(i as usize)).unwrap().to_vec();
         let slot = renderer.last_slot().unwrap();
-        let from_gpu = verifying.encode(Picture::Ring { slot }, i).unwrap();
+        let written_at = renderer.last_timeline_value();
+        let from_gpu = verifying.encode(Picture::Ring { slot, written_at }, i).unwrap();
         layout.to_i420(&nv12, &mut i420);
         let expected = reference.encode(Picture::Host(I420Frame::new(W, H, &i420).unwrap()), i).unwrap();
         assert_eq!(from_gpu.keyframe, i % 10 == 0, "frame {i}");
@@ -115,7 +154,7 @@ fn nvenc_encodes_where_the_gpu_has_the_engine_and_says_why_not_elsewhere() {
     for i in 0..30u64 {
         renderer.render(&pose(i as usize)).unwrap();
         let slot = renderer.last_slot().unwrap();
-        let out = nvenc.encode(Picture::Ring { slot }, i).unwrap();
+        let out = nvenc.encode(Picture::Ring { slot, written_at: renderer.last_timeline_value() }, i).unwrap();
         assert_eq!(out.keyframe, i % 10 == 0, "frame {i}");
         let has_sps = out.annex_b.windows(4).any(|w| w[..3] == [0, 0, 1] && w[3] & 0x1f == 7);
         assert_eq!(has_sps, out.keyframe, "frame {i}: SPS exactly on keyframes");
