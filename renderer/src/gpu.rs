@@ -104,8 +104,6 @@ struct Timeline {
 }
 
 pub struct Gpu {
-    _entry: ash::Entry,
-    instance: ash::Instance,
     device: ash::Device,
     device_name: String,
     software: bool,
@@ -177,14 +175,10 @@ impl Gpu {
         model: &Model,
         output: FrameOutput,
     ) -> Result<Self, RenderError> {
-        // SAFETY: loading the system Vulkan loader; failure is reported, not assumed.
-        let entry = unsafe { ash::Entry::load() }.map_err(|e| RenderError::NoVulkan(e.to_string()))?;
-        let app = vk::ApplicationInfo::default().application_name(c"emcee-stage").api_version(vk::API_VERSION_1_1);
-        let instance_info = vk::InstanceCreateInfo::default().application_info(&app);
-        // SAFETY: valid create info with no extensions or layers.
-        let instance = unsafe { entry.create_instance(&instance_info, None) }.map_err(vkerr("create instance"))?;
+        let instance = process_instance()?.clone();
 
-        // SAFETY: `instance` is valid for all the calls below; objects are destroyed in Drop.
+        // SAFETY: `instance` is valid for all the calls below (it is never destroyed); the
+        // device and its objects are destroyed in Drop.
         unsafe {
             let physicals = instance.enumerate_physical_devices().map_err(vkerr("enumerate devices"))?;
             // Prefer a real GPU; fall back to whatever exists (lavapipe).
@@ -209,7 +203,6 @@ impl Gpu {
                 }
             }
             let Some((physical, family, _)) = best else {
-                instance.destroy_instance(None);
                 return Err(RenderError::NoVulkan("no Vulkan device with graphics and compute".into()));
             };
             let props = instance.get_physical_device_properties(physical);
@@ -224,7 +217,6 @@ impl Gpu {
             let exported = output != FrameOutput::HostI420;
             if exported {
                 if let Err(why) = export_support(&instance, physical) {
-                    instance.destroy_instance(None);
                     return Err(RenderError::NoExport(why));
                 }
             }
@@ -250,7 +242,6 @@ impl Gpu {
             let device = match instance.create_device(physical, &device_info, None) {
                 Ok(d) => d,
                 Err(code) => {
-                    instance.destroy_instance(None);
                     return Err(RenderError::Vulkan { what: "create device", code });
                 }
             };
@@ -264,7 +255,7 @@ impl Gpu {
             let external_fd = exported.then(|| ash::khr::external_memory_fd::Device::new(&instance, &device));
             let timeline_export =
                 with_timeline.then(|| ash::khr::external_semaphore_fd::Device::new(&instance, &device));
-            let mut gpu = Self::with_device(entry, instance, device, queue, family, memory_props, width, height)?;
+            let mut gpu = Self::with_device(device, queue, family, memory_props, width, height)?;
             gpu.device_name = device_name;
             gpu.software = software;
             gpu.output = output;
@@ -297,10 +288,7 @@ impl Gpu {
     }
 
     /// Creates the per-device objects that do not depend on the mesh or shaders.
-    #[allow(clippy::too_many_arguments)]
     unsafe fn with_device(
-        entry: ash::Entry,
-        instance: ash::Instance,
         device: ash::Device,
         queue: vk::Queue,
         family: u32,
@@ -348,8 +336,6 @@ impl Gpu {
             });
         }
         Ok(Self {
-            _entry: entry,
-            instance,
             device,
             device_name: String::new(),
             software: false,
@@ -1498,6 +1484,28 @@ impl Gpu {
     }
 }
 
+/// The Vulkan loader and one instance for the life of the process; every renderer makes its own
+/// device from it. Never unloaded or destroyed, on purpose: destroying the last instance unloads
+/// the driver (the NVIDIA ICD), whose per-thread destructors then run as unmapped code when a
+/// thread that once called into it exits — a segfault after a renderer was rebuilt on another
+/// thread (seen on an H100). A lost device does not invalidate the instance.
+fn process_instance() -> Result<&'static ash::Instance, RenderError> {
+    static VULKAN: std::sync::OnceLock<Result<(ash::Entry, ash::Instance), RenderError>> = std::sync::OnceLock::new();
+    let loaded = VULKAN.get_or_init(|| {
+        // SAFETY: loading the system Vulkan loader; failure is reported, not assumed.
+        let entry = unsafe { ash::Entry::load() }.map_err(|e| RenderError::NoVulkan(e.to_string()))?;
+        let app = vk::ApplicationInfo::default().application_name(c"emcee-stage").api_version(vk::API_VERSION_1_1);
+        let instance_info = vk::InstanceCreateInfo::default().application_info(&app);
+        // SAFETY: valid create info with no extensions or layers.
+        let instance = unsafe { entry.create_instance(&instance_info, None) }.map_err(vkerr("create instance"))?;
+        Ok((entry, instance))
+    });
+    match loaded {
+        Ok((_, instance)) => Ok(instance),
+        Err(e) => Err(e.clone()),
+    }
+}
+
 /// Why `physical` cannot export buffers as opaque fds, if it cannot.
 ///
 /// # Safety
@@ -1596,7 +1604,6 @@ impl Drop for Gpu {
             }
             d.destroy_command_pool(self.pool, None);
             d.destroy_device(None);
-            self.instance.destroy_instance(None);
         }
     }
 }

@@ -99,7 +99,7 @@ pub struct ExportedRing {
     pub timeline: Option<std::os::fd::OwnedFd>,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum RenderError {
     #[error("no usable Vulkan: {0} (install mesa-vulkan-drivers for the CPU renderer)")]
     NoVulkan(String),

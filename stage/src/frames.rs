@@ -99,7 +99,8 @@ pub struct Frames<A> {
     pub repeated: u64,
     /// Ticks that showed the slate.
     pub slate_frames: u64,
-    /// The slate (I420) on the host path; the zero-copy path repeats the last slot instead.
+    /// The slate (I420, made on the CPU): on the zero-copy path too, since the GPU that holds the
+    /// ring may be what failed.
     slate: Option<Vec<u8>>,
     /// Consecutive ticks the renderer failed.
     failed_ticks: u32,
@@ -110,7 +111,7 @@ pub struct Frames<A> {
 impl<A> Frames<A> {
     /// `first`: the picture to repeat should the very first render fail; a ring slot on the
     /// zero-copy path, whose slots `slots` then tracks.
-    /// `slate`: shown while the renderer is lost (host path only).
+    /// `slate`: shown while the renderer is lost.
     pub fn new(first: Shown, slots: Option<Arc<SlotsInUse>>, slate: Option<Vec<u8>>) -> Self {
         Self {
             in_flight: None,
@@ -130,11 +131,14 @@ impl<A> Frames<A> {
         self.lost
     }
 
-    /// A new renderer is in place; ticks render again.
-    pub fn renderer_replaced(&mut self) {
+    /// A new renderer is in place; ticks render again. `first`: its first picture (what a failed
+    /// tick repeats), with `slots` tracking its ring on the zero-copy path, as in [`Frames::new`].
+    pub fn renderer_replaced(&mut self, first: Shown, slots: Option<Arc<SlotsInUse>>) {
         tracing::info!(slate_frames = self.slate_frames, "renderer replaced; back on air");
         self.lost = false;
         self.failed_ticks = 0;
+        self.last = first;
+        self.slots = slots;
     }
 
     /// Gives `tick` its picture: rendered from `pose`, or the previous one again when the
@@ -216,7 +220,7 @@ impl<A> Frames<A> {
             if let Some(older) = self.in_flight.take() {
                 self.push(ready, older);
             }
-            if let (Some(slate), Shown::Host(_)) = (&self.slate, &self.last) {
+            if let Some(slate) = &self.slate {
                 self.slate_frames += 1;
                 ready.push((tick, Shown::Host(slate.clone())));
                 return;
@@ -413,7 +417,7 @@ mod tests {
         assert_eq!(frames.slate_frames, (shown.len() - first_slate) as u64);
 
         let mut renderer = Renderer::new(W, H, [10, 20, 30]).unwrap();
-        frames.renderer_replaced();
+        frames.renderer_replaced(Shown::Host(renderer.render(&Pose::default()).unwrap().to_vec()), None);
         let before = shown.len();
         run(&mut frames, &mut renderer, 25, 5, &mut shown);
         assert!(shown[before + 1..].iter().all(|(_, s)| !is_slate(s)), "rendering again");
@@ -423,6 +427,55 @@ mod tests {
         assert!(frames.renderer_lost(), "a panic loses the renderer at once");
         assert!(is_slate(&shown.last().unwrap().1));
         // Every tick got exactly one picture, in order.
+        assert_eq!(shown.iter().map(|(i, _)| *i).collect::<Vec<_>>(), (0..shown.len() as u64).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn on_the_zero_copy_path_a_lost_renderer_gives_the_slate_from_the_host_and_its_replacement_may_differ() {
+        use emcee_renderer::FrameOutput;
+        let mut renderer = Renderer::builtin_with_output(W, H, [10, 20, 30], FrameOutput::ExportedNv12).unwrap();
+        renderer.render(&Pose::default()).unwrap();
+        let slots = Arc::new(SlotsInUse::default());
+        let first = Shown::Slot { slot: renderer.last_slot().unwrap(), written_at: None };
+        let slate = vec![77u8; emcee_renderer::i420_len(W, H)];
+        let mut frames = Frames::new(first, Some(slots.clone()), Some(slate.clone()));
+        let mut shown = Vec::new();
+        /// Ticks `ticks`; every slot handed over is encoded (released) at once.
+        fn run(
+            frames: &mut Frames<u64>,
+            renderer: &mut Renderer,
+            ticks: std::ops::Range<u64>,
+            slots: &SlotsInUse,
+            shown: &mut Vec<(u64, Shown)>,
+        ) {
+            let mut ready = Vec::new();
+            for i in ticks {
+                frames.tick(renderer, tick(i), &Pose::default(), false, &mut ready);
+                for (t, s) in ready.drain(..) {
+                    if let Shown::Slot { slot, .. } = s {
+                        slots.release(slot);
+                    }
+                    shown.push((t.index, s));
+                }
+            }
+        }
+        run(&mut frames, &mut renderer, 0..4, &slots, &mut shown);
+        renderer.simulate_device_loss();
+        run(&mut frames, &mut renderer, 4..20, &slots, &mut shown);
+        assert!(frames.renderer_lost());
+        let slate_from = shown.iter().position(|(_, s)| *s == Shown::Host(slate.clone())).expect("the slate went up");
+        assert!(shown[..slate_from].iter().all(|(_, s)| matches!(s, Shown::Slot { .. })), "ring slots before it");
+        assert!(shown[slate_from..].iter().all(|(_, s)| *s == Shown::Host(slate.clone())));
+
+        // The replacement may take the host path (the GPU that held the ring is gone).
+        let mut host = Renderer::new(W, H, [10, 20, 30]).unwrap();
+        frames.renderer_replaced(Shown::Host(host.render(&Pose::default()).unwrap().to_vec()), None);
+        run(&mut frames, &mut host, 20..24, &slots, &mut shown);
+        let after: Vec<_> = shown.iter().filter(|(i, _)| *i >= 21).collect();
+        assert!(
+            !after.is_empty() && after.iter().all(|(_, s)| matches!(s, Shown::Host(b) if *b != slate)),
+            "rendered again"
+        );
         assert_eq!(shown.iter().map(|(i, _)| *i).collect::<Vec<_>>(), (0..shown.len() as u64).collect::<Vec<_>>());
     }
 

@@ -19,7 +19,7 @@ use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use emcee_encoder::{I420Frame, Picture, VideoEncoder};
+use emcee_encoder::{EncoderSettings, I420Frame, OpenH264Encoder, Picture, VideoEncoder};
 use emcee_protocol::{
     Cue, CueAction, EncoderFallback, Health, OutputHealth, StageConfig, StageEvent, StopWhen, MEDIA_CLOCK_HZ,
 };
@@ -113,7 +113,7 @@ impl Pipeline {
         });
         let make_renderer = |output| Ok(factory(output)?);
         let settings = crate::video_path::encoder_settings(&config);
-        let path = crate::video_path::open(v.encoder, settings, make_renderer)?;
+        let path = crate::video_path::open(v.encoder, settings.clone(), make_renderer)?;
         let encoder_fallback = path.fallback_report();
         let (mut renderer, encoder, zero_copy) = (path.renderer, path.encoder, path.zero_copy);
         renderer.set_scene(&config.avatar.scene);
@@ -129,12 +129,12 @@ impl Pipeline {
         // Fonts load here, before the clock starts.
         let captions = crate::captions::Captions::new(&config);
         // Made now, on the CPU: when it is needed the GPU may be what failed.
-        let slate = (!zero_copy).then(|| {
+        let slate = {
             let a = &config.avatar;
             crate::slate::slate_i420(width, height, a.scene.background_rgb, a.slate.as_deref(), a.label.as_deref())
-        });
-        // The zero-copy encoder is tied to the lost renderer's ring: no rebuild there (yet).
-        let rebuild = (!zero_copy).then(|| factory.clone());
+        };
+        let encoder_settings = settings.clone();
+        let rebuild = Rebuilder { factory, choice: v.encoder, settings };
         tracing::info!(
             device = renderer.device_name(),
             software = renderer.is_software(),
@@ -200,12 +200,13 @@ impl Pipeline {
             .spawn(move || run_speech(speaker, speech_rx, spoken_tx))
             .map_err(PipelineError::Thread)?;
         let (video_tx, video_rx) = mpsc::sync_channel::<VideoJob>(LEAD_FRAMES as usize + 1);
-        let (video_rt, size) = (rt.clone(), (v.width, v.height));
+        let video_rt = rt.clone();
         let video = std::thread::Builder::new()
             .name("video".into())
             .spawn({
                 let slots = slots.clone();
-                move || run_video(encoder, slots, distributor, video_rx, video_rt, size)
+                let encoders = Encoders::new(encoder, zero_copy, slots, encoder_settings);
+                move || run_video(encoders, distributor, video_rx, video_rt)
             })
             .map_err(PipelineError::Thread)?;
 
@@ -214,7 +215,7 @@ impl Pipeline {
         let media = std::thread::Builder::new()
             .name("media".into())
             .spawn(move || {
-                let frames = Frames::new(first_frame, slots, slate);
+                let frames = Frames::new(first_frame, slots, Some(slate));
                 let parts = Parts {
                     renderer,
                     rebuild,
@@ -247,8 +248,8 @@ impl Pipeline {
 /// the speech and video threads.
 struct Parts {
     renderer: Renderer,
-    /// Builds a replacement when the renderer is lost (host path).
-    rebuild: Option<RendererFactory>,
+    /// Builds a replacement renderer and encoder when the renderer is lost.
+    rebuild: Rebuilder,
     frames: Frames<Vec<AacFrame>>,
     captions: crate::captions::Captions,
     aac: AacEncoder,
@@ -266,30 +267,51 @@ struct Parts {
 type RendererFactory =
     std::sync::Arc<dyn Fn(emcee_renderer::FrameOutput) -> Result<Renderer, emcee_renderer::RenderError> + Send + Sync>;
 
-/// Building a replacement renderer off the media thread (it takes a second or more), retried
-/// every couple of seconds while it fails.
+/// What a lost renderer is rebuilt from: the same device, model and size, and the same encoder
+/// choice — so a zero-copy show goes back to zero-copy, or falls back to the host path (with its
+/// reason) when the GPU that held the ring will not come back.
+struct Rebuilder {
+    factory: RendererFactory,
+    choice: emcee_protocol::EncoderChoice,
+    settings: emcee_encoder::EncoderSettings,
+}
+
+/// A rebuilt video path, warmed up: its renderer has drawn one frame (`first`).
+struct Rebuilt {
+    path: crate::video_path::VideoPath,
+    first: Shown,
+}
+
+/// Building a replacement renderer and encoder off the media thread (it takes a second or more),
+/// retried every couple of seconds while it fails.
 #[derive(Default)]
 struct Rebuild {
-    pending: Option<Receiver<Result<Renderer, emcee_renderer::RenderError>>>,
+    pending: Option<Receiver<Result<Rebuilt, String>>>,
     not_before_tick: u64,
 }
 
 impl Rebuild {
-    /// The new renderer once it is built; starts a build when none is under way.
-    fn poll(&mut self, factory: &RendererFactory, tick: u64, fps: u32) -> Option<Renderer> {
+    /// The new video path once it is built; starts a build when none is under way.
+    fn poll(&mut self, from: &Rebuilder, tick: u64, fps: u32) -> Option<Rebuilt> {
         let Some(pending) = &self.pending else {
             if tick >= self.not_before_tick {
                 let (tx, rx) = mpsc::channel();
-                let factory = factory.clone();
+                let (factory, choice, settings) = (from.factory.clone(), from.choice, from.settings.clone());
                 let started = std::thread::Builder::new().name("renderer-rebuild".into()).spawn(move || {
                     let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        let mut renderer = factory(emcee_renderer::FrameOutput::HostI420)?;
+                        let mut path = crate::video_path::open(choice, settings, |output| Ok(factory(output)?))
+                            .map_err(|e| e.to_string())?;
                         // Its first frame compiles shaders (a second on a software driver): here,
                         // not on the media thread's clock.
-                        renderer.render(&emcee_renderer::Pose::default())?;
-                        Ok(renderer)
+                        let bytes =
+                            path.renderer.render(&emcee_renderer::Pose::default()).map_err(|e| e.to_string())?.to_vec();
+                        let first = match (path.zero_copy, path.renderer.last_slot()) {
+                            (true, Some(slot)) => Shown::Slot { slot, written_at: None },
+                            _ => Shown::Host(bytes),
+                        };
+                        Ok(Rebuilt { path, first })
                     }));
-                    let _ = tx.send(built.unwrap_or(Err(emcee_renderer::RenderError::Broken)));
+                    let _ = tx.send(built.unwrap_or_else(|_| Err("the rebuild panicked".into())));
                 });
                 match started {
                     Ok(_) => self.pending = Some(rx),
@@ -300,9 +322,9 @@ impl Rebuild {
             return None;
         };
         match pending.try_recv() {
-            Ok(Ok(renderer)) => {
+            Ok(Ok(rebuilt)) => {
                 self.pending = None;
-                Some(renderer)
+                Some(rebuilt)
             }
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "the renderer could not be rebuilt; trying again");
@@ -348,8 +370,22 @@ fn run_speech(mut speaker: Speaker, jobs: Receiver<SpeechJob>, spoken: Sender<(S
 }
 
 enum VideoJob {
-    Frame { index: u64, media_ts: u64, picture: Shown, audio: Vec<AacFrame> },
-    End { audio: Vec<AacFrame> },
+    Frame {
+        index: u64,
+        media_ts: u64,
+        picture: Shown,
+        audio: Vec<AacFrame>,
+    },
+    /// A rebuilt video path's encoders: they encode every frame after this job. `retired`: the
+    /// lost renderer, freed only after the encoder that imported its ring (CUDA must let go of
+    /// Vulkan memory before Vulkan frees it).
+    Switch {
+        encoders: Box<Encoders>,
+        retired: Box<Renderer>,
+    },
+    End {
+        audio: Vec<AacFrame>,
+    },
 }
 
 fn frame_ts(index: u64, fps: u32) -> u64 {
@@ -381,8 +417,8 @@ fn run_media(
         mut frames,
         mut captions,
         mut aac,
-        encoder_name,
-        encoder_fallback,
+        mut encoder_name,
+        mut encoder_fallback,
         sink_stats,
         speech_tx,
         spoken_rx,
@@ -557,16 +593,23 @@ fn run_media(
             tracing::error!("video thread is gone; ending the show");
             break;
         }
-        if let (true, Some(factory)) = (frames.renderer_lost(), &rebuild) {
-            if let Some(mut fresh) = rebuilding.poll(factory, index, fps) {
+        if frames.renderer_lost() {
+            if let Some(Rebuilt { path, first }) = rebuilding.poll(&rebuild, index, fps) {
+                (encoder_name, encoder_fallback) = (path.encoder.name(), path.fallback_report());
+                let mut fresh = path.renderer;
                 fresh.set_scene(&current_scene);
                 captions.reapply(&mut fresh);
-                let lost = std::mem::replace(&mut renderer, fresh);
-                // Dropping a renderer that panicked may panic again; the show goes on either way.
-                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(lost))).is_err() {
-                    tracing::warn!("the lost renderer panicked while being freed");
+                let slots = path.zero_copy.then(|| std::sync::Arc::new(SlotsInUse::default()));
+                tracing::info!(encoder = encoder_name, zero_copy = path.zero_copy, "new renderer and encoder");
+                let encoders = Encoders::new(path.encoder, path.zero_copy, slots.clone(), rebuild.settings.clone());
+                let retired = std::mem::replace(&mut renderer, fresh);
+                // Every frame of the lost renderer is queued already; the next ones are the new one's.
+                let switch = VideoJob::Switch { encoders: Box::new(encoders), retired: Box::new(retired) };
+                if video_tx.send(switch).is_err() {
+                    tracing::error!("video thread is gone; ending the show");
+                    break;
                 }
-                frames.renderer_replaced();
+                frames.renderer_replaced(first, slots);
             }
         }
 
@@ -639,14 +682,66 @@ fn send_frames(video_tx: &mpsc::SyncSender<VideoJob>, ready: &mut Ready<Vec<AacF
     })
 }
 
+/// The video thread's encoders: the video path's own, and on the zero-copy path an openh264
+/// encoder opened for the slate (a host picture) while the renderer is lost.
+struct Encoders {
+    main: Box<dyn VideoEncoder>,
+    /// `main` reads ring slots, not host pictures.
+    zero_copy: bool,
+    /// Released once a slot is encoded (zero-copy path).
+    slots: Option<std::sync::Arc<SlotsInUse>>,
+    /// Opened for the first host picture on the zero-copy path, dropped at the next slot, so each
+    /// run of slate frames starts with a keyframe.
+    host: Option<OpenH264Encoder>,
+    settings: EncoderSettings,
+}
+
+impl Encoders {
+    fn new(
+        main: Box<dyn VideoEncoder>,
+        zero_copy: bool,
+        slots: Option<std::sync::Arc<SlotsInUse>>,
+        settings: EncoderSettings,
+    ) -> Self {
+        Self { main, zero_copy, slots, host: None, settings }
+    }
+
+    fn encode(
+        &mut self,
+        picture: Shown,
+        index: u64,
+    ) -> Result<emcee_encoder::EncodedFrame, emcee_encoder::EncodeError> {
+        let (width, height) = (self.settings.width, self.settings.height);
+        match picture {
+            Shown::Host(i420) => {
+                let frame = Picture::Host(I420Frame::new(width, height, &i420)?);
+                if !self.zero_copy {
+                    return self.main.encode(frame, index);
+                }
+                let host = match &mut self.host {
+                    Some(host) => host,
+                    None => self.host.insert(OpenH264Encoder::new(self.settings.clone())?),
+                };
+                host.encode(frame, index)
+            }
+            Shown::Slot { slot, written_at } => {
+                self.host = None;
+                let encoded = self.main.encode(Picture::Ring { slot, written_at }, index);
+                if let Some(slots) = &self.slots {
+                    slots.release(slot);
+                }
+                encoded
+            }
+        }
+    }
+}
+
 /// Encodes frames and hands packets to the distributor in timestamp order.
 fn run_video(
-    mut encoder: Box<dyn VideoEncoder>,
-    slots: Option<std::sync::Arc<SlotsInUse>>,
+    mut encoders: Encoders,
     mut distributor: Distributor,
     jobs: Receiver<VideoJob>,
     rt: tokio::runtime::Handle,
-    (width, height): (u32, u32),
 ) {
     let send_audio = |d: &mut Distributor, audio: Vec<AacFrame>| {
         for a in audio {
@@ -657,19 +752,8 @@ fn run_video(
     for job in jobs {
         match job {
             VideoJob::Frame { index, media_ts, picture, audio } => {
-                let encoded = match picture {
-                    Shown::Host(i420) => {
-                        I420Frame::new(width, height, &i420).and_then(|f| encoder.encode(Picture::Host(f), index))
-                    }
-                    Shown::Slot { slot, written_at } => {
-                        let encoded = encoder.encode(Picture::Ring { slot, written_at }, index);
-                        if let Some(slots) = &slots {
-                            slots.release(slot);
-                        }
-                        encoded
-                    }
-                };
-                match encoded
+                match encoders
+                    .encode(picture, index)
                     .map_err(|e| e.to_string())
                     .and_then(|e| flv::annex_b_to_avcc(&e.annex_b, e.keyframe).map_err(|e| e.to_string()))
                 {
@@ -695,6 +779,20 @@ fn run_video(
                     Err(e) => tracing::error!(frame = index, error = %e, "video encoding failed; frame lost"),
                 }
                 send_audio(&mut distributor, audio);
+            }
+            VideoJob::Switch { encoders: fresh, retired } => {
+                encoders = *fresh;
+                // Off this thread: freeing a device can take a while. Dropping a renderer that
+                // panicked may panic again; the show goes on either way.
+                let freed = std::thread::Builder::new().name("renderer-free".into()).spawn(move || {
+                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(retired))).is_err() {
+                        tracing::warn!("the lost renderer panicked while being freed");
+                    }
+                });
+                if let Err(e) = freed {
+                    // The closure, and the renderer with it, was dropped here instead.
+                    tracing::warn!(error = %e, "cannot start a thread to free the lost renderer; freed on the video thread");
+                }
             }
             VideoJob::End { audio } => {
                 send_audio(&mut distributor, audio);
