@@ -4,6 +4,8 @@
 #                                          -> ingest at rtmp://127.0.0.1:PORT/live/<key> (and
 #                                             rtmps://localhost:TLS_PORT/live/<key> with a TLS
 #                                             port), recordings in DIR/rec, pid in DIR/nginx.pid
+#                                          With AUTH_URL set, also rtmp://127.0.0.1:PORT/guarded/<key>,
+#                                          whose publishes nginx asks AUTH_URL about (on_publish).
 #   scripts/nginx-rtmp.sh stop DIR
 set -euo pipefail
 cmd=$1 dir=$(realpath -m "$2")
@@ -12,7 +14,8 @@ start)
   port=$3 tls_port=${4:-}
   mkdir -p "$dir/rec" "$dir/tmp" "$dir/logs"
   module=/usr/lib/nginx/modules/ngx_rtmp_module.so
-  tls_block="" tls_module=""
+  tls_block="" tls_module="" guarded=""
+  [ -n "${AUTH_URL:-}" ] && guarded="application guarded { live on; on_publish $AUTH_URL; }"
   if [ -n "$tls_port" ]; then
     tls_module="load_module /usr/lib/nginx/modules/ngx_stream_module.so;"
     tls_block="stream { server { listen 127.0.0.1:$tls_port ssl; ssl_certificate $5; ssl_certificate_key $6; proxy_pass 127.0.0.1:$port; } }"
@@ -39,6 +42,7 @@ rtmp {
       record_path $dir/rec;
       record_unique off;
     }
+    $guarded
   }
 }
 $tls_block

@@ -1,5 +1,6 @@
 //! Network faults between the publisher and a real nginx-rtmp, made by a loopback proxy:
-//! a blackholed uplink, a reset connection, a server that refuses the stream name. Each test
+//! a blackholed uplink, a reset connection, a restarted server, refusals (a stream name in use,
+//! an unknown app, a key the platform's authorisation refuses). Each test
 //! publishes real H.264 + AAC in real time through the stream crate's distributor and checks
 //! what the server recorded with ffprobe.
 
@@ -171,16 +172,66 @@ fn a_stream_name_in_use_is_a_typed_refusal_and_waits_longer() -> Result<()> {
     wait_until(Duration::from_secs(10), "the refusal", || out.state().starts_with("retrying"))?;
     let error = out.last_error().unwrap_or_default();
     ensure!(error.contains("BadName"), "last error: {error}");
-    let state = out.state();
-    let wait_ms: u64 = state
-        .strip_prefix("retrying in ")
-        .and_then(|s| s.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .with_context(|| format!("state: {state}"))?;
+    let wait_ms = retry_wait_ms(out)?;
     ensure!(wait_ms >= 10_000, "waits {wait_ms} ms after BadName");
     second.finish(&rt)?;
     first.finish(&rt)?;
     ensure!(first_stats[0].connects.load(Ordering::Relaxed) == 1, "the first publisher was never disturbed");
+    Ok(())
+}
+
+/// The wait a `retrying in N ms …` state names.
+fn retry_wait_ms(stats: &SinkStats) -> Result<u64> {
+    let state = stats.state();
+    state
+        .strip_prefix("retrying in ")
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("state: {state}"))
+}
+
+/// An authorisation service (the test double of a platform's key check) that refuses every
+/// publish with 403; counts the requests nginx sends it.
+fn refusing_auth_service() -> Result<(u16, std::sync::Arc<std::sync::atomic::AtomicUsize>)> {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = asked.clone();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let mut request = [0u8; 4096];
+            let _ = conn.read(&mut request);
+            counter.fetch_add(1, Ordering::Relaxed);
+            let _ = conn.write_all(b"HTTP/1.0 403 Forbidden\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    Ok((port, asked))
+}
+
+#[test]
+fn an_unknown_app_and_a_refused_key_are_typed_refusals_that_wait_longer() -> Result<()> {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch_dir("faults-refused")?;
+    let (auth_port, asked) = refusing_auth_service()?;
+    let nginx = Nginx::start_guarded(&dir, &format!("http://127.0.0.1:{auth_port}/on_publish"))?;
+    let rt = runtime();
+    let urls = [nginx.app_url("nosuch", "k"), nginx.app_url("guarded", "k"), nginx.url("fine")];
+    let (feed, stats) = Feed::start(&urls, &rt)?;
+    for s in &stats[..2] {
+        wait_until(Duration::from_secs(10), "the refusal", || s.state().starts_with("retrying"))?;
+    }
+    let unknown_app = stats[0].last_error().unwrap_or_default();
+    ensure!(unknown_app.contains("has no app `nosuch`"), "unknown app: {unknown_app}");
+    let refused = stats[1].last_error().unwrap_or_default();
+    ensure!(refused.contains("refused the stream key"), "refused key: {refused}");
+    ensure!(asked.load(Ordering::Relaxed) >= 1, "nginx asked the authorisation service");
+    for s in &stats[..2] {
+        let wait_ms = retry_wait_ms(s)?;
+        ensure!(wait_ms >= 10_000, "waits {wait_ms} ms after a refusal");
+    }
+    ensure!(publishing(&stats[2]), "the good destination publishes: {}", stats[2].state());
+    feed.finish(&rt)?;
     Ok(())
 }
 

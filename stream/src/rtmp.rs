@@ -4,6 +4,14 @@
 //! socket, timing, reconnects and back-pressure are ours. Each (re)connection starts its
 //! timestamps at 0 from a keyframe, preceded by metadata and both sequence headers.
 //!
+//! The publish sequence is what encoders (OBS, FFmpeg) send and ingests expect: `connect`,
+//! `releaseStream` and `FCPublish` (some ingests wait for it before they accept a publish),
+//! `createStream`, `publish`, `@setDataFrame onMetaData`; on close `FCUnpublish` and
+//! `deleteStream`. rml_rtmp's session has no `releaseStream`/`FCPublish`/`FCUnpublish`, so we
+//! write those ourselves on a chunk stream it never uses ([`own_command`]). Refusals are typed:
+//! an explicit `_error`/`onStatus` (`BadName`, unauthorized), and — as nginx-rtmp does it — the
+//! server closing the connection in answer to `connect` (no such app) or `publish` (refused key).
+//!
 //! What keeps a 24/7 stream alive:
 //! - **Liveness from the server's answers**, not from writes succeeding: the server is asked to
 //!   acknowledge about every second of media (window acknowledgement size) and pinged every
@@ -49,7 +57,8 @@ pub const SILENT_LIMIT: Duration = Duration::from_secs(7);
 /// The first reconnect waits this long; each further one 1.5× longer, up to [`BACKOFF_CAP`].
 const BACKOFF_BASE: Duration = Duration::from_secs(1);
 const BACKOFF_CAP: Duration = Duration::from_secs(30);
-/// After `BadName` the server still holds the old session until it times it out.
+/// After `BadName` the server still holds the old session until it times it out; after any
+/// other refusal nothing changes by asking again at once.
 const BAD_NAME_WAIT: Duration = Duration::from_secs(10);
 /// A session publishing this long resets the backoff.
 const HEALTHY_AFTER: Duration = Duration::from_secs(60);
@@ -76,6 +85,10 @@ pub enum RtmpError {
     BadName { host: String },
     #[error("{host} refused to publish: {code}")]
     PublishRefused { host: String, code: String },
+    #[error("{host} closed the connection in answer to connect: it has no app `{app}`, or refused it")]
+    UnknownApp { host: String, app: String },
+    #[error("{host} refused the stream key ({detail}): check the key and the ingest's authorisation")]
+    Unauthorized { host: String, detail: String },
     #[error("{host} went silent: nothing heard for {silent_ms} ms")]
     Silent { host: String, silent_ms: u64 },
     #[error("a write to {host} blocked for {0:?}", SILENT_LIMIT)]
@@ -240,7 +253,11 @@ impl Backoff {
         self.attempt += 1;
         let wait = Duration::from_secs_f64(exp.min(BACKOFF_CAP.as_secs_f64()) * (0.9 + 0.2 * jitter.clamp(0.0, 1.0)));
         match error {
-            RtmpError::BadName { .. } => wait.max(BAD_NAME_WAIT),
+            RtmpError::BadName { .. }
+            | RtmpError::PublishRefused { .. }
+            | RtmpError::UnknownApp { .. }
+            | RtmpError::Unauthorized { .. }
+            | RtmpError::Rejected { .. } => wait.max(BAD_NAME_WAIT),
             _ => wait,
         }
     }
@@ -469,6 +486,8 @@ async fn wait_or_end(rx: &mut mpsc::Receiver<SinkItem>, delay: Duration, stats: 
 
 struct Connection {
     host: String,
+    /// The stream key, for `FCUnpublish`.
+    key: String,
     socket: Box<dyn Transport>,
     session: ClientSession,
     read_buf: Vec<u8>,
@@ -535,8 +554,9 @@ impl Connection {
         config.tc_url = Some(target.tc_url.clone());
         config.flash_version = "FMLE/3.0 (compatible; emcee)".to_string();
         config.window_ack_size = ack_window;
+        config.chunk_size = CHUNK_SIZE;
         let (session, initial) = ClientSession::new(config).map_err(|e| proto(format!("{e:?}")))?;
-        let mut conn = Self { host: host.clone(), socket, session, read_buf: buf };
+        let mut conn = Self { host: host.clone(), key: target.key.clone(), socket, session, read_buf: buf };
         conn.write_results(initial).await?;
         if !leftover.is_empty() {
             let results = conn.session.handle_input(&leftover).map_err(|e| proto(format!("{e:?}")))?;
@@ -545,24 +565,50 @@ impl Connection {
 
         let request = conn.session.request_connection(target.app.clone()).map_err(|e| proto(format!("{e:?}")))?;
         conn.write_results(vec![request]).await?;
-        conn.wait_for(|event| match event {
-            ClientSessionEvent::ConnectionRequestAccepted => Some(Ok(())),
-            ClientSessionEvent::ConnectionRequestRejected { description } => Some(Err(RtmpError::Rejected {
-                host: host.clone(),
-                app: target.app.clone(),
-                description: description.clone(),
-            })),
-            _ => None,
-        })
-        .await?;
+        let connected = conn
+            .wait_for(|event| match event {
+                ClientSessionEvent::ConnectionRequestAccepted => Some(Ok(())),
+                ClientSessionEvent::ConnectionRequestRejected { description } => Some(Err(RtmpError::Rejected {
+                    host: host.clone(),
+                    app: target.app.clone(),
+                    description: description.clone(),
+                })),
+                _ => None,
+            })
+            .await;
+        match connected {
+            Err(RtmpError::Closed { host }) => return Err(RtmpError::UnknownApp { host, app: target.app.clone() }),
+            other => other?,
+        }
 
+        // Answers to these (`_result`, `_error`, `onFCPublish`) are not waited for: many servers
+        // send none, and none of them decides anything.
+        conn.write_own_command("releaseStream", RELEASE_STREAM_TRANSACTION).await?;
+        conn.write_own_command("FCPublish", FC_PUBLISH_TRANSACTION).await?;
         let request = conn
             .session
             .request_publishing(target.key.clone(), PublishRequestType::Live)
             .map_err(|e| proto(format!("{e:?}")))?;
         conn.write_results(vec![request]).await?;
-        conn.wait_for(|event| matches!(event, ClientSessionEvent::PublishRequestAccepted).then_some(Ok(()))).await?;
-        Ok(conn)
+        let published =
+            conn.wait_for(|event| matches!(event, ClientSessionEvent::PublishRequestAccepted).then_some(Ok(()))).await;
+        match published {
+            Err(RtmpError::Closed { host }) => {
+                Err(RtmpError::Unauthorized { host, detail: "it closed the connection in answer to publish".into() })
+            }
+            Err(e) => Err(e),
+            Ok(()) => Ok(conn),
+        }
+    }
+
+    /// Writes `name(transaction, null, key)` ([`own_command`]); a write that blocks for
+    /// [`SILENT_LIMIT`] means the path is dead.
+    async fn write_own_command(&mut self, name: &str, transaction: f64) -> Result<(), RtmpError> {
+        let bytes = own_command(name, transaction, &self.key).map_err(|e| self.proto_err(e))?;
+        match tokio::time::timeout(SILENT_LIMIT, self.socket.write_all(&bytes)).await {
+            Ok(written) => written.map_err(|e| self.io_err(e)),
+            Err(_) => Err(RtmpError::WriteStalled { host: self.host.clone() }),
+        }
     }
 
     fn proto_err(&self, detail: String) -> RtmpError {
@@ -593,10 +639,12 @@ impl Connection {
                             }
                             ClientSessionEvent::UnhandleableOnStatusCode { code } => {
                                 let host = self.host.clone();
-                                return Err(if code == "NetStream.Publish.BadName" {
-                                    RtmpError::BadName { host }
-                                } else {
-                                    RtmpError::PublishRefused { host, code: code.clone() }
+                                return Err(match code.as_str() {
+                                    "NetStream.Publish.BadName" => RtmpError::BadName { host },
+                                    "NetStream.Publish.Unauthorized" | "NetStream.Publish.Rejected" => {
+                                        RtmpError::Unauthorized { host, detail: code.clone() }
+                                    }
+                                    _ => RtmpError::PublishRefused { host, code: code.clone() },
                                 });
                             }
                             _ => {}
@@ -768,6 +816,7 @@ impl Connection {
             // The end-of-sequence tag's timestamp is not used by players; failure here is harmless.
             let _ = self.send_result(r, stats).await;
         }
+        let _ = self.write_own_command("FCUnpublish", FC_UNPUBLISH_TRANSACTION).await;
         if let Ok(results) = self.session.stop_publishing() {
             let _ = self.write_results(results).await;
         }
@@ -775,6 +824,46 @@ impl Connection {
         let _ = self.socket.shutdown().await;
         Ok(())
     }
+}
+
+/// Our outbound chunk size, announced by the session after `connect`.
+const CHUNK_SIZE: u32 = 4096;
+/// The chunk stream of our own commands: rml_rtmp's serializer uses 2–6 by message type, and
+/// each side compresses chunk headers against the previous message *on the same chunk stream*,
+/// so two writers must never share one.
+const OWN_COMMAND_CSID: u8 = 7;
+/// Transaction ids for our own commands, far from the session's (1, 2, …), so that an answer
+/// is never taken for one of its own.
+const RELEASE_STREAM_TRANSACTION: f64 = 1001.0;
+const FC_PUBLISH_TRANSACTION: f64 = 1002.0;
+const FC_UNPUBLISH_TRANSACTION: f64 = 1003.0;
+
+/// One AMF0 command message `name(transaction, null, key)` on message stream 0, as chunks of
+/// [`CHUNK_SIZE`] on [`OWN_COMMAND_CSID`]: a full (type 0) header, then type 3 continuations.
+fn own_command(name: &str, transaction: f64, key: &str) -> Result<Vec<u8>, String> {
+    use rml_rtmp::rml_amf0::{serialize, Amf0Value};
+    let values = vec![
+        Amf0Value::Utf8String(name.into()),
+        Amf0Value::Number(transaction),
+        Amf0Value::Null,
+        Amf0Value::Utf8String(key.into()),
+    ];
+    let payload = serialize(&values).map_err(|e| format!("{name}: {e:?}"))?;
+    let length =
+        u32::try_from(payload.len()).ok().filter(|&n| n < 1 << 24).ok_or_else(|| format!("{name}: key too long"))?;
+    let mut bytes = Vec::with_capacity(payload.len() + 16);
+    bytes.push(OWN_COMMAND_CSID); // format 0
+    bytes.extend_from_slice(&[0, 0, 0]); // timestamp
+    bytes.extend_from_slice(&length.to_be_bytes()[1..]);
+    bytes.push(20); // AMF0 command
+    bytes.extend_from_slice(&0u32.to_le_bytes()); // message stream 0
+    for (i, piece) in payload.chunks(CHUNK_SIZE as usize).enumerate() {
+        if i > 0 {
+            bytes.push(0xc0 | OWN_COMMAND_CSID);
+        }
+        bytes.extend_from_slice(piece);
+    }
+    Ok(bytes)
 }
 
 /// The server's acknowledged byte count is a 32-bit sequence number that wraps (every 4 GiB,
@@ -800,6 +889,133 @@ pub fn media_to_ms(media_ts: u64) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rml_rtmp::sessions::{ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult};
+
+    /// A loopback ingest on rml_rtmp's server session (its own parser, not ours), answering over
+    /// a real socket and noting every command it is sent, in order.
+    async fn ingest_noting_commands(listener: tokio::net::TcpListener) -> Vec<String> {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut handshake = Handshake::new(PeerType::Server);
+        let mut buf = vec![0u8; 65536];
+        let leftover = loop {
+            let n = socket.read(&mut buf).await.unwrap();
+            match handshake.process_bytes(&buf[..n]).unwrap() {
+                HandshakeProcessResult::InProgress { response_bytes } => {
+                    socket.write_all(&response_bytes).await.unwrap()
+                }
+                HandshakeProcessResult::Completed { response_bytes, remaining_bytes } => {
+                    socket.write_all(&response_bytes).await.unwrap();
+                    break remaining_bytes;
+                }
+            }
+        };
+        let (mut session, initial) = ServerSession::new(ServerSessionConfig::new()).unwrap();
+        for result in initial {
+            if let ServerSessionResult::OutboundResponse(packet) = result {
+                socket.write_all(&packet.bytes).await.unwrap();
+            }
+        }
+        let mut noted = Vec::new();
+        let mut input = leftover;
+        loop {
+            let results = session.handle_input(&input).unwrap();
+            let mut out = Vec::new();
+            for result in results {
+                match result {
+                    ServerSessionResult::OutboundResponse(packet) => out.push(packet.bytes),
+                    ServerSessionResult::RaisedEvent(event) => match event {
+                        ServerSessionEvent::ConnectionRequested { request_id, app_name } => {
+                            noted.push(format!("connect {app_name}"));
+                            for r in session.accept_request(request_id).unwrap() {
+                                if let ServerSessionResult::OutboundResponse(p) = r {
+                                    out.push(p.bytes);
+                                }
+                            }
+                        }
+                        ServerSessionEvent::PublishStreamRequested { request_id, stream_key, .. } => {
+                            noted.push(format!("publish {stream_key}"));
+                            for r in session.accept_request(request_id).unwrap() {
+                                if let ServerSessionResult::OutboundResponse(p) = r {
+                                    out.push(p.bytes);
+                                }
+                            }
+                        }
+                        ServerSessionEvent::ReleaseStreamRequested { stream_key, .. } => {
+                            noted.push(format!("releaseStream {stream_key}"))
+                        }
+                        ServerSessionEvent::UnhandleableAmf0Command { command_name, additional_values, .. } => {
+                            let key = match additional_values.first() {
+                                Some(rml_rtmp::rml_amf0::Amf0Value::Utf8String(k)) => k.clone(),
+                                _ => String::new(),
+                            };
+                            noted.push(format!("{command_name} {key}"));
+                        }
+                        ServerSessionEvent::StreamMetadataChanged { .. } => noted.push("onMetaData".into()),
+                        ServerSessionEvent::PublishStreamFinished { stream_key, .. } => {
+                            noted.push(format!("deleteStream {stream_key}"))
+                        }
+                        _ => {}
+                    },
+                    ServerSessionResult::UnhandleableMessageReceived(_) => {}
+                }
+            }
+            for bytes in &out {
+                socket.write_all(bytes).await.unwrap();
+            }
+            let n = socket.read(&mut buf).await.unwrap_or(0);
+            if n == 0 {
+                return noted;
+            }
+            input = buf[..n].to_vec();
+        }
+    }
+
+    #[tokio::test]
+    async fn the_publish_sequence_is_the_one_encoders_send_and_an_independent_parser_reads_it() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let ingest = tokio::spawn(ingest_noting_commands(listener));
+        let target = RtmpUrl::parse(&format!("rtmp://127.0.0.1:{port}/live/the-key")).unwrap();
+        let mut conn = tokio::time::timeout(Duration::from_secs(10), Connection::open(&target, None, 48_000))
+            .await
+            .expect("connected in time")
+            .expect("the ingest accepts");
+        conn.close(false, &SinkStats::default()).await.unwrap();
+        drop(conn);
+        let noted = tokio::time::timeout(Duration::from_secs(10), ingest).await.unwrap().unwrap();
+        assert_eq!(
+            noted,
+            [
+                "connect live",
+                "releaseStream the-key",
+                "FCPublish the-key",
+                "publish the-key",
+                "FCUnpublish the-key",
+                "deleteStream the-key"
+            ],
+        );
+    }
+
+    #[test]
+    fn own_commands_longer_than_a_chunk_are_split_and_read_back_whole() {
+        use rml_rtmp::chunk_io::ChunkDeserializer;
+        use rml_rtmp::messages::RtmpMessage;
+        let key = "k".repeat(9000);
+        let bytes = own_command("FCPublish", FC_PUBLISH_TRANSACTION, &key).unwrap();
+        let mut reader = ChunkDeserializer::new();
+        reader.set_max_chunk_size(CHUNK_SIZE as usize).unwrap();
+        let payload = reader.get_next_message(&bytes).unwrap().expect("one whole message");
+        assert_eq!(payload.type_id, 20);
+        match payload.to_rtmp_message().unwrap() {
+            RtmpMessage::Amf0Command { command_name, transaction_id, additional_arguments, .. } => {
+                assert_eq!((command_name.as_str(), transaction_id), ("FCPublish", FC_PUBLISH_TRANSACTION));
+                assert!(
+                    matches!(&additional_arguments[..], [rml_rtmp::rml_amf0::Amf0Value::Utf8String(k)] if *k == key)
+                );
+            }
+            other => panic!("not a command: {other:?}"),
+        }
+    }
 
     #[test]
     fn backoff_grows_by_half_up_to_the_cap_with_jitter_and_waits_longer_after_bad_name() {

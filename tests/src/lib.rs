@@ -69,10 +69,24 @@ impl Nginx {
         Self::start_with(dir, free_port(), &tls)
     }
 
+    /// Also serves `rtmp://127.0.0.1:PORT/guarded/<key>`, asking `auth_url` before each publish
+    /// (nginx-rtmp's `on_publish`: a 2xx answer allows it).
+    pub fn start_guarded(dir: &Path, auth_url: &str) -> Result<Self> {
+        Self::start_env(dir, free_port(), &[], Some(auth_url))
+    }
+
     fn start_with(dir: &Path, port: u16, tls: &[String]) -> Result<Self> {
+        Self::start_env(dir, port, tls, None)
+    }
+
+    fn start_env(dir: &Path, port: u16, tls: &[String], auth_url: Option<&str>) -> Result<Self> {
         let script = workspace_root().join("scripts/nginx-rtmp.sh");
-        let status =
-            Command::new("bash").arg(&script).arg("start").arg(dir).arg(port.to_string()).args(tls).status()?;
+        let mut command = Command::new("bash");
+        command.arg(&script).arg("start").arg(dir).arg(port.to_string()).args(tls);
+        if let Some(url) = auth_url {
+            command.env("AUTH_URL", url);
+        }
+        let status = command.status()?;
         if !status.success() {
             bail!("nginx-rtmp did not start (is libnginx-mod-rtmp installed?)");
         }
@@ -80,7 +94,11 @@ impl Nginx {
     }
 
     pub fn url(&self, key: &str) -> String {
-        format!("rtmp://127.0.0.1:{}/live/{key}", self.port)
+        self.app_url("live", key)
+    }
+
+    pub fn app_url(&self, app: &str, key: &str) -> String {
+        format!("rtmp://127.0.0.1:{}/{app}/{key}", self.port)
     }
 
     pub fn recording(&self, key: &str) -> PathBuf {
