@@ -111,6 +111,66 @@ fn a_blackholed_uplink_is_detected_within_10_s_and_recovers_while_the_other_outp
 }
 
 #[test]
+fn a_throttled_link_loses_video_to_keyframes_never_audio_and_the_other_output_never_notices() -> Result<()> {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch_dir("faults-throttled")?;
+    let nginx = Nginx::start(&dir)?;
+    let proxy = FaultProxy::start(nginx.port)?;
+    let rt = runtime();
+    let (feed, stats) = Feed::start(&[nginx.url("direct"), proxy.url("slow")], &rt)?;
+    let (direct, slow) = (&stats[0], &stats[1]);
+    wait_until(Duration::from_secs(5), "both outputs publishing", || publishing(direct) && publishing(slow))?;
+    let (sent, start) = (direct.bytes_sent.load(Ordering::Relaxed), Instant::now());
+    std::thread::sleep(Duration::from_secs(3));
+    let rate = (direct.bytes_sent.load(Ordering::Relaxed) - sent) as f64 / start.elapsed().as_secs_f64();
+
+    // Half of what the stream needs: more than its audio, much less than audio and video.
+    proxy.throttle((rate / 2.0) as u64);
+    let mut worst_queue_ms = 0;
+    let throttled = Instant::now();
+    while throttled.elapsed() < Duration::from_secs(15) {
+        worst_queue_ms = worst_queue_ms.max(slow.queued_ms());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let dropped = slow.dropped_packets.load(Ordering::Relaxed);
+    proxy.throttle(0);
+    std::thread::sleep(Duration::from_secs(3));
+    feed.finish(&rt)?;
+    eprintln!(
+        "stream {:.0} kB/s, link {:.0} kB/s: {dropped} video packets dropped, queue at most {worst_queue_ms} ms",
+        rate / 1000.0,
+        rate / 2000.0
+    );
+
+    ensure!(dropped > 30, "video dropped on the slow link: {dropped}");
+    // 700 ms, plus the wait for the next keyframe (GOP 2 s) that audio and keyframes then drain.
+    ensure!(worst_queue_ms < 4_000, "the slow output's queue stays bounded: {worst_queue_ms} ms");
+    ensure!(
+        slow.connects.load(Ordering::Relaxed) == 1,
+        "the slow link was never taken for dead: {:?}",
+        slow.last_error()
+    );
+    ensure!(
+        direct.connects.load(Ordering::Relaxed) == 1 && direct.dropped_packets.load(Ordering::Relaxed) == 0,
+        "direct output"
+    );
+    let (video, audio) = check_clean(&nginx.recording("direct"))?;
+    ensure!(video > 18.0 && (audio - video).abs() < 0.15, "direct: {video:.2} s video, {audio:.2} s audio");
+    // What the slow link carried decodes clean (video resumes at keyframes) and kept all audio.
+    check_clean(&nginx.recording("slow"))?;
+    let audio_packets = |key: &str| probe::packets(&nginx.recording(key), "a").map(|p| p.len());
+    let (slow_audio, direct_audio) = (audio_packets("slow")?, audio_packets("direct")?);
+    let video_packets = |key: &str| probe::packets(&nginx.recording(key), "v").map(|p| p.len());
+    let (slow_video, direct_video) = (video_packets("slow")?, video_packets("direct")?);
+    eprintln!(
+        "audio packets: slow {slow_audio}, direct {direct_audio}; video: slow {slow_video}, direct {direct_video}"
+    );
+    ensure!(slow_audio.abs_diff(direct_audio) <= 24, "audio lost on the slow link: {slow_audio} vs {direct_audio}");
+    ensure!(slow_video + 30 <= direct_video, "video was dropped: {slow_video} vs {direct_video}");
+    Ok(())
+}
+
+#[test]
 fn a_restarted_server_gets_the_stream_back() -> Result<()> {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = scratch_dir("faults-restart")?;

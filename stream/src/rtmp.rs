@@ -16,10 +16,12 @@
 //! - **Liveness from the server's answers**, not from writes succeeding: the server is asked to
 //!   acknowledge about every second of media (window acknowledgement size) and pinged every
 //!   [`PING_EVERY`]; a session that hears nothing for [`SILENT_LIMIT`], or whose write blocks for
-//!   as long, is dead. `TCP_USER_TIMEOUT` ends a socket whose data goes unacknowledged.
+//!   as long, is dead. `TCP_USER_TIMEOUT` ([`TCP_GIVE_UP`]) ends a socket whose data goes
+//!   unacknowledged.
 //! - **Queues measured in media time**: above [`CONGESTION_MS`] queued, video is dropped (never
 //!   audio, never a keyframe) until the next keyframe; a slow destination never slows the
-//!   encoder or the others.
+//!   encoder or the others. The socket's send buffer holds about half a second of media, so
+//!   that a slow link shows in that queue within a second instead of hiding in the kernel.
 //! - **Reconnecting forever** with a capped, jittered exponential backoff, longer after a
 //!   `BadName` (the server still holds the old session); the host is resolved on every attempt.
 //! - **Planned rotation**: a session older than its output's `rotate_after` ends at a keyframe
@@ -54,6 +56,11 @@ pub const PING_EVERY: Duration = Duration::from_secs(2);
 /// A session that hears nothing from the server for this long is dead (detected within
 /// `SILENT_LIMIT + PING_EVERY`, under the 10 s a viewer-facing stream can afford).
 pub const SILENT_LIMIT: Duration = Duration::from_secs(7);
+/// `TCP_USER_TIMEOUT`: the kernel gives up on data unacknowledged this long instead of after
+/// ~15 minutes of retransmissions. A backstop behind [`SILENT_LIMIT`], not a twin of it: the
+/// kernel also counts zero-window probing against it, and a slow but alive link keeps the
+/// server's window shut for seconds at a time (a 7 s limit cut such a link in the throttle test).
+const TCP_GIVE_UP: Duration = Duration::from_secs(20);
 /// The first reconnect waits this long; each further one 1.5× longer, up to [`BACKOFF_CAP`].
 const BACKOFF_BASE: Duration = Duration::from_secs(1);
 const BACKOFF_CAP: Duration = Duration::from_secs(30);
@@ -509,9 +516,12 @@ impl Connection {
         // Resolved on every attempt: an ingest's address may move while we retry.
         let tcp = TcpStream::connect((target.host.as_str(), target.port)).await.map_err(io)?;
         tcp.set_nodelay(true).map_err(io)?;
-        // Data the peer never acknowledges ends the socket after this long instead of the
-        // kernel's ~15 minutes of retransmissions.
-        socket2::SockRef::from(&tcp).set_tcp_user_timeout(Some(SILENT_LIMIT)).map_err(io)?;
+        socket2::SockRef::from(&tcp).set_tcp_user_timeout(Some(TCP_GIVE_UP)).map_err(io)?;
+        // Half a second of media in the kernel, not the megabytes autotuning allows: what a slow
+        // link cannot take must show in our queue (measured in media time, where the congestion
+        // policy acts), not hide in the socket for many seconds. Enough for round trips to 500 ms.
+        let send_buffer = (ack_window / 2).max(16 * 1024);
+        socket2::SockRef::from(&tcp).set_send_buffer_size(send_buffer as usize).map_err(io)?;
         let mut socket: Box<dyn Transport> = match tls {
             None => Box::new(tcp),
             Some(config) => {

@@ -94,10 +94,19 @@ fn feed(mut d: Distributor, mut aac: AacEncoder, stop: &AtomicBool) -> Result<Di
         }
         let due = start + Duration::from_micros(i * 1_000_000 / FPS);
         std::thread::sleep(due.saturating_duration_since(Instant::now()));
-        // A bar sweeping across a gradient: every frame differs.
+        // A bar sweeping across a gradient, over fresh noise in the lower half: every frame
+        // differs, and the video takes the bitrate it is given (as a real picture does), so that
+        // a link too slow for the stream is too slow for its video, not only for its audio.
         for (p, b) in i420.iter_mut().take((W * H) as usize).enumerate() {
-            let (x, w) = (p as u64 % u64::from(W), u64::from(W));
-            *b = if (x + i * 4) % w < 16 { 235 } else { (16 + x * 200 / w) as u8 };
+            let (x, y, w) = (p as u64 % u64::from(W), p as u64 / u64::from(W), u64::from(W));
+            *b = if (x + i * 4) % w < 16 {
+                235
+            } else if y >= u64::from(H) / 2 {
+                let hash = (p as u64 ^ (i << 20)).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56;
+                16 + (hash % 200) as u8
+            } else {
+                (16 + x * 200 / w) as u8
+            };
         }
         let encoded = encoder.encode(Picture::Host(I420Frame::new(W, H, &i420)?), i)?;
         let au = flv::annex_b_to_avcc(&encoded.annex_b, encoded.keyframe)?;
