@@ -1,8 +1,8 @@
 //! Network faults between the publisher and a real nginx-rtmp, made by a loopback proxy:
 //! a blackholed uplink, a reset connection, a restarted server, refusals (a stream name in use,
 //! an unknown app, a key the platform's authorisation refuses). Each test
-//! publishes real H.264 + AAC in real time through the stream crate's distributor and checks
-//! what the server recorded with ffprobe.
+//! publishes real H.264 + AAC in real time through the stream crate's distributor, checks what
+//! the server recorded with ffprobe, and that no task or file descriptor outlives the outputs.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -41,6 +41,20 @@ fn fd_list() -> Vec<String> {
     std::fs::read_dir("/proc/self/fd")
         .map(|d| d.filter_map(|e| e.ok()).map(|e| format!("{:?}", std::fs::read_link(e.path()))).collect())
         .unwrap_or_default()
+}
+
+/// Nothing leaked by the outputs once the feed is finished: no task left on the runtime, no
+/// file descriptor left open (`proxy`: its connections are closed first; they are this
+/// process's descriptors too).
+fn nothing_leaked(rt: &tokio::runtime::Runtime, fds_before: usize, proxy: Option<&FaultProxy>) -> Result<()> {
+    if let Some(proxy) = proxy {
+        proxy.reset_all();
+    }
+    wait_until(Duration::from_secs(3), "every output task ended", || rt.metrics().num_alive_tasks() == 0)
+        .with_context(|| format!("{} tasks alive", rt.metrics().num_alive_tasks()))?;
+    wait_until(Duration::from_secs(3), "file descriptors back to the start", || open_fds() <= fds_before)
+        .with_context(|| format!("{} fds open, {fds_before} before: {:?}", open_fds(), fd_list()))?;
+    Ok(())
 }
 
 /// A recording that decodes clean, starts on a keyframe and has a keyframe every 2 s.
@@ -90,7 +104,7 @@ fn a_blackholed_uplink_is_detected_within_10_s_and_recovers_while_the_other_outp
     eprintln!("publishing again {back:?} after the link healed");
     std::thread::sleep(Duration::from_secs(4));
     feed.finish(&rt)?;
-    drop(rt);
+    nothing_leaked(&rt, fds_before, Some(&proxy))?;
 
     ensure!(dead.connects.load(Ordering::Relaxed) == 0 && dead.last_error().is_some(), "the dead output");
     // The healthy output never noticed.
@@ -102,11 +116,39 @@ fn a_blackholed_uplink_is_detected_within_10_s_and_recovers_while_the_other_outp
     // The proxied output's new session is clean on its own.
     let (video, _) = check_clean(&nginx.recording("proxied"))?;
     ensure!(video > 3.0, "proxied: {video:.2} s after the reconnect");
+    Ok(())
+}
 
-    // Nothing leaked: every socket the outputs opened is closed with the runtime.
-    proxy.reset_all();
-    wait_until(Duration::from_secs(3), "file descriptors back to the start", || open_fds() <= fds_before)
-        .with_context(|| format!("{} fds open, {fds_before} before: {:?}", open_fds(), fd_list()))?;
+#[test]
+fn three_destinations_with_one_dead_the_other_two_carry_a_clean_stream_throughout() -> Result<()> {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch_dir("faults-three")?;
+    let nginx = Nginx::start(&dir)?;
+    let rt = runtime();
+    let fds_before = open_fds();
+    let dead = format!("rtmp://127.0.0.1:{}/live/dead", emcee_e2e::free_port());
+    let (feed, stats) = Feed::start(&[nginx.url("one"), dead, nginx.url("two")], &rt)?;
+    wait_until(Duration::from_secs(5), "both live outputs publishing", || {
+        publishing(&stats[0]) && publishing(&stats[2])
+    })?;
+    std::thread::sleep(Duration::from_secs(10));
+    // The leak check below counts these: one task per destination while the show runs.
+    let tasks = rt.metrics().num_alive_tasks();
+    ensure!(tasks >= 3, "{tasks} tasks alive for three destinations");
+    feed.finish(&rt)?;
+    nothing_leaked(&rt, fds_before, None)?;
+    ensure!(
+        stats[1].connects.load(Ordering::Relaxed) == 0 && stats[1].attempts.load(Ordering::Relaxed) >= 3,
+        "the dead output kept trying"
+    );
+    for (key, s) in [("one", &stats[0]), ("two", &stats[2])] {
+        ensure!(
+            s.connects.load(Ordering::Relaxed) == 1 && s.dropped_packets.load(Ordering::Relaxed) == 0,
+            "{key}: one session, nothing dropped"
+        );
+        let (video, audio) = check_clean(&nginx.recording(key))?;
+        ensure!(video > 9.5 && (audio - video).abs() < 0.15, "{key}: {video:.2} s video, {audio:.2} s audio");
+    }
     Ok(())
 }
 
@@ -117,6 +159,7 @@ fn a_throttled_link_loses_video_to_keyframes_never_audio_and_the_other_output_ne
     let nginx = Nginx::start(&dir)?;
     let proxy = FaultProxy::start(nginx.port)?;
     let rt = runtime();
+    let fds_before = open_fds();
     let (feed, stats) = Feed::start(&[nginx.url("direct"), proxy.url("slow")], &rt)?;
     let (direct, slow) = (&stats[0], &stats[1]);
     wait_until(Duration::from_secs(5), "both outputs publishing", || publishing(direct) && publishing(slow))?;
@@ -136,6 +179,7 @@ fn a_throttled_link_loses_video_to_keyframes_never_audio_and_the_other_output_ne
     proxy.throttle(0);
     std::thread::sleep(Duration::from_secs(3));
     feed.finish(&rt)?;
+    nothing_leaked(&rt, fds_before, Some(&proxy))?;
     eprintln!(
         "stream {:.0} kB/s, link {:.0} kB/s: {dropped} video packets dropped, queue at most {worst_queue_ms} ms",
         rate / 1000.0,
@@ -176,6 +220,7 @@ fn a_restarted_server_gets_the_stream_back() -> Result<()> {
     let dir = scratch_dir("faults-restart")?;
     let nginx = Nginx::start(&dir)?;
     let rt = runtime();
+    let fds_before = open_fds();
     let (feed, stats) = Feed::start(&[nginx.url("restart")], &rt)?;
     let out = &stats[0];
     wait_until(Duration::from_secs(5), "publishing", || publishing(out))?;
@@ -190,6 +235,7 @@ fn a_restarted_server_gets_the_stream_back() -> Result<()> {
     eprintln!("server restart: publishing again {back:?} after it came back");
     std::thread::sleep(Duration::from_secs(5));
     feed.finish(&rt)?;
+    nothing_leaked(&rt, fds_before, None)?;
     check_clean(&nginx.recording("restart"))?;
     Ok(())
 }
@@ -201,6 +247,7 @@ fn a_reset_connection_is_reconnected_at_once() -> Result<()> {
     let nginx = Nginx::start(&dir)?;
     let proxy = FaultProxy::start(nginx.port)?;
     let rt = runtime();
+    let fds_before = open_fds();
     let (feed, stats) = Feed::start(&[proxy.url("reset")], &rt)?;
     let out = &stats[0];
     wait_until(Duration::from_secs(5), "publishing", || publishing(out))?;
@@ -212,6 +259,7 @@ fn a_reset_connection_is_reconnected_at_once() -> Result<()> {
     ensure!(back < Duration::from_secs(5), "back after {back:?}");
     std::thread::sleep(Duration::from_secs(5));
     feed.finish(&rt)?;
+    nothing_leaked(&rt, fds_before, Some(&proxy))?;
     let error = out.last_error().unwrap_or_default();
     ensure!(!error.is_empty(), "the reset is recorded as the last error");
     eprintln!("reset: back after {back:?} ({error})");
@@ -225,6 +273,7 @@ fn a_stream_name_in_use_is_a_typed_refusal_and_waits_longer() -> Result<()> {
     let dir = scratch_dir("faults-badname")?;
     let nginx = Nginx::start(&dir)?;
     let rt = runtime();
+    let fds_before = open_fds();
     let (first, first_stats) = Feed::start(&[nginx.url("same")], &rt)?;
     wait_until(Duration::from_secs(5), "first publisher", || publishing(&first_stats[0]))?;
     let (second, second_stats) = Feed::start(&[nginx.url("same")], &rt)?;
@@ -236,6 +285,7 @@ fn a_stream_name_in_use_is_a_typed_refusal_and_waits_longer() -> Result<()> {
     ensure!(wait_ms >= 10_000, "waits {wait_ms} ms after BadName");
     second.finish(&rt)?;
     first.finish(&rt)?;
+    nothing_leaked(&rt, fds_before, None)?;
     ensure!(first_stats[0].connects.load(Ordering::Relaxed) == 1, "the first publisher was never disturbed");
     Ok(())
 }
@@ -276,6 +326,7 @@ fn an_unknown_app_and_a_refused_key_are_typed_refusals_that_wait_longer() -> Res
     let (auth_port, asked) = refusing_auth_service()?;
     let nginx = Nginx::start_guarded(&dir, &format!("http://127.0.0.1:{auth_port}/on_publish"))?;
     let rt = runtime();
+    let fds_before = open_fds();
     let urls = [nginx.app_url("nosuch", "k"), nginx.app_url("guarded", "k"), nginx.url("fine")];
     let (feed, stats) = Feed::start(&urls, &rt)?;
     for s in &stats[..2] {
@@ -292,6 +343,7 @@ fn an_unknown_app_and_a_refused_key_are_typed_refusals_that_wait_longer() -> Res
     }
     ensure!(publishing(&stats[2]), "the good destination publishes: {}", stats[2].state());
     feed.finish(&rt)?;
+    nothing_leaked(&rt, fds_before, None)?;
     Ok(())
 }
 
