@@ -57,8 +57,9 @@ fn nothing_leaked(rt: &tokio::runtime::Runtime, fds_before: usize, proxy: Option
     Ok(())
 }
 
-/// A recording that decodes clean, starts on a keyframe and has a keyframe every 2 s.
-fn check_clean(file: &std::path::Path) -> Result<(f64, f64)> {
+/// A recording that decodes clean, starts on a keyframe, has a keyframe every 2 s and audio for
+/// all of it (spans within 0.15 s: no audio lost). Its video span in seconds.
+fn check_clean(file: &std::path::Path) -> Result<f64> {
     let errors = probe::decode_errors(file)?;
     ensure!(errors.trim().is_empty(), "{}: decode errors: {errors}", file.display());
     let video = probe::packets(file, "v")?;
@@ -70,7 +71,19 @@ fn check_clean(file: &std::path::Path) -> Result<(f64, f64)> {
     let video_span = video.last().map_or(0.0, |p| p.0 + p.1) - video[0].0;
     // FLV stores whole milliseconds, so packet durations read 21 ms: measure from timestamps.
     let audio_span = audio.last().map_or(0.0, |p| p.0 + 1024.0 / 48_000.0) - audio.first().map_or(0.0, |p| p.0);
-    Ok((video_span, audio_span))
+    ensure!(
+        (audio_span - video_span).abs() < 0.15,
+        "{}: {video_span:.2} s video, {audio_span:.2} s audio",
+        file.display()
+    );
+    Ok(video_span)
+}
+
+/// This process's resident memory, in kB.
+fn resident_kb() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or_default();
+    line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or(0)
 }
 
 #[test]
@@ -111,10 +124,10 @@ fn a_blackholed_uplink_is_detected_within_10_s_and_recovers_while_the_other_outp
     ensure!(direct.connects.load(Ordering::Relaxed) == 1, "direct output reconnected");
     ensure!(direct.dropped_packets.load(Ordering::Relaxed) == 0, "direct output dropped packets");
     ensure!(direct.bytes_acked.load(Ordering::Relaxed) > 100_000, "the server acknowledged the direct output");
-    let (video, audio) = check_clean(&nginx.recording("direct"))?;
-    ensure!(video > 12.0 && (audio - video).abs() < 0.15, "direct: {video:.2} s video, {audio:.2} s audio");
+    let video = check_clean(&nginx.recording("direct"))?;
+    ensure!(video > 12.0, "direct: {video:.2} s");
     // The proxied output's new session is clean on its own.
-    let (video, _) = check_clean(&nginx.recording("proxied"))?;
+    let video = check_clean(&nginx.recording("proxied"))?;
     ensure!(video > 3.0, "proxied: {video:.2} s after the reconnect");
     Ok(())
 }
@@ -146,8 +159,8 @@ fn three_destinations_with_one_dead_the_other_two_carry_a_clean_stream_throughou
             s.connects.load(Ordering::Relaxed) == 1 && s.dropped_packets.load(Ordering::Relaxed) == 0,
             "{key}: one session, nothing dropped"
         );
-        let (video, audio) = check_clean(&nginx.recording(key))?;
-        ensure!(video > 9.5 && (audio - video).abs() < 0.15, "{key}: {video:.2} s video, {audio:.2} s audio");
+        let video = check_clean(&nginx.recording(key))?;
+        ensure!(video > 9.5, "{key}: {video:.2} s");
     }
     Ok(())
 }
@@ -168,6 +181,7 @@ fn a_throttled_link_loses_video_to_keyframes_never_audio_and_the_other_output_ne
     let rate = (direct.bytes_sent.load(Ordering::Relaxed) - sent) as f64 / start.elapsed().as_secs_f64();
 
     // Half of what the stream needs: more than its audio, much less than audio and video.
+    let resident_before = resident_kb();
     proxy.throttle((rate / 2.0) as u64);
     let mut worst_queue_ms = 0;
     let throttled = Instant::now();
@@ -176,12 +190,14 @@ fn a_throttled_link_loses_video_to_keyframes_never_audio_and_the_other_output_ne
         std::thread::sleep(Duration::from_millis(50));
     }
     let dropped = slow.dropped_packets.load(Ordering::Relaxed);
+    let grown_kb = resident_kb().saturating_sub(resident_before);
     proxy.throttle(0);
     std::thread::sleep(Duration::from_secs(3));
     feed.finish(&rt)?;
     nothing_leaked(&rt, fds_before, Some(&proxy))?;
     eprintln!(
-        "stream {:.0} kB/s, link {:.0} kB/s: {dropped} video packets dropped, queue at most {worst_queue_ms} ms",
+        "stream {:.0} kB/s, link {:.0} kB/s: {dropped} video packets dropped, queue at most {worst_queue_ms} ms, \
+         resident memory +{grown_kb} kB",
         rate / 1000.0,
         rate / 2000.0
     );
@@ -189,6 +205,8 @@ fn a_throttled_link_loses_video_to_keyframes_never_audio_and_the_other_output_ne
     ensure!(dropped > 30, "video dropped on the slow link: {dropped}");
     // 700 ms, plus the wait for the next keyframe (GOP 2 s) that audio and keyframes then drain.
     ensure!(worst_queue_ms < 4_000, "the slow output's queue stays bounded: {worst_queue_ms} ms");
+    // 15 s of a stream that does not fit its link: the queue, not the process, absorbs it.
+    ensure!(grown_kb < 16 * 1024, "resident memory grew {grown_kb} kB while throttled");
     ensure!(
         slow.connects.load(Ordering::Relaxed) == 1,
         "the slow link was never taken for dead: {:?}",
@@ -198,8 +216,8 @@ fn a_throttled_link_loses_video_to_keyframes_never_audio_and_the_other_output_ne
         direct.connects.load(Ordering::Relaxed) == 1 && direct.dropped_packets.load(Ordering::Relaxed) == 0,
         "direct output"
     );
-    let (video, audio) = check_clean(&nginx.recording("direct"))?;
-    ensure!(video > 18.0 && (audio - video).abs() < 0.15, "direct: {video:.2} s video, {audio:.2} s audio");
+    let video = check_clean(&nginx.recording("direct"))?;
+    ensure!(video > 18.0, "direct: {video:.2} s");
     // What the slow link carried decodes clean (video resumes at keyframes) and kept all audio.
     check_clean(&nginx.recording("slow"))?;
     let audio_packets = |key: &str| probe::packets(&nginx.recording(key), "a").map(|p| p.len());
@@ -365,8 +383,8 @@ fn sessions_rotate_at_keyframes_and_timestamps_cross_the_24_31_and_32_bit_wraps_
     feed.finish(&rt)?;
     for key in ["w24", "w31", "w32"] {
         // nginx records what it received: a broken wrap shows as a jump or a decode error.
-        let (video, audio) = check_clean(&nginx.recording(key))?;
-        ensure!(video > 6.0 && (audio - video).abs() < 0.15, "{key}: {video:.2} s video, {audio:.2} s audio");
+        let video = check_clean(&nginx.recording(key))?;
+        ensure!(video > 6.0, "{key}: {video:.2} s");
         let pts: Vec<f64> = probe::packets(&nginx.recording(key), "v")?.iter().map(|p| p.0).collect();
         ensure!(pts.windows(2).all(|w| w[1] > w[0] && w[1] - w[0] < 0.1), "{key}: video timestamps jump");
     }

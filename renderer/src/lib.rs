@@ -291,7 +291,9 @@ impl Renderer {
 
     /// Submits `pose` without waiting for it and returns the frame submitted before it (None
     /// when there was none): the GPU draws this frame while the caller prepares the next.
-    /// [`Renderer::flush`] returns the last one.
+    /// [`Renderer::flush`] returns the last one. The returned frame is complete, except on an
+    /// exported ring with a timeline semaphore: there the GPU may still be writing it, and its
+    /// reader waits for [`Renderer::last_timeline_value`] instead of this thread.
     pub fn render_next(&mut self, pose: &Pose) -> Result<Option<&[u8]>, RenderError> {
         if std::mem::take(&mut self.panic_next) {
             panic!("fault drill: the renderer panics");
@@ -304,7 +306,8 @@ impl Renderer {
         Ok(None)
     }
 
-    /// Waits for the frame in flight, if any, and returns it.
+    /// Returns the frame in flight, if any: waited for, or handed over as by
+    /// [`Renderer::render_next`].
     pub fn flush(&mut self) -> Result<Option<&[u8]>, RenderError> {
         Ok(self.wait_oldest(true)?.then_some(&self.frame[..]))
     }

@@ -3,6 +3,8 @@
 //! # Layout
 //! - [`aac`]: 48 kHz PCM → AAC-LC frames stamped in media samples (fdk-aac).
 //! - [`flv`]: Annex-B → AVCC, decoder configuration records, FLV tag bodies.
+//! - [`publish`]: the RTMP publish protocol without I/O — the messages a publisher sends, what
+//!   the server's answers mean (on rml_rtmp's chunking and AMF0).
 //! - [`rtmp`]: the [`rtmp::Distributor`] fans packets out to one publishing task per URL, each with
 //!   its own bounded queue, so a slow destination never blocks the encoder or the others.
 //! - [`record`]: the show as FLV files on disk, segmented and capped by size.
@@ -13,6 +15,7 @@
 
 pub mod aac;
 pub mod flv;
+pub mod publish;
 pub mod record;
 pub mod rtmp;
 pub mod tls;

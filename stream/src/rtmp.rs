@@ -1,16 +1,11 @@
 //! RTMP publishing: one task per destination, fed by the [`Distributor`] through a bounded queue.
 //!
-//! The protocol layer (handshake, chunking, AMF0 commands) is `rml_rtmp`'s sans-IO session; the
-//! socket, timing, reconnects and back-pressure are ours. Each (re)connection starts its
-//! timestamps at 0 from a keyframe, preceded by metadata and both sequence headers.
-//!
-//! The publish sequence is what encoders (OBS, FFmpeg) send and ingests expect: `connect`,
-//! `releaseStream` and `FCPublish` (some ingests wait for it before they accept a publish),
-//! `createStream`, `publish`, `@setDataFrame onMetaData`; on close `FCUnpublish` and
-//! `deleteStream`. rml_rtmp's session has no `releaseStream`/`FCPublish`/`FCUnpublish`, so we
-//! write those ourselves on a chunk stream it never uses ([`own_command`]). Refusals are typed:
-//! an explicit `_error`/`onStatus` (`BadName`, unauthorized), and — as nginx-rtmp does it — the
-//! server closing the connection in answer to `connect` (no such app) or `publish` (refused key).
+//! The publish protocol (what is sent, what the answers mean) is [`crate::publish`], without
+//! I/O; the socket, timing, reconnects and back-pressure are here. Each (re)connection starts
+//! its timestamps at 0 from a keyframe, preceded by metadata and both sequence headers.
+//! Refusals are typed: an explicit `_error`/`onStatus` (`BadName`, unauthorised), and — as
+//! nginx-rtmp does it — the server closing the connection in answer to `connect` (no such app)
+//! or `publish` (a refused key).
 //!
 //! What keeps a 24/7 stream alive:
 //! - **Liveness from the server's answers**, not from writes succeeding: the server is asked to
@@ -32,17 +27,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use std::collections::HashMap;
+
 use bytes::Bytes;
 use emcee_protocol::RtmpUrl;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
-use rml_rtmp::sessions::{
-    ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult, PublishRequestType, StreamMetadata,
-};
+use rml_rtmp::rml_amf0::Amf0Value;
 use rml_rtmp::time::RtmpTimestamp;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+
+use crate::publish::{Answer, ProtocolError, Publisher};
 
 const MEDIA_CLOCK_HZ: u64 = 48_000;
 /// Packets a destination may hold at all (≈ 13 s at 30 fps with audio): the hard cap behind the
@@ -496,7 +493,7 @@ struct Connection {
     /// The stream key, for `FCUnpublish`.
     key: String,
     socket: Box<dyn Transport>,
-    session: ClientSession,
+    protocol: Publisher,
     read_buf: Vec<u8>,
 }
 
@@ -512,7 +509,6 @@ impl Connection {
     ) -> Result<Self, RtmpError> {
         let host = target.host.clone();
         let io = |source| RtmpError::Io { host: host.clone(), source };
-        let proto = |detail: String| RtmpError::Protocol { host: host.clone(), detail };
         // Resolved on every attempt: an ingest's address may move while we retry.
         let tcp = TcpStream::connect((target.host.as_str(), target.port)).await.map_err(io)?;
         tcp.set_nodelay(true).map_err(io)?;
@@ -560,25 +556,15 @@ impl Connection {
             }
         };
 
-        let mut config = ClientSessionConfig::new();
-        config.tc_url = Some(target.tc_url.clone());
-        config.flash_version = "FMLE/3.0 (compatible; emcee)".to_string();
-        config.window_ack_size = ack_window;
-        config.chunk_size = CHUNK_SIZE;
-        let (session, initial) = ClientSession::new(config).map_err(|e| proto(format!("{e:?}")))?;
-        let mut conn = Self { host: host.clone(), key: target.key.clone(), socket, session, read_buf: buf };
-        conn.write_results(initial).await?;
-        if !leftover.is_empty() {
-            let results = conn.session.handle_input(&leftover).map_err(|e| proto(format!("{e:?}")))?;
-            conn.write_results(results).await?;
-        }
-
-        let request = conn.session.request_connection(target.app.clone()).map_err(|e| proto(format!("{e:?}")))?;
-        conn.write_results(vec![request]).await?;
+        let mut conn =
+            Self { host: host.clone(), key: target.key.clone(), socket, protocol: Publisher::new(), read_buf: buf };
+        let connect = conn.protocol.connect(&target.app, &target.tc_url, "FMLE/3.0 (compatible; emcee)");
+        conn.write(connect).await?;
+        let mut pending = leftover;
         let connected = conn
-            .wait_for(|event| match event {
-                ClientSessionEvent::ConnectionRequestAccepted => Some(Ok(())),
-                ClientSessionEvent::ConnectionRequestRejected { description } => Some(Err(RtmpError::Rejected {
+            .wait_for(&mut pending, |answer| match answer {
+                Answer::Connected => Some(Ok(())),
+                Answer::ConnectRefused { description } => Some(Err(RtmpError::Rejected {
                     host: host.clone(),
                     app: target.app.clone(),
                     description: description.clone(),
@@ -591,33 +577,34 @@ impl Connection {
             other => other?,
         }
 
-        // Answers to these (`_result`, `_error`, `onFCPublish`) are not waited for: many servers
-        // send none, and none of them decides anything.
-        conn.write_own_command("releaseStream", RELEASE_STREAM_TRANSACTION).await?;
-        conn.write_own_command("FCPublish", FC_PUBLISH_TRANSACTION).await?;
-        let request = conn
-            .session
-            .request_publishing(target.key.clone(), PublishRequestType::Live)
-            .map_err(|e| proto(format!("{e:?}")))?;
-        conn.write_results(vec![request]).await?;
-        let published =
-            conn.wait_for(|event| matches!(event, ClientSessionEvent::PublishRequestAccepted).then_some(Ok(()))).await;
+        let prepare = conn.protocol.prepare(ack_window, &target.key);
+        conn.write(prepare).await?;
+        conn.wait_for(&mut pending, |answer| match answer {
+            Answer::StreamCreated => Some(Ok(())),
+            Answer::CreateStreamRefused { description } => Some(Err(RtmpError::PublishRefused {
+                host: host.clone(),
+                code: format!("createStream: {description}"),
+            })),
+            _ => None,
+        })
+        .await?;
+        let publish = conn.protocol.publish(&target.key);
+        conn.write(publish).await?;
+        let published = conn
+            .wait_for(&mut pending, |answer| match answer {
+                Answer::Status { code, .. } if code == "NetStream.Publish.Start" => Some(Ok(())),
+                Answer::Status { level, code, description } if level == "error" => {
+                    Some(Err(refusal(&host, code, description)))
+                }
+                _ => None,
+            })
+            .await;
         match published {
             Err(RtmpError::Closed { host }) => {
                 Err(RtmpError::Unauthorized { host, detail: "it closed the connection in answer to publish".into() })
             }
             Err(e) => Err(e),
             Ok(()) => Ok(conn),
-        }
-    }
-
-    /// Writes `name(transaction, null, key)` ([`own_command`]); a write that blocks for
-    /// [`SILENT_LIMIT`] means the path is dead.
-    async fn write_own_command(&mut self, name: &str, transaction: f64) -> Result<(), RtmpError> {
-        let bytes = own_command(name, transaction, &self.key).map_err(|e| self.proto_err(e))?;
-        match tokio::time::timeout(SILENT_LIMIT, self.socket.write_all(&bytes)).await {
-            Ok(written) => written.map_err(|e| self.io_err(e)),
-            Err(_) => Err(RtmpError::WriteStalled { host: self.host.clone() }),
         }
     }
 
@@ -629,81 +616,53 @@ impl Connection {
         RtmpError::Io { host: self.host.clone(), source }
     }
 
-    /// Reads until `accept` returns a verdict for one of the session's events.
+    /// Reads until `accept` returns a verdict for one of the server's answers; `pending`: bytes
+    /// already read and not yet parsed (after the handshake), consumed first.
     async fn wait_for(
         &mut self,
-        mut accept: impl FnMut(&ClientSessionEvent) -> Option<Result<(), RtmpError>>,
+        pending: &mut Vec<u8>,
+        mut accept: impl FnMut(&Answer) -> Option<Result<(), RtmpError>>,
     ) -> Result<(), RtmpError> {
         loop {
-            let results = self.read_once().await?;
-            let mut verdict = None;
-            let mut outbound = Vec::new();
-            for result in results {
-                match result {
-                    ClientSessionResult::RaisedEvent(ref event) => {
-                        match event {
-                            ClientSessionEvent::UnhandleableAmf0Command { command_name, additional_values, .. }
-                                if command_name == "onStatus" || command_name == "_error" =>
-                            {
-                                return Err(self.proto_err(format!("{command_name}: {additional_values:?}")));
-                            }
-                            ClientSessionEvent::UnhandleableOnStatusCode { code } => {
-                                let host = self.host.clone();
-                                return Err(match code.as_str() {
-                                    "NetStream.Publish.BadName" => RtmpError::BadName { host },
-                                    "NetStream.Publish.Unauthorized" | "NetStream.Publish.Rejected" => {
-                                        RtmpError::Unauthorized { host, detail: code.clone() }
-                                    }
-                                    _ => RtmpError::PublishRefused { host, code: code.clone() },
-                                });
-                            }
-                            _ => {}
-                        }
-                        verdict = verdict.or_else(|| accept(event));
-                    }
-                    other => outbound.push(other),
-                }
-            }
-            self.write_results(outbound).await?;
-            if let Some(v) = verdict {
-                return v;
+            let input = if pending.is_empty() { self.read_once().await? } else { std::mem::take(pending) };
+            let (replies, answers) = self.protocol.read(&input).map_err(|e| self.proto_err(e.to_string()))?;
+            self.write_bytes(&replies).await?;
+            if let Some(verdict) = answers.iter().find_map(&mut accept) {
+                return verdict;
             }
         }
     }
 
-    async fn read_once(&mut self) -> Result<Vec<ClientSessionResult>, RtmpError> {
+    async fn read_once(&mut self) -> Result<Vec<u8>, RtmpError> {
         let n = self.socket.read(&mut self.read_buf).await.map_err(|e| self.io_err(e))?;
         if n == 0 {
             return Err(RtmpError::Closed { host: self.host.clone() });
         }
-        let input = self.read_buf[..n].to_vec();
-        self.session.handle_input(&input).map_err(|e| self.proto_err(format!("{e:?}")))
+        Ok(self.read_buf[..n].to_vec())
     }
 
-    /// Writes the session's outbound packets; a write that blocks for [`SILENT_LIMIT`] means the
-    /// path is dead (or too slow to carry the stream at all).
-    async fn write_results(&mut self, results: Vec<ClientSessionResult>) -> Result<(), RtmpError> {
-        for result in results {
-            if let ClientSessionResult::OutboundResponse(packet) = result {
-                match tokio::time::timeout(SILENT_LIMIT, self.socket.write_all(&packet.bytes)).await {
-                    Ok(written) => written.map_err(|e| self.io_err(e))?,
-                    Err(_) => return Err(RtmpError::WriteStalled { host: self.host.clone() }),
-                }
-            }
-        }
-        Ok(())
+    /// Writes what the protocol made; a write that blocks for [`SILENT_LIMIT`] means the path is
+    /// dead (or too slow to carry the stream at all).
+    async fn write(&mut self, made: Result<Vec<u8>, ProtocolError>) -> Result<(), RtmpError> {
+        let bytes = made.map_err(|e| self.proto_err(e.to_string()))?;
+        self.write_bytes(&bytes).await
     }
 
-    async fn send_result(
-        &mut self,
-        result: Result<ClientSessionResult, rml_rtmp::sessions::ClientSessionError>,
-        stats: &SinkStats,
-    ) -> Result<(), RtmpError> {
-        let result = result.map_err(|e| self.proto_err(format!("{e:?}")))?;
-        if let ClientSessionResult::OutboundResponse(packet) = &result {
-            stats.bytes_sent.fetch_add(packet.bytes.len() as u64, Ordering::Relaxed);
+    async fn write_bytes(&mut self, bytes: &[u8]) -> Result<(), RtmpError> {
+        if bytes.is_empty() {
+            return Ok(());
         }
-        self.write_results(vec![result]).await
+        match tokio::time::timeout(SILENT_LIMIT, self.socket.write_all(bytes)).await {
+            Ok(written) => written.map_err(|e| self.io_err(e)),
+            Err(_) => Err(RtmpError::WriteStalled { host: self.host.clone() }),
+        }
+    }
+
+    /// Writes media (counted as sent).
+    async fn send(&mut self, made: Result<Vec<u8>, ProtocolError>, stats: &SinkStats) -> Result<(), RtmpError> {
+        let bytes = made.map_err(|e| self.proto_err(e.to_string()))?;
+        stats.bytes_sent.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        self.write_bytes(&bytes).await
     }
 
     /// Publishes until `End`, a rotation, or a failure (Err: the caller reconnects). `first`:
@@ -720,21 +679,22 @@ impl Connection {
         // are read again when the first keyframe is sent.
         let snapshot = || shared_headers.lock().map(|h| h.clone()).unwrap_or_default();
         let headers = snapshot();
-        let metadata = StreamMetadata {
-            video_width: Some(headers.width),
-            video_height: Some(headers.height),
-            video_codec_id: Some(7),
-            video_frame_rate: Some(headers.fps as f32),
-            video_bitrate_kbps: Some(headers.video_kbps),
-            audio_codec_id: Some(10),
-            audio_bitrate_kbps: Some(headers.audio_kbps),
-            audio_sample_rate: Some(48_000),
-            audio_channels: Some(u32::from(headers.audio_channels)),
-            audio_is_stereo: Some(headers.audio_channels == 2),
-            encoder: Some(concat!("emcee ", env!("CARGO_PKG_VERSION")).to_string()),
-        };
-        let r = self.session.publish_metadata(&metadata);
-        self.send_result(r, stats).await?;
+        let number = |n: f64| Amf0Value::Number(n);
+        let metadata = HashMap::from([
+            ("width".to_string(), number(headers.width.into())),
+            ("height".to_string(), number(headers.height.into())),
+            ("videocodecid".to_string(), number(7.0)),
+            ("framerate".to_string(), number(headers.fps.into())),
+            ("videodatarate".to_string(), number(headers.video_kbps.into())),
+            ("audiocodecid".to_string(), number(10.0)),
+            ("audiodatarate".to_string(), number(headers.audio_kbps.into())),
+            ("audiosamplerate".to_string(), number(48_000.0)),
+            ("audiochannels".to_string(), number(headers.audio_channels.into())),
+            ("stereo".to_string(), Amf0Value::Boolean(headers.audio_channels == 2)),
+            ("encoder".to_string(), Amf0Value::Utf8String(concat!("emcee ", env!("CARGO_PKG_VERSION")).into())),
+        ]);
+        let made = self.protocol.metadata(metadata);
+        self.send(made, stats).await?;
 
         // The session's clock starts at the first keyframe; nothing before it is sent.
         let mut base: Option<u64> = None;
@@ -750,8 +710,8 @@ impl Connection {
                     if silent >= SILENT_LIMIT {
                         return Err(RtmpError::Silent { host: self.host.clone(), silent_ms: silent.as_millis() as u64 });
                     }
-                    let (packet, _) = self.session.send_ping_request().map_err(|e| self.proto_err(format!("{e:?}")))?;
-                    self.write_results(vec![ClientSessionResult::OutboundResponse(packet)]).await?;
+                    let made = self.protocol.ping();
+                    self.write(made).await?;
                 }
                 item = next_item(&mut first, rx) => {
                     let packet = match item {
@@ -785,20 +745,16 @@ impl Connection {
                         sent_headers = true;
                         let headers = snapshot();
                         if let Some(v) = headers.video.clone() {
-                            let r = self.session.publish_video_data(v, rtmp_ts, false);
-                            self.send_result(r, stats).await?;
+                            let made = self.protocol.video(v, rtmp_ts);
+                            self.send(made, stats).await?;
                         }
                         if let Some(a) = headers.audio.clone() {
-                            let r = self.session.publish_audio_data(a, rtmp_ts, false);
-                            self.send_result(r, stats).await?;
+                            let made = self.protocol.audio(a, rtmp_ts);
+                            self.send(made, stats).await?;
                         }
                     }
-                    let r = if is_video {
-                        self.session.publish_video_data(body, rtmp_ts, !keyframe)
-                    } else {
-                        self.session.publish_audio_data(body, rtmp_ts, false)
-                    };
-                    self.send_result(r, stats).await?;
+                    let made = if is_video { self.protocol.video(body, rtmp_ts) } else { self.protocol.audio(body, rtmp_ts) };
+                    self.send(made, stats).await?;
                 }
                 read = self.socket.read(&mut self.read_buf) => {
                     let n = read.map_err(|e| self.io_err(e))?;
@@ -807,73 +763,51 @@ impl Connection {
                     }
                     last_heard = Instant::now();
                     let input = self.read_buf[..n].to_vec();
-                    let results = self.session.handle_input(&input).map_err(|e| self.proto_err(format!("{e:?}")))?;
-                    for result in &results {
-                        if let ClientSessionResult::RaisedEvent(ClientSessionEvent::AcknowledgementReceived { bytes_received }) = result {
-                            stats.bytes_acked.fetch_add(acked.advance(*bytes_received), Ordering::Relaxed);
+                    let (replies, answers) = self.protocol.read(&input).map_err(|e| self.proto_err(e.to_string()))?;
+                    self.write_bytes(&replies).await?;
+                    for answer in answers {
+                        match answer {
+                            Answer::Acknowledged { sequence } => {
+                                stats.bytes_acked.fetch_add(acked.advance(sequence), Ordering::Relaxed);
+                            }
+                            Answer::Status { level, code, description } if level == "error" => {
+                                return Err(refusal(&self.host, &code, &description));
+                            }
+                            _ => {}
                         }
                     }
-                    self.write_results(results).await?;
                 }
             }
         }
     }
 
-    /// Ends the stream politely: end of sequence, `deleteStream`, then the socket.
+    /// Ends the stream politely: end of sequence, `FCUnpublish` and `deleteStream`, then the
+    /// socket.
     async fn close(&mut self, started: bool, stats: &SinkStats) -> Result<(), RtmpError> {
         if started {
-            let r = self.session.publish_video_data(crate::flv::video_end_of_sequence(), RtmpTimestamp::new(0), false);
+            let made = self.protocol.video(crate::flv::video_end_of_sequence(), RtmpTimestamp::new(0));
             // The end-of-sequence tag's timestamp is not used by players; failure here is harmless.
-            let _ = self.send_result(r, stats).await;
+            let _ = self.send(made, stats).await;
         }
-        let _ = self.write_own_command("FCUnpublish", FC_UNPUBLISH_TRANSACTION).await;
-        if let Ok(results) = self.session.stop_publishing() {
-            let _ = self.write_results(results).await;
-        }
+        let key = self.key.clone();
+        let made = self.protocol.unpublish(&key);
+        let _ = self.write(made).await;
         let _ = self.socket.flush().await;
         let _ = self.socket.shutdown().await;
         Ok(())
     }
 }
 
-/// Our outbound chunk size, announced by the session after `connect`.
-const CHUNK_SIZE: u32 = 4096;
-/// The chunk stream of our own commands: rml_rtmp's serializer uses 2–6 by message type, and
-/// each side compresses chunk headers against the previous message *on the same chunk stream*,
-/// so two writers must never share one.
-const OWN_COMMAND_CSID: u8 = 7;
-/// Transaction ids for our own commands, far from the session's (1, 2, …), so that an answer
-/// is never taken for one of its own.
-const RELEASE_STREAM_TRANSACTION: f64 = 1001.0;
-const FC_PUBLISH_TRANSACTION: f64 = 1002.0;
-const FC_UNPUBLISH_TRANSACTION: f64 = 1003.0;
-
-/// One AMF0 command message `name(transaction, null, key)` on message stream 0, as chunks of
-/// [`CHUNK_SIZE`] on [`OWN_COMMAND_CSID`]: a full (type 0) header, then type 3 continuations.
-fn own_command(name: &str, transaction: f64, key: &str) -> Result<Vec<u8>, String> {
-    use rml_rtmp::rml_amf0::{serialize, Amf0Value};
-    let values = vec![
-        Amf0Value::Utf8String(name.into()),
-        Amf0Value::Number(transaction),
-        Amf0Value::Null,
-        Amf0Value::Utf8String(key.into()),
-    ];
-    let payload = serialize(&values).map_err(|e| format!("{name}: {e:?}"))?;
-    let length =
-        u32::try_from(payload.len()).ok().filter(|&n| n < 1 << 24).ok_or_else(|| format!("{name}: key too long"))?;
-    let mut bytes = Vec::with_capacity(payload.len() + 16);
-    bytes.push(OWN_COMMAND_CSID); // format 0
-    bytes.extend_from_slice(&[0, 0, 0]); // timestamp
-    bytes.extend_from_slice(&length.to_be_bytes()[1..]);
-    bytes.push(20); // AMF0 command
-    bytes.extend_from_slice(&0u32.to_le_bytes()); // message stream 0
-    for (i, piece) in payload.chunks(CHUNK_SIZE as usize).enumerate() {
-        if i > 0 {
-            bytes.push(0xc0 | OWN_COMMAND_CSID);
+/// A refusal in an `onStatus`, typed.
+fn refusal(host: &str, code: &str, description: &str) -> RtmpError {
+    let host = host.to_string();
+    match code {
+        "NetStream.Publish.BadName" => RtmpError::BadName { host },
+        "NetStream.Publish.Unauthorized" | "NetStream.Publish.Rejected" => {
+            RtmpError::Unauthorized { host, detail: format!("{code}: {description}") }
         }
-        bytes.extend_from_slice(piece);
+        _ => RtmpError::PublishRefused { host, code: format!("{code}: {description}") },
     }
-    Ok(bytes)
 }
 
 /// The server's acknowledged byte count is a 32-bit sequence number that wraps (every 4 GiB,
@@ -1004,27 +938,6 @@ mod tests {
                 "deleteStream the-key"
             ],
         );
-    }
-
-    #[test]
-    fn own_commands_longer_than_a_chunk_are_split_and_read_back_whole() {
-        use rml_rtmp::chunk_io::ChunkDeserializer;
-        use rml_rtmp::messages::RtmpMessage;
-        let key = "k".repeat(9000);
-        let bytes = own_command("FCPublish", FC_PUBLISH_TRANSACTION, &key).unwrap();
-        let mut reader = ChunkDeserializer::new();
-        reader.set_max_chunk_size(CHUNK_SIZE as usize).unwrap();
-        let payload = reader.get_next_message(&bytes).unwrap().expect("one whole message");
-        assert_eq!(payload.type_id, 20);
-        match payload.to_rtmp_message().unwrap() {
-            RtmpMessage::Amf0Command { command_name, transaction_id, additional_arguments, .. } => {
-                assert_eq!((command_name.as_str(), transaction_id), ("FCPublish", FC_PUBLISH_TRANSACTION));
-                assert!(
-                    matches!(&additional_arguments[..], [rml_rtmp::rml_amf0::Amf0Value::Utf8String(k)] if *k == key)
-                );
-            }
-            other => panic!("not a command: {other:?}"),
-        }
     }
 
     #[test]
