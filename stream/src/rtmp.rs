@@ -415,48 +415,98 @@ impl Sink {
         let mut backoff = Backoff::default();
         let mut carried: Option<Arc<MediaPacket>> = None;
         loop {
-            stats.set_state("connecting");
-            stats.attempts.fetch_add(1, Ordering::Relaxed);
-            let window = ack_window(&self.headers);
-            let connected = tokio::time::timeout(CONNECT_TIMEOUT, Connection::open(target, self.tls.clone(), window))
-                .await
-                .unwrap_or_else(|_| Err(RtmpError::Timeout { host: target.host.clone() }));
-            let error = match connected {
-                Err(e) => {
-                    tracing::warn!(host = %target.host, error = %e, "RTMP connect failed");
-                    e
+            // A bug in one session (ours or a library's) ends that session, never the destination.
+            let attempt = CatchPanic(Box::pin(self.attempt(&mut rx, &mut carried, &mut backoff))).await;
+            let error = match attempt {
+                Ok(Attempt::Finished) => {
+                    stats.set_state("closed");
+                    return;
                 }
-                Ok(mut conn) => {
-                    stats.connects.fetch_add(1, Ordering::Relaxed);
-                    stats.set_state("publishing");
-                    tracing::info!(host = %target.host, app = %target.app, "RTMP publishing");
-                    let since = Instant::now();
-                    match conn.publish(&mut rx, &self, carried.take()).await {
-                        Ok(SessionEnd::Finished) => {
-                            stats.set_state("closed");
-                            return;
-                        }
-                        Ok(SessionEnd::Rotate(keyframe)) => {
-                            stats.rotations.fetch_add(1, Ordering::Relaxed);
-                            tracing::info!(host = %target.host, after_s = since.elapsed().as_secs(), "RTMP session rotated");
-                            carried = Some(keyframe);
-                            backoff.reset();
-                            continue;
-                        }
-                        Err(e) => {
-                            tracing::warn!(host = %target.host, error = %e, "RTMP session lost");
-                            if since.elapsed() >= HEALTHY_AFTER {
-                                backoff.reset();
-                            }
-                            e
-                        }
-                    }
+                Ok(Attempt::Rotated) => continue,
+                Ok(Attempt::Failed(error)) => error,
+                Err(panic) => {
+                    tracing::error!(host = %target.host, panic = %panic, "RTMP session panicked");
+                    RtmpError::Protocol { host: target.host.clone(), detail: format!("the session panicked: {panic}") }
                 }
             };
             let wait = backoff.next(&error, jitter());
             stats.failed(&error, wait);
             if wait_or_end(&mut rx, wait, stats).await {
                 return;
+            }
+        }
+    }
+
+    /// One connection: connect, publish until the end, a rotation or a failure.
+    async fn attempt(
+        &self,
+        rx: &mut mpsc::Receiver<SinkItem>,
+        carried: &mut Option<Arc<MediaPacket>>,
+        backoff: &mut Backoff,
+    ) -> Attempt {
+        let (target, stats) = (&self.target, &self.stats);
+        stats.set_state("connecting");
+        stats.attempts.fetch_add(1, Ordering::Relaxed);
+        let window = ack_window(&self.headers);
+        let connected = tokio::time::timeout(CONNECT_TIMEOUT, Connection::open(target, self.tls.clone(), window))
+            .await
+            .unwrap_or_else(|_| Err(RtmpError::Timeout { host: target.host.clone() }));
+        let mut conn = match connected {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::warn!(host = %target.host, error = %e, "RTMP connect failed");
+                return Attempt::Failed(e);
+            }
+        };
+        stats.connects.fetch_add(1, Ordering::Relaxed);
+        stats.set_state("publishing");
+        tracing::info!(host = %target.host, app = %target.app, "RTMP publishing");
+        let since = Instant::now();
+        match conn.publish(rx, self, carried.take()).await {
+            Ok(SessionEnd::Finished) => Attempt::Finished,
+            Ok(SessionEnd::Rotate(keyframe)) => {
+                stats.rotations.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(host = %target.host, after_s = since.elapsed().as_secs(), "RTMP session rotated");
+                *carried = Some(keyframe);
+                backoff.reset();
+                Attempt::Rotated
+            }
+            Err(e) => {
+                tracing::warn!(host = %target.host, error = %e, "RTMP session lost");
+                if since.elapsed() >= HEALTHY_AFTER {
+                    backoff.reset();
+                }
+                Attempt::Failed(e)
+            }
+        }
+    }
+}
+
+/// How one connection ended.
+enum Attempt {
+    Finished,
+    Rotated,
+    Failed(RtmpError),
+}
+
+/// Polls a future, turning a panic inside it into `Err(message)`.
+struct CatchPanic<F>(F);
+
+impl<F: std::future::Future + Unpin> std::future::Future for CatchPanic<F> {
+    type Output = Result<F::Output, String>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        let inner = &mut self.0;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| std::pin::Pin::new(inner).poll(cx))) {
+            Ok(std::task::Poll::Ready(output)) => std::task::Poll::Ready(Ok(output)),
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                std::task::Poll::Ready(Err(message))
             }
         }
     }
@@ -955,6 +1005,16 @@ mod tests {
         assert!(Backoff::default().next(&bad_name, 0.0) >= BAD_NAME_WAIT);
         b.reset();
         assert_eq!(b.next(&closed, 0.5), Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn a_panic_in_a_session_is_an_error_not_the_end_of_the_destination() {
+        let panicking = CatchPanic(Box::pin(async {
+            tokio::task::yield_now().await;
+            panic!("a bug");
+        }));
+        assert_eq!(panicking.await, Err::<(), _>("a bug".to_string()));
+        assert_eq!(CatchPanic(Box::pin(async { 7 })).await, Ok(7));
     }
 
     #[test]
