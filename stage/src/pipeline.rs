@@ -205,7 +205,7 @@ impl Pipeline {
             .name("video".into())
             .spawn({
                 let slots = slots.clone();
-                let encoders = Encoders::new(encoder, zero_copy, slots, encoder_settings);
+                let encoders = Encoders::new(encoder, slots, encoder_settings);
                 move || run_video(encoders, distributor, video_rx, video_rt)
             })
             .map_err(PipelineError::Thread)?;
@@ -601,7 +601,7 @@ fn run_media(
                 captions.reapply(&mut fresh);
                 let slots = path.zero_copy.then(|| std::sync::Arc::new(SlotsInUse::default()));
                 tracing::info!(encoder = encoder_name, zero_copy = path.zero_copy, "new renderer and encoder");
-                let encoders = Encoders::new(path.encoder, path.zero_copy, slots.clone(), rebuild.settings.clone());
+                let encoders = Encoders::new(path.encoder, slots.clone(), rebuild.settings.clone());
                 let retired = std::mem::replace(&mut renderer, fresh);
                 // Every frame of the lost renderer is queued already; the next ones are the new one's.
                 let switch = VideoJob::Switch { encoders: Box::new(encoders), retired: Box::new(retired) };
@@ -686,9 +686,8 @@ fn send_frames(video_tx: &mpsc::SyncSender<VideoJob>, ready: &mut Ready<Vec<AacF
 /// encoder opened for the slate (a host picture) while the renderer is lost.
 struct Encoders {
     main: Box<dyn VideoEncoder>,
-    /// `main` reads ring slots, not host pictures.
-    zero_copy: bool,
-    /// Released once a slot is encoded (zero-copy path).
+    /// Released once a slot is encoded; present exactly on the zero-copy path, where `main`
+    /// reads ring slots, not host pictures.
     slots: Option<std::sync::Arc<SlotsInUse>>,
     /// Opened for the first host picture on the zero-copy path, dropped at the next slot, so each
     /// run of slate frames starts with a keyframe.
@@ -697,13 +696,8 @@ struct Encoders {
 }
 
 impl Encoders {
-    fn new(
-        main: Box<dyn VideoEncoder>,
-        zero_copy: bool,
-        slots: Option<std::sync::Arc<SlotsInUse>>,
-        settings: EncoderSettings,
-    ) -> Self {
-        Self { main, zero_copy, slots, host: None, settings }
+    fn new(main: Box<dyn VideoEncoder>, slots: Option<std::sync::Arc<SlotsInUse>>, settings: EncoderSettings) -> Self {
+        Self { main, slots, host: None, settings }
     }
 
     fn encode(
@@ -715,7 +709,7 @@ impl Encoders {
         match picture {
             Shown::Host(i420) => {
                 let frame = Picture::Host(I420Frame::new(width, height, &i420)?);
-                if !self.zero_copy {
+                if self.slots.is_none() {
                     return self.main.encode(frame, index);
                 }
                 let host = match &mut self.host {

@@ -43,8 +43,8 @@ const AMF0_COMMAND: u8 = 20;
 #[error("{0}")]
 pub struct ProtocolError(String);
 
-fn failed(what: &str) -> impl Fn(&dyn std::fmt::Debug) -> ProtocolError + '_ {
-    move |e| ProtocolError(format!("{what}: {e:?}"))
+fn failed(what: &str, error: impl std::fmt::Debug) -> ProtocolError {
+    ProtocolError(format!("{what}: {error:?}"))
 }
 
 /// What the server said that matters to a publisher.
@@ -109,8 +109,8 @@ impl Publisher {
     }
 
     fn encode(&mut self, message: RtmpMessage, stream_id: u32, at: RtmpTimestamp) -> Result<Vec<u8>, ProtocolError> {
-        let payload = message.into_message_payload(at, stream_id).map_err(|e| failed("encode")(&e))?;
-        let packet = self.serializer.serialize(&payload, false, false).map_err(|e| failed("chunk")(&e))?;
+        let payload = message.into_message_payload(at, stream_id).map_err(|e| failed("encode", e))?;
+        let packet = self.serializer.serialize(&payload, false, false).map_err(|e| failed("chunk", e))?;
         Ok(packet.bytes)
     }
 
@@ -149,7 +149,7 @@ impl Publisher {
     pub fn prepare(&mut self, ack_window: u32, key: &str) -> Result<Vec<u8>, ProtocolError> {
         let at = self.now();
         let mut bytes = self.encode(RtmpMessage::WindowAcknowledgement { size: ack_window }, 0, at)?;
-        let chunk_size = self.serializer.set_max_chunk_size(CHUNK_SIZE, at).map_err(|e| failed("chunk size")(&e))?;
+        let chunk_size = self.serializer.set_max_chunk_size(CHUNK_SIZE, at).map_err(|e| failed("chunk size", e))?;
         bytes.extend(chunk_size.bytes);
         let key_argument = || vec![Amf0Value::Utf8String(key.into())];
         bytes.extend(self.command("releaseStream", RELEASE_STREAM, Amf0Value::Null, key_argument(), 0)?);
@@ -235,7 +235,7 @@ impl Publisher {
             let deserializer = &mut self.deserializer;
             let next = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| deserializer.get_next_message(bytes)))
                 .map_err(|_| ProtocolError("unreadable chunk stream from the server".into()))?
-                .map_err(|e| failed("chunk stream")(&e))?;
+                .map_err(|e| failed("chunk stream", e))?;
             let Some(payload) = next else { break };
             bytes = &[];
             self.message(&payload, &mut replies, &mut answers)?;
@@ -252,16 +252,16 @@ impl Publisher {
         match payload.type_id {
             AMF0_COMMAND => {
                 let values = rml_amf0::deserialize(&mut Cursor::new(&payload.data[..]))
-                    .map_err(|e| failed("AMF0 command from the server")(&e))?;
+                    .map_err(|e| failed("AMF0 command from the server", e))?;
                 answers.extend(self.command_answer(&values));
             }
             SET_CHUNK_SIZE | ACKNOWLEDGEMENT | USER_CONTROL | WINDOW_ACK_SIZE => {
                 let message = std::panic::catch_unwind(|| payload.to_rtmp_message())
                     .map_err(|_| ProtocolError(format!("unreadable control message (type {})", payload.type_id)))?
-                    .map_err(|e| failed("control message")(&e))?;
+                    .map_err(|e| failed("control message", e))?;
                 match message {
                     RtmpMessage::SetChunkSize { size } => {
-                        self.deserializer.set_max_chunk_size(size as usize).map_err(|e| failed("chunk size")(&e))?
+                        self.deserializer.set_max_chunk_size(size as usize).map_err(|e| failed("chunk size", e))?
                     }
                     RtmpMessage::Acknowledgement { sequence_number } => {
                         answers.push(Answer::Acknowledged { sequence: sequence_number })

@@ -63,7 +63,7 @@ const BACKOFF_BASE: Duration = Duration::from_secs(1);
 const BACKOFF_CAP: Duration = Duration::from_secs(30);
 /// After `BadName` the server still holds the old session until it times it out; after any
 /// other refusal nothing changes by asking again at once.
-const BAD_NAME_WAIT: Duration = Duration::from_secs(10);
+const REFUSED_WAIT: Duration = Duration::from_secs(10);
 /// A session publishing this long resets the backoff.
 const HEALTHY_AFTER: Duration = Duration::from_secs(60);
 
@@ -261,7 +261,7 @@ impl Backoff {
             | RtmpError::PublishRefused { .. }
             | RtmpError::UnknownApp { .. }
             | RtmpError::Unauthorized { .. }
-            | RtmpError::Rejected { .. } => wait.max(BAD_NAME_WAIT),
+            | RtmpError::Rejected { .. } => wait.max(REFUSED_WAIT),
             _ => wait,
         }
     }
@@ -1002,7 +1002,7 @@ mod tests {
         let (low, high) = (b.next(&closed, 0.0), Backoff::default().next(&closed, 1.0));
         assert_eq!((low.as_millis(), high.as_millis()), (900, 1100));
         let bad_name = RtmpError::BadName { host: "h".into() };
-        assert!(Backoff::default().next(&bad_name, 0.0) >= BAD_NAME_WAIT);
+        assert!(Backoff::default().next(&bad_name, 0.0) >= REFUSED_WAIT);
         b.reset();
         assert_eq!(b.next(&closed, 0.5), Duration::from_secs(1));
     }

@@ -60,26 +60,22 @@ impl Nginx {
 
     /// Starts (or restarts) nginx on `port`, recording into `dir`.
     pub fn start_on(dir: &Path, port: u16) -> Result<Self> {
-        Self::start_with(dir, port, &[])
+        Self::start_with(dir, port, &[], None)
     }
 
     /// Also terminates TLS on `tls_port` with `cert` and `key` (PEM files) for `rtmps`.
     pub fn start_tls(dir: &Path, tls_port: u16, cert: &Path, key: &Path) -> Result<Self> {
         let tls = [tls_port.to_string(), cert.display().to_string(), key.display().to_string()];
-        Self::start_with(dir, free_port(), &tls)
+        Self::start_with(dir, free_port(), &tls, None)
     }
 
     /// Also serves `rtmp://127.0.0.1:PORT/guarded/<key>`, asking `auth_url` before each publish
     /// (nginx-rtmp's `on_publish`: a 2xx answer allows it).
     pub fn start_guarded(dir: &Path, auth_url: &str) -> Result<Self> {
-        Self::start_env(dir, free_port(), &[], Some(auth_url))
+        Self::start_with(dir, free_port(), &[], Some(auth_url))
     }
 
-    fn start_with(dir: &Path, port: u16, tls: &[String]) -> Result<Self> {
-        Self::start_env(dir, port, tls, None)
-    }
-
-    fn start_env(dir: &Path, port: u16, tls: &[String], auth_url: Option<&str>) -> Result<Self> {
+    fn start_with(dir: &Path, port: u16, tls: &[String], auth_url: Option<&str>) -> Result<Self> {
         let script = workspace_root().join("scripts/nginx-rtmp.sh");
         let mut command = Command::new("bash");
         command.arg(&script).arg("start").arg(dir).arg(port.to_string()).args(tls);
