@@ -4,7 +4,7 @@
 use std::process::Command;
 
 use anyhow::{ensure, Result};
-use emcee_e2e::{bin_dir, free_port, scratch_dir};
+use emcee_tests::{bin_dir, free_port, scratch_dir};
 
 const GOOD: &str = r##"[show]
 script = "script.txt"
@@ -26,7 +26,7 @@ fn check_accepts_a_good_file_and_the_shipped_demo() -> Result<()> {
     let dir = scratch_dir("cli-good")?;
     std::fs::write(dir.join("script.txt"), "Hello.\n")?;
     std::fs::write(dir.join("good.toml"), GOOD.replace("STAGE", "7698"))?;
-    let demo = emcee_e2e::workspace_root().join("examples/demo.toml");
+    let demo = emcee_tests::workspace_root().join("examples/demo.toml");
     for file in [dir.join("good.toml"), demo] {
         let out = Command::new(bin_dir().join("emcee")).arg("check").arg(&file).output()?;
         ensure!(out.status.success(), "{}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
@@ -36,7 +36,7 @@ fn check_accepts_a_good_file_and_the_shipped_demo() -> Result<()> {
 
 #[test]
 fn voices_lists_the_installed_piper_voices_and_the_broken_ones() -> Result<()> {
-    let demo = emcee_e2e::workspace_root().join("examples/demo.toml");
+    let demo = emcee_tests::workspace_root().join("examples/demo.toml");
     let out = Command::new(bin_dir().join("emcee")).args(["voices", "--config"]).arg(&demo).output()?;
     let text = String::from_utf8_lossy(&out.stdout);
     ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

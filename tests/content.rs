@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use emcee_daemon::store::{AuditRecord, Store};
-use emcee_e2e::{bin_dir, scratch_dir, spawn_show, wait_for_end, write_show, Nginx};
+use emcee_tests::{bin_dir, scratch_dir, spawn_show, wait_for_end, write_show, Nginx};
 
 const MATERIALS: &str = r#"
 [[product]]

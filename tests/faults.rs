@@ -8,11 +8,12 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use emcee_e2e::media::{runtime, Feed};
-use emcee_e2e::proxy::{Fault, FaultProxy};
-use emcee_e2e::{probe, scratch_dir, Nginx};
 use emcee_stream::record::{recordings as recordings_in, RecorderConfig};
-use emcee_stream::rtmp::{Output, SinkStats};
+use emcee_stream::rtmp::Output;
+use emcee_stream::stats::SinkStats;
+use emcee_tests::media::{runtime, Feed};
+use emcee_tests::proxy::{Fault, FaultProxy};
+use emcee_tests::{probe, scratch_dir, Nginx};
 
 /// One fault test at a time: they count this process's open file descriptors.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -96,7 +97,7 @@ fn a_blackholed_uplink_is_detected_within_10_s_and_recovers_while_the_other_outp
     let rt = runtime();
     let fds_before = open_fds();
     // A third output is dead all along: nothing listens on its port.
-    let dead = format!("rtmp://127.0.0.1:{}/live/dead", emcee_e2e::free_port());
+    let dead = format!("rtmp://127.0.0.1:{}/live/dead", emcee_tests::free_port());
     let (feed, stats) = Feed::start(&[nginx.url("direct"), proxy.url("proxied"), dead], &rt)?;
     let (direct, proxied, dead) = (&stats[0], &stats[1], &stats[2]);
     wait_until(Duration::from_secs(5), "both outputs publishing", || publishing(direct) && publishing(proxied))?;
@@ -139,7 +140,7 @@ fn three_destinations_with_one_dead_the_other_two_carry_a_clean_stream_throughou
     let nginx = Nginx::start(&dir)?;
     let rt = runtime();
     let fds_before = open_fds();
-    let dead = format!("rtmp://127.0.0.1:{}/live/dead", emcee_e2e::free_port());
+    let dead = format!("rtmp://127.0.0.1:{}/live/dead", emcee_tests::free_port());
     let (feed, stats) = Feed::start(&[nginx.url("one"), dead, nginx.url("two")], &rt)?;
     wait_until(Duration::from_secs(5), "both live outputs publishing", || {
         publishing(&stats[0]) && publishing(&stats[2])

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use emcee_daemon::store::{AuditRecord, Store};
-use emcee_e2e::{bin_dir, probe, scratch_dir, spawn_show, wait_for_end, write_show, Nginx};
+use emcee_tests::{bin_dir, probe, scratch_dir, spawn_show, wait_for_end, write_show, Nginx};
 
 const SCRIPT: [&str; 2] = [
     "Our kettle has a smart thermostat, a one litre capacity, and a two year warranty.",
@@ -77,7 +77,7 @@ fn an_operator_line_cuts_in_and_the_cut_sentence_is_said_again() -> Result<()> {
     // Why it is not the zero-copy encoder, in words and as a code alerts can match.
     let fallback = &status["stage"]["encoder_fallback"];
     ensure!(fallback["reason"].as_str().is_some_and(|r| !r.is_empty()), "{status}");
-    if !emcee_encoder::cuda::driver_present() {
+    if !emcee_nvenc::cuda::driver_present() {
         ensure!(fallback["code"] == "no_cuda_driver", "{status}");
     }
     ensure!(output["url"].as_str().is_some_and(|u| u.ends_with("/live/…")), "key not redacted: {status}");
@@ -157,7 +157,7 @@ fn a_closed_room_waits_queues_lines_and_opens_on_start() -> Result<()> {
     let hour = (jiff_hour_utc() + 12) % 24;
     let mut text = std::fs::read_to_string(&config)?;
     // Products, so questions have answers.
-    std::fs::copy(emcee_e2e::workspace_root().join("examples/products.toml"), dir.join("products.toml"))?;
+    std::fs::copy(emcee_tests::workspace_root().join("examples/products.toml"), dir.join("products.toml"))?;
     text = text.replace("[state]", "[content]\nproducts = \"products.toml\"\n\n[state]");
     text.push_str(&format!(
         "\n[[schedule]]\ndays = [\"daily\"]\nstart = \"{hour:02}:00\"\nend = \"{hour:02}:30\"\ntime_zone = \"UTC\"\n"

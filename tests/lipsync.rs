@@ -9,13 +9,13 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use emcee_e2e::{
-    audit_log, media_ms, play_to_end, probe, scratch_dir, use_neural_voice, workspace_root, write_show, Nginx,
-};
 use emcee_protocol::CameraPreset;
 use emcee_renderer::camera::project;
 use emcee_renderer::model::Model;
 use emcee_renderer::rig::Rig;
+use emcee_tests::{
+    audit_log, media_ms, play_to_end, probe, scratch_dir, use_neural_voice, workspace_root, write_show, Nginx,
+};
 
 const W: usize = 640;
 const H: usize = 360;

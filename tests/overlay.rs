@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
-use emcee_e2e::{audit_log, media_ms, play_to_end, probe, scratch_dir, write_show, Nginx};
+use emcee_tests::{audit_log, media_ms, play_to_end, probe, scratch_dir, write_show, Nginx};
 
 const W: usize = 640;
 const H: usize = 360;

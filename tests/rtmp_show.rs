@@ -5,10 +5,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
-use emcee_e2e::{bin_dir, free_port, probe, scratch_dir, write_show, Nginx};
 use emcee_protocol::CameraPreset;
 use emcee_renderer::avatar::MOUTH_CENTER;
 use emcee_renderer::camera::project_to_pixels;
+use emcee_tests::{bin_dir, free_port, probe, scratch_dir, write_show, Nginx};
 
 const W: usize = 640;
 const H: usize = 360;

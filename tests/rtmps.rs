@@ -8,9 +8,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use emcee_e2e::media::{runtime, Feed};
-use emcee_e2e::{free_port, probe, scratch_dir, Nginx};
 use emcee_stream::rtmp::Output;
+use emcee_tests::media::{runtime, Feed};
+use emcee_tests::{free_port, probe, scratch_dir, Nginx};
 
 /// A CA and a leaf for `localhost` / 127.0.0.1 signed by it (rustls refuses a self-signed
 /// certificate used as its own CA). Test-only material, made fresh for each run.

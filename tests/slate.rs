@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use anyhow::{ensure, Result};
 use emcee_daemon::config::Config;
-use emcee_e2e::{probe, scratch_dir, write_show, Nginx};
 use emcee_protocol::StageEvent;
 use emcee_stage::pipeline::{Command, Pipeline, RenderFault};
 use emcee_stage::slate::slate_i420;
+use emcee_tests::{probe, scratch_dir, write_show, Nginx};
 
 const W: usize = 640;
 const H: usize = 360;

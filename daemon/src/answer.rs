@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::content::Product;
+use crate::materials::Product;
 
 const STOPWORDS: &[&str] = &[
     "a", "an", "the", "is", "are", "was", "be", "do", "does", "did", "i", "you", "we", "it", "its", "this", "that",
@@ -113,7 +113,7 @@ impl Answerer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::content::{Faq, Product};
+    use crate::materials::{Faq, Product};
 
     fn catalogue() -> Answerer {
         let kettle = Product {

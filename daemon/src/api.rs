@@ -1,6 +1,6 @@
 //! The local HTTP API (see `docs/api.yaml`): bearer-token auth, JSON in and out, JSON errors.
 //!
-//! Handlers never touch the scheduler directly: they send an [`ApiCall`] to the show loop and
+//! Handlers never touch the scheduler directly: they send a [`ShowCall`] to the show loop and
 //! wait for its answer, so there is one owner of the show's state. The audit log is read from
 //! the database directly (SQLite WAL readers do not block the writer).
 
@@ -15,12 +15,12 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::config::ConfigErrors;
+use crate::control::calls::{ContentRefused, ShowCall, Status};
 use crate::library::{Doc, DocName, Format, Origin};
-use crate::scheduler::{Offset, Room, RoomCommand};
+use crate::scheduler::{Room, RoomCommand};
 use crate::store::{AuditRecord, Store};
 
 /// Longest line the API accepts for the host to say.
@@ -32,86 +32,6 @@ pub enum ApiError {
     Token { path: String, reason: String },
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
-}
-
-/// What the show loop is asked to do; each carries its reply channel.
-pub enum ApiCall {
-    Status(oneshot::Sender<Status>),
-    Say {
-        text: String,
-        priority: i32,
-        reply: oneshot::Sender<Result<i64, String>>,
-    },
-    Ask {
-        question: String,
-        reply: oneshot::Sender<Result<Asked, String>>,
-    },
-    Room {
-        command: RoomCommand,
-        reply: oneshot::Sender<Result<Room, String>>,
-    },
-    /// The document the show plays from now.
-    ContentOf {
-        name: DocName,
-        reply: oneshot::Sender<Doc>,
-    },
-    /// Replace a document (`Some`, checked first) or go back to its configured file (`None`).
-    ChangeContent {
-        name: DocName,
-        doc: Option<Doc>,
-        reply: oneshot::Sender<Result<ContentInfo, ContentRefused>>,
-    },
-}
-
-/// A document the show now plays from.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ContentInfo {
-    pub name: DocName,
-    pub format: Format,
-    pub origin: Origin,
-    /// Sentences in the script now.
-    pub script_sentences: usize,
-}
-
-/// Why a content change was not made (nothing changed).
-#[derive(Debug)]
-pub enum ContentRefused {
-    /// The document, or the other one with it, does not check.
-    Invalid(ConfigErrors),
-    /// It could not be stored.
-    Store(String),
-}
-
-/// What became of a viewer's question.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Asked {
-    /// The queued answer's id (`i<id>` in the audit log).
-    pub id: i64,
-    pub answer: String,
-    pub confidence: f64,
-    /// False when the holding line is said instead of an answer.
-    pub matched: bool,
-    /// True when the same question was asked moments ago: its answer is already queued.
-    pub duplicate: bool,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Playing {
-    pub cue: String,
-    pub source: String,
-    pub text: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Status {
-    pub room: Room,
-    pub offset: Offset,
-    pub script_sentences: usize,
-    pub queued_interactions: usize,
-    pub playing: Option<Playing>,
-    pub stage_connected: bool,
-    /// The stage's last health report: frames, late frames, encoder, each output's state.
-    pub stage: Option<emcee_protocol::Health>,
 }
 
 /// Reads the bearer token: a systemd credential `api-token` if present, else `file`, which is
@@ -150,7 +70,7 @@ pub fn load_or_create_token(file: &Path) -> Result<String, ApiError> {
 #[derive(Clone)]
 struct AppState {
     token: Arc<str>,
-    calls: mpsc::Sender<ApiCall>,
+    calls: mpsc::Sender<ShowCall>,
     log: Arc<Mutex<Store>>,
 }
 
@@ -191,7 +111,7 @@ async fn require_token(State(state): State<AppState>, headers: HeaderMap, reques
     }
 }
 
-async fn ask_show<T>(state: &AppState, make: impl FnOnce(oneshot::Sender<T>) -> ApiCall) -> Result<T, Failure> {
+async fn ask_show<T>(state: &AppState, make: impl FnOnce(oneshot::Sender<T>) -> ShowCall) -> Result<T, Failure> {
     let (tx, rx) = oneshot::channel();
     let unavailable = || Failure(StatusCode::SERVICE_UNAVAILABLE, "the show is not running".into());
     state.calls.send(make(tx)).await.map_err(|_| unavailable())?;
@@ -199,7 +119,7 @@ async fn ask_show<T>(state: &AppState, make: impl FnOnce(oneshot::Sender<T>) -> 
 }
 
 async fn status(State(state): State<AppState>) -> Result<Response, Failure> {
-    Ok(Json(ask_show(&state, ApiCall::Status).await?).into_response())
+    Ok(Json(ask_show(&state, ShowCall::Status).await?).into_response())
 }
 
 #[derive(Deserialize)]
@@ -237,7 +157,7 @@ struct AskBody {
 async fn ask(State(state): State<AppState>, body: Bytes) -> Result<Response, Failure> {
     let body: AskBody = parse_body(&body)?;
     let question = checked_text(&body.text)?;
-    let asked = ask_show(&state, |reply| ApiCall::Ask { question, reply })
+    let asked = ask_show(&state, |reply| ShowCall::Ask { question, reply })
         .await?
         .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e))?;
     let status = if asked.duplicate { StatusCode::OK } else { StatusCode::ACCEPTED };
@@ -258,7 +178,7 @@ async fn say(State(state): State<AppState>, body: Bytes) -> Result<Response, Fai
     if !(-100..=100).contains(&body.priority) {
         return Err(Failure(StatusCode::UNPROCESSABLE_ENTITY, "`priority` must be between -100 and 100".into()));
     }
-    let id = ask_show(&state, |reply| ApiCall::Say { text, priority: body.priority, reply })
+    let id = ask_show(&state, |reply| ShowCall::Say { text, priority: body.priority, reply })
         .await?
         .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e))?;
     Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "id": id, "cue": format!("i{id}") }))).into_response())
@@ -276,7 +196,7 @@ async fn room(State(state): State<AppState>, UrlPath(command): UrlPath<String>) 
             return Err(Failure(StatusCode::NOT_FOUND, message));
         }
     };
-    let room = ask_show(&state, |reply| ApiCall::Room { command, reply })
+    let room = ask_show(&state, |reply| ShowCall::Room { command, reply })
         .await?
         .map_err(|e| Failure(StatusCode::CONFLICT, e))?;
     Ok(Json(serde_json::json!({ "room": room })).into_response())
@@ -289,7 +209,7 @@ fn doc_name(name: &str) -> Result<DocName, Failure> {
 
 async fn content_of(State(state): State<AppState>, UrlPath(name): UrlPath<String>) -> Result<Response, Failure> {
     let name = doc_name(&name)?;
-    Ok(Json(ask_show(&state, |reply| ApiCall::ContentOf { name, reply }).await?).into_response())
+    Ok(Json(ask_show(&state, |reply| ShowCall::ContentOf { name, reply }).await?).into_response())
 }
 
 /// How a document is written, from the request's `Content-Type`.
@@ -314,7 +234,7 @@ fn format_of(name: DocName, headers: &HeaderMap) -> Result<Format, Failure> {
 }
 
 async fn change_content(state: &AppState, name: DocName, doc: Option<Doc>) -> Result<Response, Failure> {
-    match ask_show(state, |reply| ApiCall::ChangeContent { name, doc, reply }).await? {
+    match ask_show(state, |reply| ShowCall::ChangeContent { name, doc, reply }).await? {
         Ok(info) => Ok(Json(info).into_response()),
         Err(ContentRefused::Invalid(errors)) => {
             let file = errors.file.display().to_string();
@@ -491,7 +411,7 @@ fn metrics_text(s: &Status) -> String {
 }
 
 async fn metrics(State(state): State<AppState>) -> Result<Response, Failure> {
-    let status = ask_show(&state, ApiCall::Status).await?;
+    let status = ask_show(&state, ShowCall::Status).await?;
     let text = metrics_text(&status);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
@@ -500,7 +420,7 @@ async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "no such endpoint; see docs/api.yaml")
 }
 
-pub fn router(token: String, calls: mpsc::Sender<ApiCall>, log: Store) -> Router {
+pub fn router(token: String, calls: mpsc::Sender<ShowCall>, log: Store) -> Router {
     let state = AppState { token: token.into(), calls, log: Arc::new(Mutex::new(log)) };
     let authed = Router::new()
         .route("/v1/status", get(status))
@@ -522,6 +442,7 @@ pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ApiError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scheduler::Offset;
 
     #[test]
     fn metrics_expose_the_stage_and_escape_labels() {

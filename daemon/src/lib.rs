@@ -2,12 +2,17 @@
 //!
 //! # Layout
 //! - [`config`]: the technician's TOML, validated with line/column errors before anything runs.
-//! - [`content`], [`script`], [`ssml`]: materials and the sentences to say, checked.
+//! - [`materials`], [`script`], [`ssml`]: materials (products, promotions, scenes, voices) and
+//!   the sentences to say, checked.
 //! - [`library`]: those two documents, from their files or pushed through the API (stored).
-//! - [`scheduler`]: pure state machine: script and interaction queues, interrupts, room control.
+//! - [`answer`]: answers to viewers' questions from the products' FAQ.
+//! - [`scheduler`]: pure state machine deciding the next sentence: script and interaction
+//!   queues, interrupts, room control.
+//! - [`opening_hours`]: when the room opens and closes by itself (`[[schedule]]` windows).
 //! - [`store`]: SQLite (WAL): offsets, the durable interaction queue, the audit log.
-//! - [`control`]: the show loop: stage connection + scheduler + store + API calls.
-//! - [`api`]: the local HTTP API (bearer token), talking to the show loop over a channel.
+//! - [`control`]: the show loop: stage connection + scheduler + store, driven by
+//!   [`control::calls`] (the show's commands and replies).
+//! - [`api`]: the local HTTP API (bearer token), which maps requests to show calls.
 //! - [`client`]: the CLI's side of the API.
 //! - [`notify`]: systemd readiness and watchdog notifications.
 //!
@@ -18,15 +23,14 @@ pub mod answer;
 pub mod api;
 pub mod client;
 pub mod config;
-pub mod content;
 pub mod control;
 pub mod library;
+pub mod materials;
 pub mod notify;
-pub mod schedule;
+pub mod opening_hours;
 pub mod scheduler;
 pub mod script;
 pub mod ssml;
 pub mod store;
 
-/// Exit status for a bad configuration (EX_CONFIG from sysexits.h), as systemd units expect.
-pub const EXIT_CONFIG: i32 = 78;
+pub use emcee_protocol::EXIT_CONFIG;

@@ -14,7 +14,7 @@ use emcee_protocol::{Card, Scene};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ConfigError, ConfigErrors};
-use crate::content::{parse_materials, Materials, Product};
+use crate::materials::{parse_materials, Materials, Product};
 use crate::scheduler::ScriptSentence;
 use crate::script::{parse_lines, parse_segments};
 

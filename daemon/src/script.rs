@@ -26,7 +26,7 @@ use emcee_protocol::action::Action;
 use emcee_protocol::{Scene, Voice};
 
 use crate::config::{Checker, ConfigError};
-use crate::content::{Materials, Product};
+use crate::materials::{Materials, Product};
 use crate::ssml::{self, Sentence};
 
 /// A checked sentence and when it may be said.
@@ -231,7 +231,7 @@ fn finish(mut c: Checker<'_>, sentences: Vec<Line>) -> Result<Vec<Line>, Vec<Con
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::content::parse_materials;
+    use crate::materials::parse_materials;
 
     fn materials() -> Materials {
         parse_materials(

@@ -228,188 +228,230 @@ pub fn plain_of(ssml: &str) -> String {
 
 /// Checks and normalises one sentence. Every problem found is returned.
 pub fn parse(input: &str) -> Result<Sentence, Vec<SsmlError>> {
-    let mut errors = Vec::new();
-    let mut out = String::from("<speak>");
-    let mut plain = String::new();
-    let mut marks = Vec::new();
-    let mut open: Vec<(&str, usize)> = Vec::new();
-    // Inside `say-as` or `sub`, text is collected and rewritten at the closing tag.
-    let mut capture: Option<(Tag<'_>, String)> = None;
     if let Some((at, c)) = input.char_indices().find(|(_, c)| c.is_control() && !c.is_whitespace()) {
         return Err(vec![err(at, format!("control character U+{:04X} in the text", c as u32))]);
     }
-    // `<` opens a tag only before a letter or `/`; otherwise it is text ("3 < 4").
-    let tag_start = |from: usize| {
-        input[from..]
-            .match_indices('<')
-            .map(|(p, _)| from + p)
-            .find(|&p| input[p + 1..].chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '/'))
-    };
-    // Text between tags: collected for a `say-as`/`sub` being read, else said as it is.
-    let text = |range: std::ops::Range<usize>,
-                capture: &mut Option<(Tag<'_>, String)>,
-                out: &mut String,
-                plain: &mut String,
-                errors: &mut Vec<SsmlError>| match unescape(&input[range.clone()], range.start) {
-        Ok(t) => match capture.as_mut() {
-            Some((_, buf)) => buf.push_str(&t),
-            None => {
-                out.push_str(&escape(&t));
-                plain.push_str(&t);
-            }
-        },
-        Err(e) => errors.push(e),
+    let mut n = Normaliser {
+        input,
+        errors: Vec::new(),
+        out: String::from("<speak>"),
+        plain: String::new(),
+        marks: Vec::new(),
+        open: Vec::new(),
+        capture: None,
     };
     let mut i = 0;
     while i < input.len() {
-        let Some(lt) = tag_start(i) else {
-            text(i..input.len(), &mut capture, &mut out, &mut plain, &mut errors);
+        let Some(lt) = tag_start(input, i) else {
+            n.text(i..input.len());
             break;
         };
         if lt > i {
-            text(i..lt, &mut capture, &mut out, &mut plain, &mut errors);
+            n.text(i..lt);
         }
         let (tag, next) = match parse_tag(input, lt) {
             Ok(t) => t,
             Err(e) => {
-                errors.push(e);
+                n.errors.push(e);
                 break; // the rest cannot be tokenised reliably
             }
         };
         i = next;
-        let Some((_, allowed)) = ALLOWED.iter().find(|(n, _)| *n == tag.name) else {
-            // Reported once, at the opening tag.
-            if !tag.closing {
-                errors.push(err(tag.offset, format!("<{}> is not in the supported SSML subset", tag.name)));
+        if n.check_attributes(&tag) {
+            if tag.closing {
+                n.closing(&tag);
+            } else {
+                n.opening(tag);
             }
-            continue;
+        }
+    }
+    n.finish()
+}
+
+/// `<` opens a tag only before a letter or `/`; otherwise it is text ("3 < 4").
+fn tag_start(input: &str, from: usize) -> Option<usize> {
+    input[from..]
+        .match_indices('<')
+        .map(|(p, _)| from + p)
+        .find(|&p| input[p + 1..].chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '/'))
+}
+
+/// The value of attribute `key` of `tag`.
+fn attr(tag: &Tag<'_>, key: &str) -> Option<String> {
+    tag.attrs.iter().find(|a| a.0 == key).map(|a| a.1.clone())
+}
+
+/// `<name k="v" …` with the tag's attributes, escaped (the caller closes it).
+fn open_tag_text(tag: &Tag<'_>) -> String {
+    let mut s = format!("<{}", tag.name);
+    for (k, v, _) in &tag.attrs {
+        s.push_str(&format!(" {k}=\"{}\"", escape(v)));
+    }
+    s
+}
+
+/// One sentence being checked and rewritten, tag by tag.
+struct Normaliser<'a> {
+    input: &'a str,
+    errors: Vec<SsmlError>,
+    /// The normalised SSML so far.
+    out: String,
+    /// The words as heard so far.
+    plain: String,
+    marks: Vec<String>,
+    /// Tags opened and not yet closed, with their offsets.
+    open: Vec<(&'a str, usize)>,
+    /// Inside `say-as` or `sub`, text is collected and rewritten at the closing tag.
+    capture: Option<(Tag<'a>, String)>,
+}
+
+impl<'a> Normaliser<'a> {
+    /// Text between tags: collected for a `say-as`/`sub` being read, else said as it is.
+    fn text(&mut self, range: std::ops::Range<usize>) {
+        match unescape(&self.input[range.clone()], range.start) {
+            Ok(t) => match self.capture.as_mut() {
+                Some((_, buf)) => buf.push_str(&t),
+                None => self.say(&t),
+            },
+            Err(e) => self.errors.push(e),
+        }
+    }
+
+    /// Words said as they are.
+    fn say(&mut self, words: &str) {
+        self.out.push_str(&escape(words));
+        self.plain.push_str(words);
+    }
+
+    /// Reports attributes the tag does not have or values it does not take; false for a tag
+    /// outside the subset (reported once, at its opening), which is then skipped.
+    fn check_attributes(&mut self, tag: &Tag<'_>) -> bool {
+        let Some((_, allowed)) = ALLOWED.iter().find(|(n, _)| *n == tag.name) else {
+            if !tag.closing {
+                self.errors.push(err(tag.offset, format!("<{}> is not in the supported SSML subset", tag.name)));
+            }
+            return false;
         };
         for (key, value, at) in &tag.attrs {
             if !allowed.contains(key) {
-                errors.push(err(*at, format!("<{}> has no attribute `{key}`", tag.name)));
+                self.errors.push(err(*at, format!("<{}> has no attribute `{key}`", tag.name)));
             } else if let Err(e) = check_value(tag.name, key, value, *at) {
-                errors.push(e);
+                self.errors.push(e);
             }
         }
-        let attr = |t: &Tag<'_>, k: &str| t.attrs.iter().find(|a| a.0 == k).map(|a| a.1.clone());
-        if tag.closing {
-            match open.pop() {
-                Some((name, _)) if name == tag.name => {}
-                Some((name, at)) => {
-                    errors.push(err(tag.offset, format!("</{}> closes <{name}> opened at offset {at}", tag.name)));
-                    continue;
-                }
-                None => {
-                    errors.push(err(tag.offset, format!("</{}> was never opened", tag.name)));
-                    continue;
-                }
+        true
+    }
+
+    fn closing(&mut self, tag: &Tag<'_>) {
+        match self.open.pop() {
+            Some((name, _)) if name == tag.name => {}
+            Some((name, at)) => {
+                self.errors.push(err(tag.offset, format!("</{}> closes <{name}> opened at offset {at}", tag.name)));
+                return;
             }
-            if let Some((open_tag, text)) = capture.take_if(|(t, _)| t.name == tag.name) {
-                let spoken = match open_tag.name {
-                    "sub" => attr(&open_tag, "alias").unwrap_or_default(),
-                    _ => match attr(&open_tag, "interpret-as").as_deref() {
-                        Some("currency") => say_currency(&text, open_tag.offset).unwrap_or_else(|e| {
-                            errors.push(e);
-                            text.clone()
-                        }),
-                        Some("date") => {
-                            let format = attr(&open_tag, "format").unwrap_or_else(|| "ymd".into());
-                            say_date(&text, &format, open_tag.offset).unwrap_or_else(|e| {
-                                errors.push(e);
-                                text.clone()
-                            })
-                        }
-                        Some("ordinal") => match text.trim().parse::<u32>() {
-                            Ok(n) => format!("{n}{}", ordinal_suffix(n)),
-                            Err(_) => {
-                                errors.push(err(open_tag.offset, format!("`{text}` is not a whole number")));
-                                text.clone()
-                            }
-                        },
-                        Some("characters") | Some("digits") => {
-                            // Spelled out by the engine.
-                            out.push_str(&format!("<say-as interpret-as=\"characters\">{}</say-as>", escape(&text)));
-                            plain.push_str(&text);
-                            continue;
-                        }
-                        _ => text.clone(), // cardinal: the engine reads numbers as numbers
-                    },
-                };
-                out.push_str(&escape(&spoken));
-                plain.push_str(&spoken);
-                continue;
+            None => {
+                self.errors.push(err(tag.offset, format!("</{}> was never opened", tag.name)));
+                return;
             }
-            if ["p", "s", "prosody"].contains(&tag.name) {
-                out.push_str(&format!("</{}>", tag.name));
-            }
-            continue;
         }
-        if capture.is_some() {
-            errors.push(err(tag.offset, format!("<{}> inside <say-as> or <sub>: only text goes there", tag.name)));
-            continue;
+        if let Some((open_tag, text)) = self.capture.take_if(|(t, _)| t.name == tag.name) {
+            self.captured(&open_tag, &text);
+        } else if ["p", "s", "prosody"].contains(&tag.name) {
+            self.out.push_str(&format!("</{}>", tag.name));
+        }
+    }
+
+    /// The text of a `sub` or `say-as`, said as it reads.
+    fn captured(&mut self, open_tag: &Tag<'_>, text: &str) {
+        let spoken = match open_tag.name {
+            "sub" => attr(open_tag, "alias").unwrap_or_default(),
+            _ => match attr(open_tag, "interpret-as").as_deref() {
+                Some("currency") => say_currency(text, open_tag.offset).unwrap_or_else(|e| {
+                    self.errors.push(e);
+                    text.to_string()
+                }),
+                Some("date") => {
+                    let format = attr(open_tag, "format").unwrap_or_else(|| "ymd".into());
+                    say_date(text, &format, open_tag.offset).unwrap_or_else(|e| {
+                        self.errors.push(e);
+                        text.to_string()
+                    })
+                }
+                Some("ordinal") => match text.trim().parse::<u32>() {
+                    Ok(n) => format!("{n}{}", ordinal_suffix(n)),
+                    Err(_) => {
+                        self.errors.push(err(open_tag.offset, format!("`{text}` is not a whole number")));
+                        text.to_string()
+                    }
+                },
+                Some("characters") | Some("digits") => {
+                    // Spelled out by the engine.
+                    self.out.push_str(&format!("<say-as interpret-as=\"characters\">{}</say-as>", escape(text)));
+                    self.plain.push_str(text);
+                    return;
+                }
+                _ => text.to_string(), // cardinal: the engine reads numbers as numbers
+            },
+        };
+        self.say(&spoken);
+    }
+
+    fn opening(&mut self, tag: Tag<'a>) {
+        if self.capture.is_some() {
+            self.errors.push(err(tag.offset, format!("<{}> inside <say-as> or <sub>: only text goes there", tag.name)));
+            return;
         }
         match tag.name {
             "break" | "mark" if !tag.self_closing => {
-                errors.push(err(tag.offset, format!("<{}> must be self-closing: <{} …/>", tag.name, tag.name)));
+                self.errors.push(err(tag.offset, format!("<{}> must be self-closing: <{} …/>", tag.name, tag.name)));
             }
             "break" => {
-                let mut s = String::from("<break");
-                for (k, v, _) in &tag.attrs {
-                    s.push_str(&format!(" {k}=\"{}\"", escape(v)));
-                }
-                out.push_str(&s);
-                out.push_str("/>");
+                self.out.push_str(&open_tag_text(&tag));
+                self.out.push_str("/>");
             }
             "mark" => match attr(&tag, "name") {
                 Some(name) => match check_mark_name(&name, tag.offset) {
                     Ok(()) => {
-                        out.push_str(&format!("<mark name=\"{}\"/>", escape(&name)));
-                        marks.push(name);
+                        self.out.push_str(&format!("<mark name=\"{}\"/>", escape(&name)));
+                        self.marks.push(name);
                     }
-                    Err(e) => errors.push(e),
+                    Err(e) => self.errors.push(e),
                 },
-                None => errors.push(err(tag.offset, "<mark> needs a name")),
+                None => self.errors.push(err(tag.offset, "<mark> needs a name")),
             },
-            _ if tag.self_closing => errors.push(err(tag.offset, format!("<{}/> cannot be empty", tag.name))),
-            "speak" => open.push((tag.name, tag.offset)),
-            "say-as" => {
-                if attr(&tag, "interpret-as").is_none() {
-                    errors.push(err(tag.offset, "<say-as> needs interpret-as"));
+            _ if tag.self_closing => self.errors.push(err(tag.offset, format!("<{}/> cannot be empty", tag.name))),
+            "speak" => self.open.push((tag.name, tag.offset)),
+            "say-as" | "sub" => {
+                let needs = if tag.name == "sub" { "alias" } else { "interpret-as" };
+                if attr(&tag, needs).is_none() {
+                    self.errors.push(err(tag.offset, format!("<{}> needs {needs}", tag.name)));
                 }
-                open.push((tag.name, tag.offset));
-                capture = Some((tag, String::new()));
-            }
-            "sub" => {
-                if attr(&tag, "alias").is_none() {
-                    errors.push(err(tag.offset, "<sub> needs alias"));
-                }
-                open.push((tag.name, tag.offset));
-                capture = Some((tag, String::new()));
+                self.open.push((tag.name, tag.offset));
+                self.capture = Some((tag, String::new()));
             }
             _ => {
-                let mut s = format!("<{}", tag.name);
-                for (k, v, _) in &tag.attrs {
-                    s.push_str(&format!(" {k}=\"{}\"", escape(v)));
-                }
-                out.push_str(&s);
-                out.push('>');
-                open.push((tag.name, tag.offset));
+                self.out.push_str(&open_tag_text(&tag));
+                self.out.push('>');
+                self.open.push((tag.name, tag.offset));
             }
         }
     }
-    for (name, at) in open {
-        errors.push(err(at, format!("<{name}> is never closed")));
-    }
-    out.push_str("</speak>");
-    let plain = plain.split_whitespace().collect::<Vec<_>>().join(" ");
-    if errors.is_empty() && plain.is_empty() {
-        errors.push(err(0, "the sentence has nothing to say"));
-    }
-    if errors.is_empty() {
-        Ok(Sentence { ssml: out, plain, marks })
-    } else {
-        errors.sort_by_key(|e| e.offset);
-        Err(errors)
+
+    fn finish(mut self) -> Result<Sentence, Vec<SsmlError>> {
+        for (name, at) in std::mem::take(&mut self.open) {
+            self.errors.push(err(at, format!("<{name}> is never closed")));
+        }
+        self.out.push_str("</speak>");
+        let plain = self.plain.split_whitespace().collect::<Vec<_>>().join(" ");
+        if self.errors.is_empty() && plain.is_empty() {
+            self.errors.push(err(0, "the sentence has nothing to say"));
+        }
+        if self.errors.is_empty() {
+            Ok(Sentence { ssml: self.out, plain, marks: self.marks })
+        } else {
+            self.errors.sort_by_key(|e| e.offset);
+            Err(self.errors)
+        }
     }
 }
 

@@ -3,8 +3,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use emcee_daemon::api::{self, ApiCall, Status};
+use emcee_daemon::api;
 use emcee_daemon::client::{ApiClient, ClientError};
+use emcee_daemon::control::calls::{ShowCall, Status};
 use emcee_daemon::scheduler::{Offset, Room};
 use emcee_daemon::store::Store;
 
@@ -24,7 +25,7 @@ async fn serve() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
         while let Some(call) = rx.recv().await {
             counted.fetch_add(1, Ordering::SeqCst);
             match call {
-                ApiCall::Status(reply) => {
+                ShowCall::Status(reply) => {
                     let _ = reply.send(Status {
                         room: Room::Live,
                         offset: Offset::default(),
@@ -35,16 +36,16 @@ async fn serve() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
                         stage: None,
                     });
                 }
-                ApiCall::Say { reply, .. } => {
+                ShowCall::Say { reply, .. } => {
                     let _ = reply.send(Ok(7));
                 }
-                ApiCall::Ask { reply, .. } => {
+                ShowCall::Ask { reply, .. } => {
                     let _ = reply.send(Err("no answers in this test".into()));
                 }
-                ApiCall::Room { reply, .. } => {
+                ShowCall::Room { reply, .. } => {
                     let _ = reply.send(Err("cannot start while the room is Live".into()));
                 }
-                ApiCall::ContentOf { .. } | ApiCall::ChangeContent { .. } => {} // tested on the real daemon
+                ShowCall::ContentOf { .. } | ShowCall::ChangeContent { .. } => {} // tested on the real daemon
             }
         }
     });

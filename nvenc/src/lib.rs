@@ -15,6 +15,7 @@
 //!
 //! Unsafe code lives only in the two FFI modules, each block with its `SAFETY` note.
 #![deny(unsafe_code)]
+#![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod cuda;
 pub mod nvenc;

@@ -5,12 +5,14 @@
 //!   [`ControlMessage::Hello`] so that the TOML is parsed and validated in exactly one place.
 //! - [`ControlMessage`]: control plane → stage (hello, cues, end of show).
 //! - [`StageEvent`]: stage → control plane (ready, cue lifecycle with media timestamps, health).
+//! - [`shutdown`]: the stop signals every process answers alike.
 //!
 //! Messages are JSON text frames over a local WebSocket, tagged by `type`. Media timestamps
 //! travel as integer 48 kHz sample counts (`media_ts`), never as floating-point seconds.
 #![forbid(unsafe_code)]
 
 pub mod action;
+pub mod shutdown;
 
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +21,15 @@ pub const PROTOCOL_VERSION: u32 = 1;
 
 /// The media clock: audio samples per second. Every `media_ts` counts these.
 pub const MEDIA_CLOCK_HZ: u64 = 48_000;
+
+/// Exit status for a bad configuration (EX_CONFIG from sysexits.h), as systemd units expect:
+/// both binaries exit with it, and the units do not restart into the same mistake.
+pub const EXIT_CONFIG: i32 = 78;
+
+/// Where the stage accepts the control plane unless `[stage] listen` says otherwise: both
+/// processes read that key of the same file, and fall back to this one address.
+pub const DEFAULT_STAGE_LISTEN: std::net::SocketAddr =
+    std::net::SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 7611));
 
 /// Video settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -406,6 +417,11 @@ pub fn redact_stream_key(url: &str) -> String {
         Ok(u) => format!("{}/…", u.tc_url),
         Err(_) => "(invalid url)".to_string(),
     }
+}
+
+/// The media time at which frame `index` starts, at `fps` frames a second.
+pub fn media_ts_of_frame(index: u64, fps: u32) -> u64 {
+    index * MEDIA_CLOCK_HZ / u64::from(fps)
 }
 
 /// Converts a media timestamp to milliseconds (for display and the wire edge only).

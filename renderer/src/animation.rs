@@ -10,8 +10,6 @@ use std::collections::HashMap;
 use gltf::animation::util::ReadOutputs;
 use gltf::animation::{Interpolation as GltfInterpolation, Property as GltfProperty};
 
-use crate::model::ModelError;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Interpolation {
     Step,
@@ -166,13 +164,14 @@ fn slerp(a: [f32; 4], b: [f32; 4], s: f32) -> [f32; 4] {
 
 /// Reads every animation of `gltf` (its binary chunk: `blob`). `ours` maps glTF node indices to the model's;
 /// `targets_of_node` gives a glTF node's first morph target and count. Channels on nodes outside
-/// the scene are skipped; anything malformed is an error naming the animation and channel.
+/// the scene are skipped; anything malformed is an error (what is wrong, naming the animation and
+/// channel), which the model loader reports as invalid.
 pub(crate) fn read(
     gltf: &gltf::Gltf,
     blob: Option<&[u8]>,
     ours: &HashMap<usize, usize>,
     targets_of_node: &HashMap<usize, (usize, usize)>,
-) -> Result<Vec<Animation>, ModelError> {
+) -> Result<Vec<Animation>, String> {
     let data = |b: gltf::Buffer<'_>| (b.index() == 0).then_some(blob).flatten();
     let mut animations = Vec::new();
     for animation in gltf.animations() {
@@ -180,7 +179,7 @@ pub(crate) fn read(
         let mut channels = Vec::new();
         for channel in animation.channels() {
             let label = format!("animation `{name}` channel {}", channel.index());
-            let invalid = |what: String| ModelError::Invalid(format!("{label}: {what}"));
+            let invalid = |what: String| format!("{label}: {what}");
             let gltf_node = channel.target().node().index();
             let Some(&node) = ours.get(&gltf_node) else {
                 tracing::warn!(animation = %name, node = gltf_node, "channel on a node outside the scene skipped");

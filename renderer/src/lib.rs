@@ -15,6 +15,8 @@
 //!   `render_next` / `flush` to keep one frame in flight while the caller prepares the next;
 //!   [`Renderer::export_ring`] hands the NV12 buffers to a zero-copy encoder (CUDA → NVENC).
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
 pub mod animation;
 pub mod avatar;
 pub mod camera;

@@ -133,216 +133,23 @@ impl Model {
     /// Reads a `.glb` / `.vrm` (glTF 2.0 binary with its buffer embedded).
     pub fn from_glb(bytes: &[u8]) -> Result<Self, ModelError> {
         let gltf = gltf::Gltf::from_slice(bytes).map_err(|e| ModelError::Parse(e.to_string()))?;
-        let blob = gltf.blob.as_deref();
-        for buffer in gltf.buffers() {
-            if let gltf::buffer::Source::Uri(uri) = buffer.source() {
-                let shown: String = uri.chars().take(40).collect();
-                return Err(unsupported(format!(
-                    "buffer {} refers to `{shown}`: embed it (.glb/.vrm)",
-                    buffer.index()
-                )));
-            }
-            if blob.is_none_or(|b| b.len() < buffer.length()) {
-                return Err(invalid(format!("buffer {} is longer than the file's binary chunk", buffer.index())));
-            }
-        }
-        let data = |b: gltf::Buffer<'_>| (b.index() == 0).then_some(blob).flatten();
+        let blob = embedded_blob(&gltf)?;
         let scene = gltf.default_scene().or_else(|| gltf.scenes().next()).ok_or_else(|| invalid("no scene"))?;
-
-        // Nodes of the scene, parents first, with our own indices.
-        let mut model = Model::default();
-        let mut ours: HashMap<usize, usize> = HashMap::new();
-        let mut stack: Vec<(gltf::Node<'_>, Option<usize>)> = scene.nodes().map(|n| (n, None)).collect();
-        stack.reverse();
-        while let Some((node, parent)) = stack.pop() {
-            if ours.contains_key(&node.index()) {
-                return Err(invalid(format!("node {} appears twice in the scene graph", node.index())));
-            }
-            let (translation, rotation, scale) = node.transform().decomposed();
-            ours.insert(node.index(), model.nodes.len());
-            let me = model.nodes.len();
-            model.nodes.push(Node { name: node.name().map(String::from), parent, translation, rotation, scale });
-            for child in node.children().collect::<Vec<_>>().into_iter().rev() {
-                stack.push((child, Some(me)));
-            }
-        }
-        if model.nodes.len() > 4096 {
-            return Err(unsupported(format!("{} nodes (at most 4096)", model.nodes.len())));
-        }
-
-        // Skins become palette ranges.
-        let mut skin_base: HashMap<usize, usize> = HashMap::new();
-        for skin in gltf.skins() {
-            let base = model.palette.len();
-            let ibms: Vec<Mat4> = match skin.reader(data).read_inverse_bind_matrices() {
-                Some(it) => it.map(|m| std::array::from_fn(|i| m[i / 4][i % 4])).collect(),
-                None => vec![IDENTITY; skin.joints().count()],
-            };
-            if ibms.len() != skin.joints().count() {
-                return Err(invalid(format!("skin {}: inverse bind matrices do not match its joints", skin.index())));
-            }
-            for (joint, ibm) in skin.joints().zip(ibms) {
-                let node = *ours.get(&joint.index()).ok_or_else(|| {
-                    unsupported(format!("skin {} uses node {}, which is not in the scene", skin.index(), joint.index()))
-                })?;
-                model.palette.push((node, ibm));
-            }
-            skin_base.insert(skin.index(), base);
-        }
-
-        // Base colour textures, decoded once per glTF image (`None`: unreadable, skipped).
-        let mut texture_of_image: HashMap<usize, Option<u32>> = HashMap::new();
-
+        let mut loader = Loader { blob, ..Loader::default() };
+        loader.read_nodes(&scene)?;
+        loader.read_skins(&gltf)?;
         // Meshes, in scene order; each mesh instance's morph targets cover its vertex range.
-        let mut target_base_of_node: HashMap<usize, usize> = HashMap::new();
-        let mut targets_of_node: HashMap<usize, (usize, usize)> = HashMap::new();
         for node in gltf.nodes() {
-            let Some(mesh) = node.mesh() else { continue };
-            let Some(&our_node) = ours.get(&node.index()) else { continue };
-            let (joint_base, rigid) = match node.skin() {
-                Some(skin) => (skin_base[&skin.index()], None),
-                None => {
-                    model.palette.push((our_node, IDENTITY));
-                    (0, Some(model.palette.len() - 1))
-                }
-            };
-            let first = model.vertices.len();
-            let mut mesh_targets: Vec<Vec<[f32; 3]>> = Vec::new();
-            for primitive in mesh.primitives() {
-                let label = format!("mesh `{}` primitive {}", mesh.name().unwrap_or("?"), primitive.index());
-                if primitive.mode() != Mode::Triangles {
-                    return Err(unsupported(format!("{label}: {:?} (only triangles)", primitive.mode())));
-                }
-                let reader = primitive.reader(data);
-                let positions: Vec<[f32; 3]> =
-                    reader.read_positions().ok_or_else(|| invalid(format!("{label}: no POSITION")))?.collect();
-                let n = positions.len();
-                if model.vertices.len() + n > MAX_VERTICES {
-                    return Err(unsupported(format!("more than {MAX_VERTICES} vertices")));
-                }
-                let same = |what: &str, len: usize| {
-                    if len == n {
-                        Ok(())
-                    } else {
-                        Err(invalid(format!("{label}: {what} has {len} entries for {n} vertices")))
-                    }
-                };
-                let normals: Option<Vec<[f32; 3]>> = reader.read_normals().map(|i| i.collect());
-                let colors: Option<Vec<[f32; 4]>> = reader.read_colors(0).map(|c| c.into_rgba_f32().collect());
-                let material = primitive.material();
-                let base = material.pbr_metallic_roughness().base_color_factor();
-                let alpha_cutoff = match material.alpha_mode() {
-                    gltf::material::AlphaMode::Opaque => 0.0,
-                    gltf::material::AlphaMode::Mask => material.alpha_cutoff().unwrap_or(0.5),
-                    // Blending needs sorted drawing; cut out at half instead (hair cards, lashes).
-                    gltf::material::AlphaMode::Blend => 0.5,
-                };
-                let (texture, uvs) = match material.pbr_metallic_roughness().base_color_texture() {
-                    Some(info) => {
-                        let image = info.texture().source();
-                        let texture = *texture_of_image
-                            .entry(image.index())
-                            .or_insert_with(|| decode_texture(&image, blob, &mut model.textures));
-                        let uvs: Option<Vec<[f32; 2]>> =
-                            reader.read_tex_coords(info.tex_coord()).map(|t| t.into_f32().collect());
-                        match (texture, uvs) {
-                            (Some(t), Some(uvs)) => (Some(t), uvs),
-                            _ => (None, vec![[0.0; 2]; n]),
-                        }
-                    }
-                    None => (None, vec![[0.0; 2]; n]),
-                };
-                same("TEXCOORD", uvs.len())?;
-                let (joints, weights) = match (rigid, reader.read_joints(0), reader.read_weights(0)) {
-                    (None, Some(j), Some(w)) => {
-                        let j: Vec<[u16; 4]> = j.into_u16().collect();
-                        let w: Vec<[f32; 4]> = w.into_f32().collect();
-                        same("JOINTS_0", j.len())?;
-                        same("WEIGHTS_0", w.len())?;
-                        let count = node.skin().map_or(0, |s| s.joints().count());
-                        if let Some(bad) = j.iter().flatten().find(|&&x| usize::from(x) >= count) {
-                            return Err(invalid(format!("{label}: joint {bad} is not in its skin ({count} joints)")));
-                        }
-                        (j, w)
-                    }
-                    (None, _, _) => return Err(invalid(format!("{label}: skinned node without JOINTS_0/WEIGHTS_0"))),
-                    (Some(_), _, _) => (vec![[0; 4]; n], vec![[1.0, 0.0, 0.0, 0.0]; n]),
-                };
-                if let Some(c) = &colors {
-                    same("COLOR_0", c.len())?;
-                }
-                if let Some(nm) = &normals {
-                    same("NORMAL", nm.len())?;
-                }
-                let offset = model.vertices.len() as u32;
-                let indices: Vec<u32> = match reader.read_indices() {
-                    Some(i) => i.into_u32().collect(),
-                    None => (0..n as u32).collect(),
-                };
-                if !indices.len().is_multiple_of(3) {
-                    return Err(invalid(format!(
-                        "{label}: {} indices is not a whole number of triangles",
-                        indices.len()
-                    )));
-                }
-                if let Some(bad) = indices.iter().find(|&&i| i as usize >= n) {
-                    return Err(invalid(format!("{label}: index {bad} is beyond its {n} vertices")));
-                }
-                let normals = normals.unwrap_or_else(|| face_normals(&positions, &indices));
-                for i in 0..n {
-                    let c = colors.as_ref().map_or([1.0; 4], |c| c[i]);
-                    let w = weights[i];
-                    let total: f32 = w.iter().sum();
-                    let (joints, weights) = match rigid {
-                        Some(p) => ([p as u32, 0, 0, 0], [1.0, 0.0, 0.0, 0.0]),
-                        None if total > 0.0 => {
-                            (joints[i].map(|j| (joint_base + usize::from(j)) as u32), w.map(|x| x / total))
-                        }
-                        None => return Err(invalid(format!("{label}: vertex {i} has no joint weight"))),
-                    };
-                    model.vertices.push(Vertex {
-                        position: positions[i],
-                        normal: normals[i],
-                        color: [base[0] * c[0], base[1] * c[1], base[2] * c[2]],
-                        joints,
-                        weights,
-                        uv: uvs[i],
-                        texture,
-                        alpha_cutoff: if texture.is_some() { alpha_cutoff } else { 0.0 },
-                    });
-                }
-                model.indices.extend(indices.iter().map(|i| i + offset));
-                let targets: Vec<_> = reader.read_morph_targets().collect();
-                if mesh_targets.is_empty() {
-                    mesh_targets = vec![Vec::new(); targets.len()];
-                } else if targets.len() != mesh_targets.len() {
-                    return Err(invalid(format!(
-                        "{label}: {} morph targets, other primitives have {}",
-                        targets.len(),
-                        mesh_targets.len()
-                    )));
-                }
-                for (t, (p, _, _)) in targets.into_iter().enumerate() {
-                    let deltas: Vec<[f32; 3]> = p.map_or_else(|| vec![[0.0; 3]; n], |p| p.collect());
-                    same("a morph target", deltas.len())?;
-                    mesh_targets[t].extend(deltas);
-                }
-            }
-            let names = target_names(&mesh);
-            target_base_of_node.insert(node.index(), model.targets.len());
-            targets_of_node.insert(node.index(), (model.targets.len(), mesh_targets.len()));
-            for (t, deltas) in mesh_targets.into_iter().enumerate() {
-                let name = names.get(t).cloned().unwrap_or_else(|| format!("{}#{t}", mesh.name().unwrap_or("mesh")));
-                model.targets.push(Target { name, first_vertex: first as u32, deltas });
-            }
+            loader.read_mesh_node(&node)?;
         }
+        let Loader { mut model, ours, target_base_of_node, targets_of_node, .. } = loader;
         if model.indices.is_empty() {
             return Err(invalid("the scene draws no triangles"));
         }
         if let Some(vrm) = gltf.extensions().and_then(|e| e.get("VRMC_vrm")) {
             read_vrm(vrm, &ours, &target_base_of_node, &mut model)?;
         }
-        model.animations = crate::animation::read(&gltf, blob, &ours, &targets_of_node)?;
+        model.animations = crate::animation::read(&gltf, blob, &ours, &targets_of_node).map_err(ModelError::Invalid)?;
         Ok(model)
     }
 
@@ -386,6 +193,265 @@ impl Model {
 pub const MAX_TEXTURE_SIDE: u32 = 1024;
 
 /// Decodes an embedded PNG/JPEG into `textures`; `None` (with a warning) when it cannot be read,
+/// The file's binary chunk, after checking that every buffer lives in it.
+fn embedded_blob(gltf: &gltf::Gltf) -> Result<Option<&[u8]>, ModelError> {
+    let blob = gltf.blob.as_deref();
+    for buffer in gltf.buffers() {
+        if let gltf::buffer::Source::Uri(uri) = buffer.source() {
+            let shown: String = uri.chars().take(40).collect();
+            return Err(unsupported(format!("buffer {} refers to `{shown}`: embed it (.glb/.vrm)", buffer.index())));
+        }
+        if blob.is_none_or(|b| b.len() < buffer.length()) {
+            return Err(invalid(format!("buffer {} is longer than the file's binary chunk", buffer.index())));
+        }
+    }
+    Ok(blob)
+}
+
+/// A model being read from a glTF file, with the maps from the file's indices to ours.
+#[derive(Default)]
+struct Loader<'a> {
+    blob: Option<&'a [u8]>,
+    model: Model,
+    /// glTF node index → our node index (scene nodes only).
+    ours: HashMap<usize, usize>,
+    /// glTF skin index → its first palette entry.
+    skin_base: HashMap<usize, usize>,
+    /// Base colour textures, decoded once per glTF image (`None`: unreadable, skipped).
+    texture_of_image: HashMap<usize, Option<u32>>,
+    /// glTF node index → its mesh's first morph target.
+    target_base_of_node: HashMap<usize, usize>,
+    /// glTF node index → (first morph target, count).
+    targets_of_node: HashMap<usize, (usize, usize)>,
+}
+
+/// What one mesh instance's primitives share.
+struct MeshInstance<'n> {
+    node: &'n gltf::Node<'n>,
+    /// The first palette entry of its skin.
+    joint_base: usize,
+    /// The palette entry of an unskinned node (it moves rigidly with the node).
+    rigid: Option<usize>,
+}
+
+impl<'a> Loader<'a> {
+    fn data(&self) -> impl Fn(gltf::Buffer<'_>) -> Option<&'a [u8]> + Clone + 'a {
+        let blob = self.blob;
+        move |b: gltf::Buffer<'_>| (b.index() == 0).then_some(blob).flatten()
+    }
+
+    /// Nodes of the scene, parents first, with our own indices.
+    fn read_nodes(&mut self, scene: &gltf::Scene<'_>) -> Result<(), ModelError> {
+        let model = &mut self.model;
+        let mut stack: Vec<(gltf::Node<'_>, Option<usize>)> = scene.nodes().map(|n| (n, None)).collect();
+        stack.reverse();
+        while let Some((node, parent)) = stack.pop() {
+            if self.ours.contains_key(&node.index()) {
+                return Err(invalid(format!("node {} appears twice in the scene graph", node.index())));
+            }
+            let (translation, rotation, scale) = node.transform().decomposed();
+            self.ours.insert(node.index(), model.nodes.len());
+            let me = model.nodes.len();
+            model.nodes.push(Node { name: node.name().map(String::from), parent, translation, rotation, scale });
+            for child in node.children().collect::<Vec<_>>().into_iter().rev() {
+                stack.push((child, Some(me)));
+            }
+        }
+        if model.nodes.len() > 4096 {
+            return Err(unsupported(format!("{} nodes (at most 4096)", model.nodes.len())));
+        }
+        Ok(())
+    }
+
+    /// Skins become palette ranges.
+    fn read_skins(&mut self, gltf: &gltf::Gltf) -> Result<(), ModelError> {
+        for skin in gltf.skins() {
+            let base = self.model.palette.len();
+            let ibms: Vec<Mat4> = match skin.reader(self.data()).read_inverse_bind_matrices() {
+                Some(it) => it.map(|m| std::array::from_fn(|i| m[i / 4][i % 4])).collect(),
+                None => vec![IDENTITY; skin.joints().count()],
+            };
+            if ibms.len() != skin.joints().count() {
+                return Err(invalid(format!("skin {}: inverse bind matrices do not match its joints", skin.index())));
+            }
+            for (joint, ibm) in skin.joints().zip(ibms) {
+                let node = *self.ours.get(&joint.index()).ok_or_else(|| {
+                    unsupported(format!("skin {} uses node {}, which is not in the scene", skin.index(), joint.index()))
+                })?;
+                self.model.palette.push((node, ibm));
+            }
+            self.skin_base.insert(skin.index(), base);
+        }
+        Ok(())
+    }
+
+    /// A scene node's mesh: its primitives' vertices and indices, and its morph targets.
+    fn read_mesh_node(&mut self, node: &gltf::Node<'_>) -> Result<(), ModelError> {
+        let Some(mesh) = node.mesh() else { return Ok(()) };
+        let Some(&our_node) = self.ours.get(&node.index()) else { return Ok(()) };
+        let (joint_base, rigid) = match node.skin() {
+            Some(skin) => (self.skin_base[&skin.index()], None),
+            None => {
+                self.model.palette.push((our_node, IDENTITY));
+                (0, Some(self.model.palette.len() - 1))
+            }
+        };
+        let instance = MeshInstance { node, joint_base, rigid };
+        let first = self.model.vertices.len();
+        let mut mesh_targets: Vec<Vec<[f32; 3]>> = Vec::new();
+        for primitive in mesh.primitives() {
+            let label = format!("mesh `{}` primitive {}", mesh.name().unwrap_or("?"), primitive.index());
+            self.read_primitive(&instance, &primitive, &label, &mut mesh_targets)?;
+        }
+        let names = target_names(&mesh);
+        let model = &mut self.model;
+        self.target_base_of_node.insert(node.index(), model.targets.len());
+        self.targets_of_node.insert(node.index(), (model.targets.len(), mesh_targets.len()));
+        for (t, deltas) in mesh_targets.into_iter().enumerate() {
+            let name = names.get(t).cloned().unwrap_or_else(|| format!("{}#{t}", mesh.name().unwrap_or("mesh")));
+            model.targets.push(Target { name, first_vertex: first as u32, deltas });
+        }
+        Ok(())
+    }
+
+    /// One triangle primitive: its vertices (with material, texture and skin), its indices, and
+    /// its share of the mesh's morph targets.
+    fn read_primitive(
+        &mut self,
+        instance: &MeshInstance<'_>,
+        primitive: &gltf::Primitive<'_>,
+        label: &str,
+        mesh_targets: &mut Vec<Vec<[f32; 3]>>,
+    ) -> Result<(), ModelError> {
+        if primitive.mode() != Mode::Triangles {
+            return Err(unsupported(format!("{label}: {:?} (only triangles)", primitive.mode())));
+        }
+        let reader = primitive.reader(self.data());
+        let positions: Vec<[f32; 3]> =
+            reader.read_positions().ok_or_else(|| invalid(format!("{label}: no POSITION")))?.collect();
+        let n = positions.len();
+        if self.model.vertices.len() + n > MAX_VERTICES {
+            return Err(unsupported(format!("more than {MAX_VERTICES} vertices")));
+        }
+        let same = |what: &str, len: usize| {
+            if len == n {
+                Ok(())
+            } else {
+                Err(invalid(format!("{label}: {what} has {len} entries for {n} vertices")))
+            }
+        };
+        let normals: Option<Vec<[f32; 3]>> = reader.read_normals().map(|i| i.collect());
+        let colors: Option<Vec<[f32; 4]>> = reader.read_colors(0).map(|c| c.into_rgba_f32().collect());
+        let material = primitive.material();
+        let base = material.pbr_metallic_roughness().base_color_factor();
+        let alpha_cutoff = match material.alpha_mode() {
+            gltf::material::AlphaMode::Opaque => 0.0,
+            gltf::material::AlphaMode::Mask => material.alpha_cutoff().unwrap_or(0.5),
+            // Blending needs sorted drawing; cut out at half instead (hair cards, lashes).
+            gltf::material::AlphaMode::Blend => 0.5,
+        };
+        let (texture, uvs) = self.base_texture(&material, &reader, n);
+        same("TEXCOORD", uvs.len())?;
+        let (joints, weights) = match (instance.rigid, reader.read_joints(0), reader.read_weights(0)) {
+            (None, Some(j), Some(w)) => {
+                let j: Vec<[u16; 4]> = j.into_u16().collect();
+                let w: Vec<[f32; 4]> = w.into_f32().collect();
+                same("JOINTS_0", j.len())?;
+                same("WEIGHTS_0", w.len())?;
+                let count = instance.node.skin().map_or(0, |s| s.joints().count());
+                if let Some(bad) = j.iter().flatten().find(|&&x| usize::from(x) >= count) {
+                    return Err(invalid(format!("{label}: joint {bad} is not in its skin ({count} joints)")));
+                }
+                (j, w)
+            }
+            (None, _, _) => return Err(invalid(format!("{label}: skinned node without JOINTS_0/WEIGHTS_0"))),
+            (Some(_), _, _) => (vec![[0; 4]; n], vec![[1.0, 0.0, 0.0, 0.0]; n]),
+        };
+        if let Some(c) = &colors {
+            same("COLOR_0", c.len())?;
+        }
+        if let Some(nm) = &normals {
+            same("NORMAL", nm.len())?;
+        }
+        let offset = self.model.vertices.len() as u32;
+        let indices: Vec<u32> = match reader.read_indices() {
+            Some(i) => i.into_u32().collect(),
+            None => (0..n as u32).collect(),
+        };
+        if !indices.len().is_multiple_of(3) {
+            return Err(invalid(format!("{label}: {} indices is not a whole number of triangles", indices.len())));
+        }
+        if let Some(bad) = indices.iter().find(|&&i| i as usize >= n) {
+            return Err(invalid(format!("{label}: index {bad} is beyond its {n} vertices")));
+        }
+        let normals = normals.unwrap_or_else(|| face_normals(&positions, &indices));
+        for i in 0..n {
+            let c = colors.as_ref().map_or([1.0; 4], |c| c[i]);
+            let w = weights[i];
+            let total: f32 = w.iter().sum();
+            let (joints, weights) = match instance.rigid {
+                Some(p) => ([p as u32, 0, 0, 0], [1.0, 0.0, 0.0, 0.0]),
+                None if total > 0.0 => {
+                    (joints[i].map(|j| (instance.joint_base + usize::from(j)) as u32), w.map(|x| x / total))
+                }
+                None => return Err(invalid(format!("{label}: vertex {i} has no joint weight"))),
+            };
+            self.model.vertices.push(Vertex {
+                position: positions[i],
+                normal: normals[i],
+                color: [base[0] * c[0], base[1] * c[1], base[2] * c[2]],
+                joints,
+                weights,
+                uv: uvs[i],
+                texture,
+                alpha_cutoff: if texture.is_some() { alpha_cutoff } else { 0.0 },
+            });
+        }
+        self.model.indices.extend(indices.iter().map(|i| i + offset));
+        let targets: Vec<_> = reader.read_morph_targets().collect();
+        if mesh_targets.is_empty() {
+            *mesh_targets = vec![Vec::new(); targets.len()];
+        } else if targets.len() != mesh_targets.len() {
+            return Err(invalid(format!(
+                "{label}: {} morph targets, other primitives have {}",
+                targets.len(),
+                mesh_targets.len()
+            )));
+        }
+        for (t, (p, _, _)) in targets.into_iter().enumerate() {
+            let deltas: Vec<[f32; 3]> = p.map_or_else(|| vec![[0.0; 3]; n], |p| p.collect());
+            same("a morph target", deltas.len())?;
+            mesh_targets[t].extend(deltas);
+        }
+        Ok(())
+    }
+
+    /// The material's base colour texture (decoded once per image) and the primitive's UVs for
+    /// it; no texture and zero UVs when it has none or it cannot be read.
+    fn base_texture<'s, F>(
+        &mut self,
+        material: &gltf::Material<'_>,
+        reader: &gltf::mesh::Reader<'s, 's, F>,
+        n: usize,
+    ) -> (Option<u32>, Vec<[f32; 2]>)
+    where
+        F: Clone + Fn(gltf::Buffer<'s>) -> Option<&'s [u8]>,
+    {
+        let Some(info) = material.pbr_metallic_roughness().base_color_texture() else {
+            return (None, vec![[0.0; 2]; n]);
+        };
+        let image = info.texture().source();
+        let (blob, textures) = (self.blob, &mut self.model.textures);
+        let texture =
+            *self.texture_of_image.entry(image.index()).or_insert_with(|| decode_texture(&image, blob, textures));
+        let uvs: Option<Vec<[f32; 2]>> = reader.read_tex_coords(info.tex_coord()).map(|t| t.into_f32().collect());
+        match (texture, uvs) {
+            (Some(t), Some(uvs)) => (Some(t), uvs),
+            _ => (None, vec![[0.0; 2]; n]),
+        }
+    }
+}
+
 /// so the avatar is drawn in its base colours rather than refused.
 fn decode_texture(image: &gltf::Image<'_>, blob: Option<&[u8]>, textures: &mut Vec<Texture>) -> Option<u32> {
     let gltf::image::Source::View { view, .. } = image.source() else {

@@ -28,8 +28,8 @@ use std::path::PathBuf;
 
 use emcee_protocol::Voice;
 
-/// The media clock rate every utterance is delivered at.
-pub const MEDIA_RATE: u32 = 48_000;
+/// The media clock rate every utterance is delivered at (the protocol's one media clock).
+pub const MEDIA_RATE: u32 = emcee_protocol::MEDIA_CLOCK_HZ as u32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpeechError {
@@ -101,7 +101,7 @@ impl Speaker {
     /// is not answered from the old one), settings and text.
     fn cache_key(&self, ssml: &str, voice: &Voice) -> String {
         let model = match (voice.name.strip_prefix(piper::PREFIX), &self.settings.voices_dir) {
-            (Some(name), Some(dir)) => std::fs::metadata(piper::PiperEngine::model_path(dir, name))
+            (Some(name), Some(dir)) => std::fs::metadata(emcee_voices::model_path(dir, name))
                 .ok()
                 .map(|m| format!("{}:{:?}", m.len(), m.modified().ok()))
                 .unwrap_or_default(),

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use emcee_protocol::Voice;
 use emcee_speech::espeak::{default_bridge_path, EspeakEngine};
-use emcee_speech::piper::{PiperEngine, PiperVoice, HOP};
+use emcee_speech::piper::{PiperVoice, HOP};
 use emcee_speech::viseme::{viseme_for_ipa, Viseme};
 use emcee_speech::{Speaker, SpeechSettings, Utterance, MEDIA_RATE};
 
@@ -43,7 +43,7 @@ fn rms(pcm: &[i16]) -> f64 {
 
 #[test]
 fn phoneme_durations_sum_to_the_audio_length_exactly() {
-    let mut voice = PiperVoice::load(&library(), &PiperEngine::model_path(&voices(), VOICE)).unwrap();
+    let mut voice = PiperVoice::load(&library(), &emcee_voices::model_path(&voices(), VOICE)).unwrap();
     let mut espeak = EspeakEngine::new(default_bridge_path());
     for text in ["Hello.", "Welcome to the show, everyone!", "The kettle boils a litre in ninety seconds."] {
         let ipa: String = espeak.phonemize(text, "en-us").unwrap().into_iter().map(|(i, t)| i + &t + " ").collect();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 mod common;
 use common::process_cpu;
 
-use emcee_encoder::{EncoderSettings, I420Frame, OpenH264Encoder, Picture, VideoEncoder};
+use emcee_nvenc::{EncoderSettings, I420Frame, OpenH264Encoder, Picture, VideoEncoder};
 use emcee_protocol::{CameraPreset, Scene};
 use emcee_renderer::{Pose, Renderer};
 use emcee_stream::aac::AacEncoder;

@@ -8,9 +8,9 @@ use std::time::Instant;
 mod common;
 use common::process_cpu;
 
-use emcee_encoder::cuda::CudaRing;
-use emcee_encoder::nvenc::NvencEncoder;
-use emcee_encoder::{EncoderSettings, Picture, VideoEncoder};
+use emcee_nvenc::cuda::CudaRing;
+use emcee_nvenc::nvenc::NvencEncoder;
+use emcee_nvenc::{EncoderSettings, Picture, VideoEncoder};
 use emcee_renderer::{FrameOutput, Pose, Renderer};
 use emcee_stage::video_path::nv12_ring;
 

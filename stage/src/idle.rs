@@ -1,8 +1,8 @@
 //! Idle life: blinks, saccades, slow head sway and breathing, as pure functions of the media time so any
 //! frame can be re-rendered identically.
 
-/// 48 kHz samples.
-const SECOND: u64 = 48_000;
+use emcee_protocol::MEDIA_CLOCK_HZ as SECOND;
+
 const BLINK_LEN: u64 = SECOND * 3 / 20; // 150 ms
 
 /// A deterministic pseudo-random value in 0..1 for blink number `n`.

@@ -6,29 +6,43 @@
 //!   and forwards lifecycle events back. The pipeline keeps running between connections, so a
 //!   restarted control plane finds the stream still live. A show that ends (`end`) closes the
 //!   streams and the stage waits for the next `hello`; a stop signal ends the show and the stage.
-//! - [`pipeline`]: the clock and the media threads (speech → pose → frame → packet → sink).
-//! - [`speech_queue`]: cue lifecycle, interrupts (stop at a phoneme boundary), audio per tick.
-//! - [`idle`]: blinks, saccades (eye joints), head sway, breathing.
-//! - [`actions`]: expressions, gestures and cards from marks, each modality by its policy.
+//! - [`pipeline`]: opens everything a show needs and starts its threads (speech → pose → frame →
+//!   packet → sink); [`error`]: what can stop it from starting.
+//! - [`media_loop`]: the clock, one method per phase of a tick (pace, commands, speech, pose,
+//!   audio, render, health).
+//! - [`speech_thread`]: synthesis ahead of the clock; [`speech_queue`]: cue lifecycle,
+//!   interrupts (stop at a phoneme boundary), audio per tick.
+//! - [`pose`]: the pose at a media time from speech, [`idle`] motion (blinks, saccades, sway,
+//!   breathing) and [`actions`] (expressions, gestures and cards from marks).
 //! - [`captions`]: subtitles, the product card and the label over the picture.
 //! - [`frames`]: one frame in flight on the GPU, repeating a picture to catch up when late, and
 //!   the slate while the renderer is down.
 //! - [`slate`]: the picture shown while the renderer is down, made on the CPU.
 //! - [`video_path`]: zero-copy NVENC (Vulkan → CUDA → NVENC) or the host path with openh264,
 //!   chosen when the pipeline opens, with the typed reason for any fallback.
+//! - [`video_thread`]: encoding and muxing each frame; [`rebuild`]: replacing a lost renderer.
+//! - [`health`]: the health report sent to the control plane.
 #![forbid(unsafe_code)]
 
 pub mod actions;
 pub mod captions;
+pub mod error;
 pub mod frames;
+pub mod health;
 pub mod idle;
+pub mod media_loop;
 pub mod pipeline;
+pub mod pose;
+pub mod rebuild;
 pub mod slate;
 pub mod speech_queue;
+pub mod speech_thread;
 pub mod video_path;
+pub mod video_thread;
 
 use std::net::SocketAddr;
 
+use emcee_protocol::shutdown::StopSignals;
 use emcee_protocol::{ControlMessage, StageEvent, PROTOCOL_VERSION};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -47,39 +61,6 @@ pub enum StageError {
 enum ConnectionEnd {
     Disconnected,
     ShowEnded,
-}
-
-/// SIGTERM (systemd stop) or SIGINT (Ctrl-C).
-struct StopSignals {
-    term: Option<tokio::signal::unix::Signal>,
-    int: Option<tokio::signal::unix::Signal>,
-}
-
-impl StopSignals {
-    fn new() -> Self {
-        use tokio::signal::unix::{signal, SignalKind};
-        Self { term: signal(SignalKind::terminate()).ok(), int: signal(SignalKind::interrupt()).ok() }
-    }
-
-    async fn recv(&mut self) {
-        let term = async {
-            match self.term.as_mut() {
-                Some(s) => {
-                    s.recv().await;
-                }
-                None => std::future::pending().await,
-            }
-        };
-        let int = async {
-            match self.int.as_mut() {
-                Some(s) => {
-                    s.recv().await;
-                }
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! { _ = term => {}, _ = int => {} }
-    }
 }
 
 /// Asks a running pipeline to end the show (streams closed cleanly); false when none runs.

@@ -9,13 +9,13 @@
 //! `auto` tries the zero-copy path and falls back to the host path on its own; the reason is a
 //! typed [`Unavailable`], logged once and reported in every health message.
 
-use emcee_encoder::cuda::{CudaRing, ExportedBuffer, Nv12Layout, Nv12Ring};
-use emcee_encoder::nvenc::NvencEncoder;
-use emcee_encoder::{CudaReadbackEncoder, EncoderSettings, OpenH264Encoder, Unavailable, VideoEncoder};
+use emcee_nvenc::cuda::{CudaRing, ExportedBuffer, Nv12Layout, Nv12Ring};
+use emcee_nvenc::nvenc::NvencEncoder;
+use emcee_nvenc::{CudaReadbackEncoder, EncoderSettings, OpenH264Encoder, Unavailable, VideoEncoder};
 use emcee_protocol::{EncoderChoice, EncoderFallback, StageConfig};
 use emcee_renderer::{ExportedRing, FrameOutput, RenderError, Renderer};
 
-use crate::pipeline::PipelineError;
+use crate::error::PipelineError;
 
 /// The renderer and the encoder that reads its frames.
 pub struct VideoPath {
@@ -67,7 +67,7 @@ fn open_zero_copy(
 ) -> Result<Result<VideoPath, Unavailable>, PipelineError> {
     // Checked before the renderer opens with exported memory, so that a machine without CUDA
     // (CI, lavapipe) does not build its renderer twice.
-    if !emcee_encoder::cuda::driver_present() {
+    if !emcee_nvenc::cuda::driver_present() {
         return Ok(Err(Unavailable::NoCudaDriver));
     }
     let renderer = match make_renderer(FrameOutput::ExportedNv12) {

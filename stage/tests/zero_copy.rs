@@ -6,9 +6,9 @@
 //! of the same frames; NVENC encodes where the GPU has the engine and otherwise reports a clean
 //! reason (H100/H200/A100 have none).
 
-use emcee_encoder::cuda::CudaRing;
-use emcee_encoder::nvenc::NvencEncoder;
-use emcee_encoder::{
+use emcee_nvenc::cuda::CudaRing;
+use emcee_nvenc::nvenc::NvencEncoder;
+use emcee_nvenc::{
     CudaReadbackEncoder, EncoderSettings, I420Frame, OpenH264Encoder, Picture, Unavailable, VideoEncoder,
 };
 use emcee_protocol::EncoderChoice;
@@ -22,7 +22,7 @@ fn settings() -> EncoderSettings {
     EncoderSettings { width: W, height: H, fps: 30, bitrate_bps: 600_000, keyframe_interval: 10 }
 }
 
-fn renderer(output: FrameOutput) -> Result<Renderer, emcee_stage::pipeline::PipelineError> {
+fn renderer(output: FrameOutput) -> Result<Renderer, emcee_stage::error::PipelineError> {
     Ok(Renderer::builtin_with_output(W, H, [40, 50, 60], output)?)
 }
 
@@ -172,7 +172,7 @@ fn auto_falls_back_to_openh264_with_the_reason() {
     assert_eq!(path.encoder.name(), "openh264");
     let report = path.fallback_report().expect("a fallback has a reason");
     let reason = path.fallback.unwrap();
-    if !emcee_encoder::cuda::driver_present() {
+    if !emcee_nvenc::cuda::driver_present() {
         assert_eq!(reason, Unavailable::NoCudaDriver);
     }
     assert_eq!(report.code, reason.code());

@@ -11,7 +11,8 @@ use crate::flv::aac_lc_audio_specific_config;
 
 /// Samples per channel in one AAC-LC frame.
 pub const AAC_FRAME_SAMPLES: u64 = 1024;
-pub const SAMPLE_RATE: u32 = 48_000;
+/// The media clock's rate: AAC frames are stamped in its samples.
+pub const SAMPLE_RATE: u32 = emcee_protocol::MEDIA_CLOCK_HZ as u32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AacError {

@@ -16,7 +16,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::rtmp::{media_to_ms, MediaPacket, SinkItem, SinkStats, StreamHeaders};
+use crate::packet::{media_to_ms, MediaPacket, SinkItem, StreamHeaders};
+use crate::stats::SinkStats;
 
 const TAG_AUDIO: u8 = 8;
 const TAG_VIDEO: u8 = 9;

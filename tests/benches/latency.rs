@@ -6,13 +6,13 @@
 //! the control plane writes them to the audit log with its wall time, so audit `wall_ms` minus
 //! the moment the API answered is the latency (plus a few ms of WebSocket and SQLite).
 //!
-//! `cargo bench -p emcee-e2e --bench latency [-- N]` (N rounds of each kind, default 10).
+//! `cargo bench -p emcee-tests --bench latency [-- N]` (N rounds of each kind, default 10).
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use emcee_daemon::client::ApiClient;
 use emcee_daemon::store::{now_ms, AuditRecord, Store};
-use emcee_e2e::{scratch_dir, spawn_show, workspace_root, write_show, Nginx};
+use emcee_tests::{scratch_dir, spawn_show, workspace_root, write_show, Nginx};
 
 const SCRIPT: [&str; 2] = [
     "Our smart kettle boils a full litre of water in three minutes, and it keeps the water warm for an hour.",

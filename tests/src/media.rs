@@ -1,5 +1,5 @@
 //! Real media for the output tests: H.264 (openh264, 320×180@30, GOP 2 s) and AAC published in
-//! real time into a distributor from its own thread, as the stage's video thread does.
+//! real time into the muxer from its own thread, as the stage's video thread does.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -7,11 +7,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use emcee_encoder::{EncoderSettings, I420Frame, OpenH264Encoder, Picture, VideoEncoder};
+use emcee_nvenc::{EncoderSettings, I420Frame, OpenH264Encoder, Picture, VideoEncoder};
 use emcee_stream::aac::AacEncoder;
-use emcee_stream::flv;
+use emcee_stream::mux::{Muxer, StreamDescription};
 use emcee_stream::record::RecorderConfig;
-use emcee_stream::rtmp::{Distributor, MediaPacket, Output, SinkStats, StreamHeaders};
+use emcee_stream::rtmp::Output;
+use emcee_stream::stats::SinkStats;
 
 const W: u32 = 320;
 const H: u32 = 180;
@@ -22,23 +23,13 @@ pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio")
 }
 
-fn headers(aac: &AacEncoder) -> StreamHeaders {
-    StreamHeaders {
-        width: W,
-        height: H,
-        fps: FPS as u32,
-        video_kbps: 400,
-        audio_kbps: 128,
-        audio_channels: 2,
-        video: None,
-        audio: Some(flv::audio_sequence_header(&aac.audio_specific_config())),
-    }
-}
+const DESCRIPTION: StreamDescription =
+    StreamDescription { width: W, height: H, fps: FPS as u32, video_kbps: 400, audio_kbps: 128, audio_channels: 2 };
 
-/// Real-time media into a distributor, from its own thread (as the stage's video thread does).
+/// Real-time media into the muxer, from its own thread (as the stage's video thread does).
 pub struct Feed {
     stop: Arc<AtomicBool>,
-    thread: JoinHandle<Result<Distributor>>,
+    thread: JoinHandle<Result<Muxer>>,
 }
 
 impl Feed {
@@ -57,36 +48,35 @@ impl Feed {
         rt: &tokio::runtime::Runtime,
     ) -> Result<(Self, Vec<Arc<SinkStats>>)> {
         let aac = AacEncoder::new(128_000, 2)?;
-        let mut distributor = {
+        let mut muxer = {
             let _guard = rt.enter();
-            Distributor::start(outputs, headers(&aac), rt.handle())?
+            Muxer::start(outputs, DESCRIPTION, &aac.audio_specific_config(), rt.handle())?
         };
         if let Some(recorder) = recorder {
-            distributor.add_recorder(recorder, rt.handle());
+            muxer.add_recorder(recorder, rt.handle());
         }
-        let stats = distributor.stats().into_iter().map(|(_, s)| s).collect();
+        let stats = muxer.stats().into_iter().map(|(_, s)| s).collect();
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
-        let thread = std::thread::spawn(move || feed(distributor, aac, &stopping));
+        let thread = std::thread::spawn(move || feed(muxer, aac, &stopping));
         Ok((Self { stop, thread }, stats))
     }
 
     /// Stops feeding and closes every stream.
     pub fn finish(self, rt: &tokio::runtime::Runtime) -> Result<()> {
         self.stop.store(true, Ordering::Relaxed);
-        let distributor = self.thread.join().map_err(|_| anyhow::anyhow!("feed thread panicked"))??;
-        rt.block_on(distributor.finish(Duration::from_secs(5)));
+        let muxer = self.thread.join().map_err(|_| anyhow::anyhow!("feed thread panicked"))??;
+        rt.block_on(muxer.finish(Duration::from_secs(5)));
         Ok(())
     }
 }
 
-fn feed(mut d: Distributor, mut aac: AacEncoder, stop: &AtomicBool) -> Result<Distributor> {
+fn feed(mut muxer: Muxer, mut aac: AacEncoder, stop: &AtomicBool) -> Result<Muxer> {
     let settings =
         EncoderSettings { width: W, height: H, fps: FPS as u32, bitrate_bps: 400_000, keyframe_interval: 60 };
     let mut encoder = OpenH264Encoder::new(settings)?;
     let mut i420 = vec![128u8; I420Frame::byte_len(W, H)];
     let start = Instant::now();
-    let mut headers_set = false;
     let mut audio = Vec::new();
     for i in 0u64.. {
         if stop.load(Ordering::Relaxed) {
@@ -109,20 +99,12 @@ fn feed(mut d: Distributor, mut aac: AacEncoder, stop: &AtomicBool) -> Result<Di
             };
         }
         let encoded = encoder.encode(Picture::Host(I420Frame::new(W, H, &i420)?), i)?;
-        let au = flv::annex_b_to_avcc(&encoded.annex_b, encoded.keyframe)?;
-        if let (false, Some(sps), Some(pps)) = (headers_set, &au.sps, &au.pps) {
-            let record = flv::avc_decoder_configuration_record(sps, pps)?;
-            d.set_codec_headers(Some(flv::video_sequence_header(&record)), None);
-            headers_set = true;
-        }
         let media_ts = i * SAMPLES_PER_FRAME;
-        d.send(MediaPacket::Video { media_ts, keyframe: au.keyframe, body: flv::video_frame(&au) });
+        muxer.video(media_ts, &encoded.annex_b, encoded.keyframe)?;
         let tone: Vec<i16> =
             (0..SAMPLES_PER_FRAME * 2).map(|k| ((((media_ts + k / 2) as f32) * 0.06).sin() * 4000.0) as i16).collect();
         aac.push(&tone, &mut audio)?;
-        for a in audio.drain(..) {
-            d.send(MediaPacket::Audio { media_ts: a.media_ts, body: flv::audio_frame(&a.data) });
-        }
+        muxer.audio(audio.drain(..));
     }
-    Ok(d)
+    Ok(muxer)
 }

@@ -17,6 +17,7 @@ use emcee_daemon::client::{ApiClient, ClientError};
 use emcee_daemon::config::Config;
 use emcee_daemon::library::{image_base, Library};
 use emcee_daemon::EXIT_CONFIG;
+use emcee_protocol::shutdown::StopSignals;
 use tokio::process::{Child, Command};
 
 #[derive(Parser)]
@@ -222,7 +223,7 @@ fn list_voices(config: &Config) -> ExitCode {
         println!("(no [speech] voices directory: no Piper voices)");
         return ExitCode::SUCCESS;
     };
-    match emcee_speech::piper::installed_voices(dir) {
+    match emcee_voices::installed_voices(dir) {
         Ok(voices) => {
             for (name, checked) in voices {
                 match checked {
@@ -327,8 +328,7 @@ async fn run(config_path: PathBuf, outputs: Vec<String>, run_for: Option<f64>) -
     let (mut stage_restarts, mut control_restarts) = (0u32, 0u32);
     // Set once the stage has closed the streams: the show is over, nothing is restarted.
     let mut show_over = false;
-    let interrupted = tokio::signal::ctrl_c();
-    tokio::pin!(interrupted);
+    let mut stop_signals = StopSignals::new();
     let outcome: Option<std::process::ExitStatus> = loop {
         tokio::select! {
             status = wait_for(&mut control) => {
@@ -361,8 +361,9 @@ async fn run(config_path: PathBuf, outputs: Vec<String>, run_for: Option<f64>) -
                     }
                 }
             }
-            _ = &mut interrupted => {
-                // Ctrl-C reached both children too; they end the show themselves.
+            _ = stop_signals.recv() => {
+                // Ctrl-C reached both children too (one process group); a SIGTERM only us.
+                // Either way emceed is stopped first (it ends the show), then the stage, below.
                 if let Some(c) = control.as_mut() {
                     stop(c, "emceed", Duration::from_secs(25)).await;
                 }

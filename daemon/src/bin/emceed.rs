@@ -10,6 +10,7 @@ use emcee_daemon::control::{run_show, Ending};
 use emcee_daemon::library::{image_base, Library};
 use emcee_daemon::store::Store;
 use emcee_daemon::{api, EXIT_CONFIG};
+use emcee_protocol::shutdown::StopSignals;
 
 #[derive(Parser)]
 #[command(version, about = "emcee control plane")]
@@ -22,16 +23,6 @@ struct Args {
     /// End the show gracefully after this many seconds.
     #[arg(long)]
     run_for: Option<f64>,
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
-        }
-        _ => std::future::pending().await,
-    }
 }
 
 #[tokio::main]
@@ -81,6 +72,6 @@ async fn main() -> anyhow::Result<()> {
             tracing::error!(error = %e, "API server stopped");
         }
     });
-    run_show(&config, content, ending, shutdown_signal(), store, calls_rx).await?;
+    run_show(&config, content, ending, StopSignals::new().first(), store, calls_rx).await?;
     Ok(())
 }

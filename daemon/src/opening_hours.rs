@@ -1,4 +1,5 @@
-//! Schedule windows: when the live room opens and closes by itself.
+//! The room's opening hours (`[[schedule]]` windows): when the live room opens and closes by
+//! itself. Not to be confused with [`crate::scheduler`], which decides the next sentence.
 //!
 //! A window is a local start and end time on chosen weekdays, in a named time zone. An end at
 //! or before the start means the window runs past midnight into the next day (it belongs to the
@@ -20,7 +21,7 @@ pub struct Window {
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct Schedule {
+pub struct OpeningHours {
     pub windows: Vec<Window>,
 }
 
@@ -82,7 +83,7 @@ impl Window {
     }
 }
 
-impl Schedule {
+impl OpeningHours {
     pub fn is_empty(&self) -> bool {
         self.windows.is_empty()
     }
@@ -121,7 +122,7 @@ mod tests {
 
     #[test]
     fn a_day_window_in_its_time_zone() {
-        let s = Schedule { windows: vec![window(&["weekdays"], "09:00", "21:00", "Asia/Shanghai")] };
+        let s = OpeningHours { windows: vec![window(&["weekdays"], "09:00", "21:00", "Asia/Shanghai")] };
         // Monday 2026-11-23, 09:00 in Shanghai is 01:00 UTC.
         assert!(!s.is_open(at("2026-11-23T00:59:59Z")));
         assert!(s.is_open(at("2026-11-23T01:00:00Z")));
@@ -137,7 +138,7 @@ mod tests {
 
     #[test]
     fn a_window_across_midnight_belongs_to_the_day_it_starts() {
-        let s = Schedule { windows: vec![window(&["fri"], "22:00", "02:00", "UTC")] };
+        let s = OpeningHours { windows: vec![window(&["fri"], "22:00", "02:00", "UTC")] };
         assert!(s.is_open(at("2026-11-27T23:30:00Z"))); // Friday night
         assert!(s.is_open(at("2026-11-28T01:59:00Z"))); // Saturday early: Friday's window
         assert!(!s.is_open(at("2026-11-28T02:00:00Z")));
@@ -148,13 +149,13 @@ mod tests {
     #[test]
     fn spring_forward_shortens_a_window_and_moves_a_skipped_start() {
         // Berlin, 2026-03-29: 02:00 CET jumps to 03:00 CEST.
-        let s = Schedule { windows: vec![window(&["daily"], "01:30", "03:30", "Europe/Berlin")] };
+        let s = OpeningHours { windows: vec![window(&["daily"], "01:30", "03:30", "Europe/Berlin")] };
         // 01:30 CET = 00:30 UTC; 03:30 CEST = 01:30 UTC: one hour long.
         assert!(!s.is_open(at("2026-03-29T00:29:59Z")));
         assert!(s.is_open(at("2026-03-29T00:30:00Z")));
         assert!(!s.is_open(at("2026-03-29T01:30:00Z")));
         // A start at 02:30, which does not exist that night, opens at 03:30 CEST (01:30 UTC).
-        let s = Schedule { windows: vec![window(&["sun"], "02:30", "05:00", "Europe/Berlin")] };
+        let s = OpeningHours { windows: vec![window(&["sun"], "02:30", "05:00", "Europe/Berlin")] };
         assert!(!s.is_open(at("2026-03-29T01:29:59Z")));
         assert!(s.is_open(at("2026-03-29T01:30:00Z")));
         assert_eq!(s.next_change(at("2026-03-29T00:00:00Z")), Some(at("2026-03-29T01:30:00Z")));
@@ -163,7 +164,7 @@ mod tests {
     #[test]
     fn fall_back_lengthens_a_window_and_takes_the_first_repeated_time() {
         // Berlin, 2026-10-25: 03:00 CEST falls back to 02:00 CET; 02:00–03:00 happens twice.
-        let s = Schedule { windows: vec![window(&["sun"], "02:30", "03:30", "Europe/Berlin")] };
+        let s = OpeningHours { windows: vec![window(&["sun"], "02:30", "03:30", "Europe/Berlin")] };
         // Start: the first 02:30 (CEST) = 00:30 UTC; end 03:30 CET = 02:30 UTC: two hours.
         assert!(!s.is_open(at("2026-10-25T00:29:59Z")));
         assert!(s.is_open(at("2026-10-25T00:30:00Z")));
@@ -174,7 +175,7 @@ mod tests {
     #[test]
     fn overnight_across_a_dst_change() {
         // New York, 2026-03-08 02:00 EST → 03:00 EDT. Saturday 22:00 EST → Sunday 06:00 EDT.
-        let s = Schedule { windows: vec![window(&["sat"], "22:00", "06:00", "America/New_York")] };
+        let s = OpeningHours { windows: vec![window(&["sat"], "22:00", "06:00", "America/New_York")] };
         assert!(s.is_open(at("2026-03-08T03:00:00Z"))); // 22:00 EST Saturday
         assert!(s.is_open(at("2026-03-08T09:59:59Z"))); // 05:59:59 EDT Sunday
         assert!(!s.is_open(at("2026-03-08T10:00:00Z"))); // 06:00 EDT

@@ -1,0 +1,22 @@
+//! What ends the show loop with an error, and how long it waits for the stage.
+
+use std::time::Duration;
+
+use crate::store::StoreError;
+
+pub(super) const CONNECT_PATIENCE: Duration = Duration::from_secs(60);
+pub(super) const END_PATIENCE: Duration = Duration::from_secs(20);
+/// How long the picture fades to black when the room ends gracefully.
+pub(super) const END_FADE_MS: u32 = 1000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("the stage at {addr} did not accept a connection within {CONNECT_PATIENCE:?}: {last}")]
+    StageUnreachable { addr: String, last: String },
+    #[error("the stage refused the show: {0}")]
+    Refused(String),
+    #[error("the stage did not confirm the end of the show within {END_PATIENCE:?}")]
+    EndTimeout,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

@@ -1,0 +1,328 @@
+//! The show loop of the control plane: the one owner of the show's state. It connects to the
+//! stage, feeds the [`Scheduler`] with the stage's lifecycle events and the show calls, carries
+//! out what the scheduler decides (persist, send, stop, end) and writes the audit log.
+//!
+//! The stage may restart at any time: we reconnect, say hello again and re-send the cue in
+//! flight (cue ids are idempotent on the stage side, so a stage that survived does not replay it).
+//!
+//! # Layout
+//! - this file: the loop — wait for the room to open, play, end — with its deadlines.
+//! - [`calls`]: what the show can be asked (status, say, ask, room, content) and its replies.
+//! - `show`: the show's state and the effects of each decision and event.
+//! - `stage_link`: the WebSocket to the stage; `error`: what ends the loop, and its patience.
+
+pub mod calls;
+mod error;
+mod show;
+mod stage_link;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use emcee_protocol::{media_ts_to_ms, ControlMessage, StageEvent};
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::answer::Answerer;
+use crate::config::Config;
+use crate::library::{Built, Library};
+use crate::notify::notify;
+use crate::scheduler::{InteractionKind, Output, RoomCommand, Scheduler};
+use crate::store::{now_ms, Store};
+use calls::ShowCall;
+pub use error::ControlError;
+use error::{CONNECT_PATIENCE, END_FADE_MS, END_PATIENCE};
+use show::Show;
+use stage_link::{open, send};
+
+/// How the show ends besides the room ending itself.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Ending {
+    /// When the room ends (queues dry, or a stop command).
+    RoomEnds,
+    /// After this long at the latest, whatever is playing.
+    After(Duration),
+}
+
+/// Why the wait before going live ended.
+enum GoLive {
+    /// Open the room. `fresh`: a new show (a schedule window opened, or `start` was called),
+    /// which starts the script over if the last show played it to the end; otherwise the show
+    /// resumes where the state database says it was.
+    Now {
+        fresh: bool,
+    },
+    Quit,
+}
+
+fn instant_of(t: jiff::Timestamp) -> Instant {
+    let now = jiff::Timestamp::now();
+    let ahead = now.duration_until(t).unsigned_abs();
+    if t > now {
+        Instant::now() + ahead
+    } else {
+        Instant::now()
+    }
+}
+
+/// A deadline that never comes, for `select!` arms that are off.
+fn never() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
+}
+
+/// Before the stage is asked to stream: answers the API (lines are queued durably) and waits
+/// for the room to open — at once with `autostart` or inside a schedule window (when `at_boot`),
+/// when a schedule window opens, or on `start`.
+async fn wait_to_go_live(
+    show: &mut Show,
+    config: &Config,
+    io: &mut Io<'_, impl std::future::Future<Output = ()> + Unpin>,
+    at_boot: bool,
+) -> GoLive {
+    let schedule = &config.schedule;
+    let Io { calls, end_at, stop, watchdog_tick } = io;
+    if at_boot && ((schedule.is_empty() && config.autostart) || schedule.is_open(jiff::Timestamp::now())) {
+        return GoLive::Now { fresh: false };
+    }
+    tracing::info!("the room is closed; waiting for its schedule or a start command");
+    loop {
+        let next_change = schedule.next_change(jiff::Timestamp::now()).map_or_else(never, instant_of);
+        tokio::select! {
+            Some(call) = calls.recv() => match call {
+                ShowCall::Room { command: RoomCommand::Start, reply } => {
+                    let _ = reply.send(Ok(crate::scheduler::Room::Live));
+                    return GoLive::Now { fresh: true };
+                }
+                ShowCall::Room { command, reply } => {
+                    let _ = reply.send(show.scheduler.command(command, now_ms()).map(|_| show.scheduler.room()).map_err(|e| e.to_string()));
+                }
+                // The room is idle: lines only join the queue (the scheduler sends nothing).
+                ShowCall::Say { text, priority, reply } => {
+                    let result = show.enqueue(InteractionKind::Operator, &text, priority).map(|(i, _)| i.id);
+                    let _ = reply.send(result.map_err(|e| e.to_string()));
+                }
+                ShowCall::Ask { question, reply } => {
+                    let _ = reply.send(show.ask(&question).map(|(asked, _)| asked).map_err(|e| e.to_string()));
+                }
+                status @ ShowCall::Status(_) => show.answer_status(status),
+                ShowCall::ContentOf { name, reply } => {
+                    let _ = reply.send(show.library.doc(name).clone());
+                }
+                ShowCall::ChangeContent { name, doc, reply } => {
+                    let result = show.change_content(config, name, doc).map(|(info, outputs)| {
+                        // The room is closed: nothing is sent, the new script's place is kept.
+                        for output in outputs {
+                            if let Output::SaveOffset(o) = output {
+                                Show::log_store(show.store.save_offset(&show.script_key, o));
+                            }
+                        }
+                        info
+                    });
+                    let _ = reply.send(result);
+                }
+            },
+            _ = tokio::time::sleep_until(next_change) => {
+                if schedule.is_open(jiff::Timestamp::now()) {
+                    tracing::info!("schedule window opens");
+                    return GoLive::Now { fresh: true };
+                }
+            }
+            _ = tokio::time::sleep_until(end_at.unwrap_or_else(never)) => return GoLive::Quit,
+            _ = &mut **stop => return GoLive::Quit,
+            _ = watchdog_tick.tick() => notify("WATCHDOG=1"),
+        }
+    }
+}
+
+/// What the show loop waits on besides the stage: the API's calls, the run-time deadline, the
+/// stop signal and the watchdog.
+struct Io<'a, S> {
+    calls: &'a mut mpsc::Receiver<ShowCall>,
+    end_at: Option<Instant>,
+    stop: &'a mut S,
+    watchdog_tick: &'a mut tokio::time::Interval,
+}
+
+/// How one show ended.
+enum Played {
+    /// The room ended (queues dry, `stop`, or its schedule window closed): the stream faded out.
+    RoomEnded,
+    /// The run time is up, a stop signal came, or the stage ended the show: the daemon ends.
+    Quit,
+}
+
+/// Runs shows until a stop signal or the run time ends it. `calls` carries the API's requests.
+///
+/// A room that ends gracefully waits for its next schedule window or a `start` — except a
+/// one-off show (`autostart` without a schedule), which ends the daemon with it.
+pub async fn run_show(
+    config: &Config,
+    (library, built): (Library, Built),
+    ending: Ending,
+    stop: impl std::future::Future<Output = ()>,
+    store: Store,
+    mut calls: mpsc::Receiver<ShowCall>,
+) -> Result<(), ControlError> {
+    let Built { materials, sentences, script_key: key } = built;
+    let answerer = Answerer::new(&materials.products, config.min_confidence, &config.holding_line);
+    let offset = store.offset(&key)?;
+    let queued = store.queued()?;
+    if !queued.is_empty() || offset.sentence > 0 || offset.pass > 0 {
+        tracing::info!(sentence = offset.sentence, pass = offset.pass, queued = queued.len(), "resuming");
+    }
+    let scheduler = Scheduler::new(sentences, config.when_done, offset, queued).with_interrupt(config.interrupt);
+    let mut show = Show {
+        scheduler,
+        store,
+        script_key: key,
+        cues: HashMap::new(),
+        end_requested: false,
+        stage_connected: false,
+        answerer,
+        answer_max_age_ms: config.answer_max_age.as_millis() as i64,
+        last_health: None,
+        recent_questions: HashMap::new(),
+        library,
+    };
+
+    let end_at = match ending {
+        Ending::After(d) => Some(Instant::now() + d),
+        Ending::RoomEnds => None,
+    };
+    let watchdog = crate::notify::watchdog_interval().unwrap_or(Duration::from_secs(3600));
+    let mut watchdog_tick = tokio::time::interval(watchdog);
+    tokio::pin!(stop);
+    let mut io = Io { calls: &mut calls, end_at, stop: &mut stop, watchdog_tick: &mut watchdog_tick };
+    let one_off = config.autostart && config.schedule.is_empty();
+    // Up: the API answers from here on, whether or not the room is open.
+    notify("READY=1");
+    // A show that had already ended before a restart is not opened again just to end it.
+    let mut at_boot = !show.scheduler.has_ended();
+    if !at_boot && one_off {
+        tracing::warn!("this show already played its script to the end (state database); nothing to do");
+        return Ok(());
+    }
+    loop {
+        match wait_to_go_live(&mut show, config, &mut io, at_boot).await {
+            GoLive::Quit => return Ok(()),
+            GoLive::Now { fresh } => {
+                if fresh {
+                    if let Some(o) = show.scheduler.rewind_if_done() {
+                        Show::log_store(show.store.save_offset(&show.script_key, o));
+                    }
+                }
+            }
+        }
+        at_boot = false;
+        match play(&mut show, config, &mut io).await? {
+            Played::Quit => return Ok(()),
+            Played::RoomEnded if one_off => return Ok(()),
+            Played::RoomEnded => {
+                tracing::info!("the room has ended; waiting for the next window or a start command");
+                show.end_requested = false;
+                show.stage_connected = false;
+                notify("STATUS=room closed");
+            }
+        }
+    }
+}
+
+/// Opens the room on the stage and plays until the room ends or the daemon is asked to quit.
+async fn play(
+    show: &mut Show,
+    config: &Config,
+    io: &mut Io<'_, impl std::future::Future<Output = ()> + Unpin>,
+) -> Result<Played, ControlError> {
+    let url = format!("ws://{}", config.stage_listen);
+    let mut ws = open(config, &url, Some(CONNECT_PATIENCE)).await?;
+    show.stage_connected = true;
+    tracing::info!(stage = %config.stage_listen, "stage ready; the room opens");
+    notify("STATUS=live");
+    if let Ok(outputs) = show.scheduler.command(RoomCommand::Start, now_ms()) {
+        show.apply(&mut ws, outputs).await;
+    }
+    let Io { calls, end_at, stop, watchdog_tick } = io;
+    let end_at = *end_at;
+
+    while !show.end_requested {
+        tokio::select! {
+            message = ws.next() => {
+                match message {
+                    Some(Ok(Message::Text(text))) => match serde_json::from_str::<StageEvent>(&text) {
+                        Ok(StageEvent::Ended { media_ts }) => {
+                            // Stopped on the stage's side (systemd stop, Ctrl-C): the show is over.
+                            tracing::info!(media_ms = media_ts_to_ms(media_ts), "the stage ended the show");
+                            notify("STOPPING=1");
+                            return Ok(Played::Quit);
+                        }
+                        Ok(event) => show.on_event(&mut ws, event).await,
+                        Err(e) => tracing::warn!(error = %e, "unreadable stage event ignored"),
+                    },
+                    Some(Ok(_)) => {}
+                    None | Some(Err(_)) => {
+                        tracing::warn!("lost the stage; reconnecting and re-sending the cue in flight");
+                        show.stage_connected = false;
+                        let reopened = tokio::select! {
+                            reopened = open(config, &url, None) => Some(reopened?),
+                            _ = tokio::time::sleep_until(end_at.unwrap_or_else(never)) => None,
+                            _ = &mut **stop => None,
+                        };
+                        let Some(reopened) = reopened else {
+                            tracing::warn!("the show ended while the stage was away");
+                            return Ok(Played::Quit);
+                        };
+                        ws = reopened;
+                        show.stage_connected = true;
+                        let outputs = show.scheduler.resend();
+                        show.apply(&mut ws, outputs).await;
+                    }
+                }
+            }
+            Some(call) = calls.recv() => show.on_call(&mut ws, config, call).await,
+            _ = tokio::time::sleep_until(
+                config.schedule.next_change(jiff::Timestamp::now()).map_or_else(never, instant_of)
+            ) => {
+                if !config.schedule.is_open(jiff::Timestamp::now()) {
+                    tracing::info!("schedule window closes; ending the show after this sentence");
+                    if let Ok(outputs) = show.scheduler.command(RoomCommand::Stop, now_ms()) {
+                        show.apply(&mut ws, outputs).await;
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(end_at.unwrap_or_else(never)) => {
+                tracing::info!("run time is up; ending the show");
+                break;
+            }
+            _ = &mut **stop => {
+                tracing::info!("stop requested; ending the show");
+                break;
+            }
+            _ = watchdog_tick.tick() => notify("WATCHDOG=1"),
+        }
+    }
+
+    // The room ending by itself (or by `stop`) fades out; a deadline or a signal ends at once.
+    let played = if show.end_requested { Played::RoomEnded } else { Played::Quit };
+    if matches!(played, Played::Quit) {
+        notify("STOPPING=1");
+    }
+    let fade_ms = if show.end_requested { END_FADE_MS } else { 0 };
+    send(&mut ws, &ControlMessage::End { fade_ms }).await;
+    let wait_for_end = async {
+        while let Some(message) = ws.next().await {
+            let Ok(Message::Text(text)) = message else { continue };
+            match serde_json::from_str::<StageEvent>(&text) {
+                Ok(StageEvent::Ended { media_ts }) => {
+                    tracing::info!(media_ms = media_ts_to_ms(media_ts), "the stage closed the stream");
+                    return;
+                }
+                Ok(event) => show.on_event(&mut ws, event).await,
+                Err(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(END_PATIENCE, wait_for_end).await.map_err(|_| ControlError::EndTimeout)?;
+    Ok(played)
+}

@@ -1,0 +1,280 @@
+//! The show's state and the effects of the scheduler's decisions: cues sent, the audit log,
+//! interactions stored durably, questions answered, content changed.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use emcee_protocol::{media_ts_to_ms, ControlMessage, CueAction, StageEvent};
+use tokio::time::Instant;
+
+use super::calls::{Asked, ContentInfo, ContentRefused, Playing, ShowCall, Status};
+use super::stage_link::{send, Ws};
+use crate::answer::Answerer;
+use crate::config::Config;
+use crate::library::{image_base, Built, Doc, DocName, Library, Origin};
+use crate::scheduler::{Interaction, InteractionKind, Output, Scheduler, Source};
+use crate::store::{now_ms, Store, StoreError};
+
+pub(super) fn source_name(source: &Source) -> &'static str {
+    match source {
+        Source::Script(_) => "script",
+        Source::Interaction(i) => match i.kind {
+            InteractionKind::Operator => "operator",
+            InteractionKind::Answer => "answer",
+        },
+    }
+}
+
+/// The show's state and the effects of the scheduler's decisions.
+pub(super) struct Show {
+    pub(super) scheduler: Scheduler,
+    pub(super) store: Store,
+    pub(super) script_key: String,
+    /// Source and text of every cue sent and not yet finished, for the audit log.
+    pub(super) cues: HashMap<String, (&'static str, String)>,
+    pub(super) end_requested: bool,
+    pub(super) stage_connected: bool,
+    pub(super) answerer: Answerer,
+    pub(super) answer_max_age_ms: i64,
+    /// The documents the show plays from.
+    pub(super) library: Library,
+    pub(super) last_health: Option<emcee_protocol::Health>,
+    /// Questions answered lately (normalised text → answer, when), so a question repeated in
+    /// the chat is answered once.
+    pub(super) recent_questions: HashMap<String, (Asked, Instant)>,
+}
+
+/// A repeated question within this long gets the queued answer, not a second one.
+const QUESTION_DEDUP: Duration = Duration::from_secs(60);
+
+impl Show {
+    pub(super) fn log_store<T>(result: Result<T, StoreError>) {
+        if let Err(e) = result {
+            // The show goes on (viewers first); the operator sees this in the journal.
+            tracing::error!(error = %e, "state database write failed");
+        }
+    }
+
+    pub(super) async fn apply(&mut self, ws: &mut Ws, outputs: Vec<Output>) {
+        for output in outputs {
+            match output {
+                Output::SaveOffset(o) => Self::log_store(self.store.save_offset(&self.script_key, o)),
+                Output::Send { cue, source } => {
+                    let CueAction::Say { text, .. } = &cue.action;
+                    self.cues.insert(cue.id.clone(), (source_name(&source), crate::ssml::plain_of(text)));
+                    send(ws, &ControlMessage::Cue(cue)).await;
+                }
+                Output::Stop { id, when } => {
+                    send(ws, &ControlMessage::Stop { id: Some(id), when }).await;
+                }
+                Output::InteractionDone { id } => Self::log_store(self.store.interaction_done(id)),
+                Output::InteractionExpired(i) => {
+                    tracing::info!(id = i.id, text = %i.text, "stale answer dropped unsaid");
+                    let cue = format!("i{}", i.id);
+                    Self::log_store(self.store.audit(&cue, "answer", &i.text, "expired", 0));
+                    Self::log_store(self.store.interaction_done(i.id));
+                }
+                Output::End => self.end_requested = true,
+            }
+        }
+    }
+
+    /// Records `event` of `cue`; `text` is the cue's words, or for marks and actions their name.
+    pub(super) fn audit(&self, cue: &str, text: Option<&str>, event: &str, media_ts: u64) {
+        let known = self.cues.get(cue);
+        // A cue that has finished is no longer known (a gesture may outlast its sentence).
+        let source = known.map_or(if cue.starts_with('s') { "script" } else { "unknown" }, |(s, _)| *s);
+        let text = text.or(known.map(|(_, t)| t.as_str())).unwrap_or("");
+        Self::log_store(self.store.audit(cue, source, text, event, media_ts_to_ms(media_ts)));
+    }
+
+    pub(super) async fn on_event(&mut self, ws: &mut Ws, event: StageEvent) {
+        match event {
+            StageEvent::Started { id, media_ts } => {
+                tracing::info!(cue = %id, media_ms = media_ts_to_ms(media_ts), "started");
+                self.audit(&id, None, "started", media_ts);
+            }
+            StageEvent::Finished { id, was_stopped, media_ts } => {
+                tracing::info!(cue = %id, was_stopped, media_ms = media_ts_to_ms(media_ts), "finished");
+                self.audit(&id, None, if was_stopped { "cut" } else { "finished" }, media_ts);
+                self.cues.remove(&id);
+                let outputs = self.scheduler.finished(&id, was_stopped, now_ms());
+                self.apply(ws, outputs).await;
+            }
+            StageEvent::Failed { id, reason } => {
+                tracing::warn!(cue = %id, %reason, "cue failed; skipping it");
+                self.audit(&id, None, "failed", 0);
+                self.cues.remove(&id);
+                let outputs = self.scheduler.failed(&id, now_ms());
+                self.apply(ws, outputs).await;
+            }
+            StageEvent::Mark { id, name, media_ts } => {
+                tracing::info!(cue = %id, mark = %name, media_ms = media_ts_to_ms(media_ts), "mark");
+                self.audit(&id, Some(&name), "mark", media_ts);
+            }
+            StageEvent::ActionStarted { id, action, media_ts } => {
+                self.audit(&id, Some(&action), "action_started", media_ts)
+            }
+            StageEvent::ActionFinished { id, action, was_stopped, media_ts } => {
+                let event = if was_stopped { "action_stopped" } else { "action_finished" };
+                self.audit(&id, Some(&action), event, media_ts);
+            }
+            StageEvent::Rejected { reason } => tracing::warn!(%reason, "the stage rejected a message"),
+            StageEvent::Health(h) => {
+                tracing::debug!(frames = h.frames, late = h.late_frames, encoder = %h.encoder, "health");
+                self.last_health = Some(h);
+            }
+            StageEvent::Accepted { .. } | StageEvent::Ready { .. } | StageEvent::Ended { .. } => {}
+        }
+    }
+
+    /// Stores a line durably (before anyone is told it is accepted) and hands it to the scheduler.
+    pub(super) fn enqueue(
+        &mut self,
+        kind: InteractionKind,
+        text: &str,
+        priority: i32,
+    ) -> Result<(Interaction, Vec<Output>), StoreError> {
+        // Answers go stale (the viewer has moved on); operator lines do not.
+        let expires_ms = (kind == InteractionKind::Answer).then(|| now_ms() + self.answer_max_age_ms);
+        let interaction = self.store.enqueue(kind, text, priority, expires_ms)?;
+        let outputs = self.scheduler.interaction(interaction.clone(), now_ms());
+        Ok((interaction, outputs))
+    }
+
+    /// Answers a viewer's question from the products; a repeat within a minute is not queued again.
+    pub(super) fn ask(&mut self, question: &str) -> Result<(Asked, Vec<Output>), StoreError> {
+        let key = question
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase();
+        self.recent_questions.retain(|_, (_, at)| at.elapsed() < QUESTION_DEDUP);
+        if let Some((asked, _)) = self.recent_questions.get(&key) {
+            return Ok((Asked { duplicate: true, ..asked.clone() }, Vec::new()));
+        }
+        let answer = self.answerer.answer(question);
+        tracing::info!(question, answer = %answer.text, confidence = answer.confidence, "question answered");
+        // FAQ answers may carry SSML; anything that does not check is said as plain text.
+        let ssml = crate::ssml::parse(&answer.text).map_or_else(|_| crate::ssml::from_plain(&answer.text), |s| s.ssml);
+        let (interaction, outputs) = self.enqueue(InteractionKind::Answer, &ssml, 0)?;
+        let asked = Asked {
+            id: interaction.id,
+            answer: answer.text,
+            confidence: answer.confidence,
+            matched: answer.matched,
+            duplicate: false,
+        };
+        self.recent_questions.insert(key, (asked.clone(), Instant::now()));
+        Ok((asked, outputs))
+    }
+
+    /// Checks new content with the rest of the library, stores it, and hands it to the
+    /// scheduler (effective at the next sentence boundary). `doc: None` goes back to the
+    /// configured file. A refused change changes nothing.
+    pub(super) fn change_content(
+        &mut self,
+        config: &Config,
+        name: DocName,
+        doc: Option<Doc>,
+    ) -> Result<(ContentInfo, Vec<Output>), ContentRefused> {
+        let file = match name {
+            DocName::Materials => config.products.as_deref(),
+            DocName::Script => Some(config.script.as_path()),
+        };
+        let candidate = match doc {
+            Some(doc) => doc,
+            None => Doc::from_file(name, file).map_err(ContentRefused::Invalid)?,
+        };
+        let library = self.library.with(candidate);
+        let Built { materials, sentences, script_key } =
+            library.build(config.stage.avatar.scene, &image_base(config)).map_err(ContentRefused::Invalid)?;
+        let stored = |e: StoreError| ContentRefused::Store(e.to_string());
+        // Durable before it is acknowledged or played.
+        let mut library = library;
+        if matches!(library.doc(name).origin, Origin::Request) {
+            let updated_ms = now_ms();
+            self.store.save_content(library.doc(name), updated_ms).map_err(stored)?;
+            let doc = Doc { origin: Origin::Stored { updated_ms }, ..library.doc(name).clone() };
+            library = library.with(doc);
+        } else {
+            self.store.delete_content(name).map_err(stored)?;
+        }
+        let resume_at =
+            if script_key == self.script_key { None } else { Some(self.store.offset(&script_key).map_err(stored)?) };
+        tracing::info!(content = name.as_str(), origin = ?library.doc(name).origin, sentences = sentences.len(), "content changed");
+        self.answerer = Answerer::new(&materials.products, config.min_confidence, &config.holding_line);
+        self.recent_questions.clear();
+        self.script_key = script_key;
+        let script_sentences = sentences.len();
+        let outputs = self.scheduler.replace_script(sentences, resume_at, now_ms());
+        let doc = library.doc(name);
+        let info = ContentInfo { name, format: doc.format, origin: doc.origin.clone(), script_sentences };
+        self.library = library;
+        Ok((info, outputs))
+    }
+
+    pub(super) fn answer_status(&self, call: ShowCall) {
+        if let ShowCall::Status(reply) = call {
+            let playing = self.scheduler.in_flight().map(|(cue, source)| {
+                let CueAction::Say { text, .. } = &cue.action;
+                Playing { cue: cue.id.clone(), source: source_name(source).into(), text: text.clone() }
+            });
+            let _ = reply.send(Status {
+                room: self.scheduler.room(),
+                offset: self.scheduler.offset(),
+                script_sentences: self.scheduler.script_len(),
+                queued_interactions: self.scheduler.queued_interactions(),
+                playing,
+                stage_connected: self.stage_connected,
+                stage: self.last_health.clone().filter(|_| self.stage_connected),
+            });
+        }
+    }
+
+    pub(super) async fn on_call(&mut self, ws: &mut Ws, config: &Config, call: ShowCall) {
+        match call {
+            status @ ShowCall::Status(_) => self.answer_status(status),
+            ShowCall::ContentOf { name, reply } => {
+                let _ = reply.send(self.library.doc(name).clone());
+            }
+            ShowCall::ChangeContent { name, doc, reply } => match self.change_content(config, name, doc) {
+                Ok((info, outputs)) => {
+                    self.apply(ws, outputs).await;
+                    let _ = reply.send(Ok(info));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+            ShowCall::Say { text, priority, reply } => match self.enqueue(InteractionKind::Operator, &text, priority) {
+                Ok((interaction, outputs)) => {
+                    self.apply(ws, outputs).await;
+                    let _ = reply.send(Ok(interaction.id));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e.to_string()));
+                }
+            },
+            ShowCall::Ask { question, reply } => match self.ask(&question) {
+                Ok((asked, outputs)) => {
+                    self.apply(ws, outputs).await;
+                    let _ = reply.send(Ok(asked));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e.to_string()));
+                }
+            },
+            ShowCall::Room { command, reply } => match self.scheduler.command(command, now_ms()) {
+                Ok(outputs) => {
+                    self.apply(ws, outputs).await;
+                    let _ = reply.send(Ok(self.scheduler.room()));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e.to_string()));
+                }
+            },
+        }
+    }
+}
