@@ -36,7 +36,7 @@
 use std::collections::BTreeMap;
 
 use emcee_protocol::{Scene, Voice};
-use toml_edit::{Item, Table};
+use toml_edit::Table;
 
 use crate::config::{scene_fields, voice_fields, Checker, ConfigError};
 
@@ -88,19 +88,13 @@ fn by_id<T>(
 ) -> BTreeMap<String, T> {
     let context = format!("[[{name}]]");
     let mut out = BTreeMap::new();
-    match root.get(name) {
-        None => {}
-        Some(Item::ArrayOfTables(array)) => {
-            for t in array.iter() {
-                c.unknown_keys(t, keys, &context);
-                let id = required(c, t, "id", &context);
-                let value = read(c, t);
-                if out.insert(id.clone(), value).is_some() {
-                    c.error(t.get("id").and_then(|i| i.span()), format!("{context} id \"{id}\" is used twice"));
-                }
-            }
+    for t in c.tables(root.get(name), format!("{name}s are written as {context} tables")) {
+        c.unknown_keys(t, keys, &context);
+        let id = required(c, t, "id", &context);
+        let value = read(c, t);
+        if out.insert(id.clone(), value).is_some() {
+            c.error(t.get("id").and_then(|i| i.span()), format!("{context} id \"{id}\" is used twice"));
         }
-        Some(item) => c.error(item.span(), format!("{name}s are written as {context} tables")),
     }
     out
 }
@@ -191,65 +185,42 @@ pub fn parse_materials(text: &str) -> Result<Materials, Vec<ConfigError>> {
         voice_fields(c, Some(t), "[[voice]]", "name")
     });
     let mut promotions: Vec<Promotion> = Vec::new();
-    match root.get("promotion") {
-        None => {}
-        Some(Item::ArrayOfTables(array)) => {
-            for t in array.iter() {
-                if let Some(p) = promotion(&mut c, t) {
-                    if promotions.iter().any(|q| q.id == p.id) {
-                        c.error(
-                            t.get("id").and_then(|i| i.span()),
-                            format!("[[promotion]] id \"{}\" is used twice", p.id),
-                        );
-                    }
-                    promotions.push(p);
-                }
+    for t in c.tables(root.get("promotion"), "promotions are written as [[promotion]] tables") {
+        if let Some(p) = promotion(&mut c, t) {
+            if promotions.iter().any(|q| q.id == p.id) {
+                c.error(t.get("id").and_then(|i| i.span()), format!("[[promotion]] id \"{}\" is used twice", p.id));
             }
+            promotions.push(p);
         }
-        Some(item) => c.error(item.span(), "promotions are written as [[promotion]] tables"),
     }
     let mut products = Vec::new();
-    match root.get("product") {
-        None => {}
-        Some(Item::ArrayOfTables(array)) => {
-            for t in array.iter() {
-                let ctx = "[[product]]";
-                c.unknown_keys(t, &["sku", "name", "price", "currency", "selling_points", "images", "faq"], ctx);
-                let sku = required(&mut c, t, "sku", ctx);
-                let name = required(&mut c, t, "name", ctx);
-                let price = required(&mut c, t, "price", ctx);
-                if !price.is_empty() && !is_decimal(&price) {
-                    let span = t.get("price").and_then(|i| i.span());
-                    c.error(span, format!("{ctx} price \"{price}\" must be a decimal like \"29.90\""));
-                }
-                let currency = match c.string(Some(t), ctx, "currency") {
-                    Some((s, _)) => s.to_string(),
-                    None => "USD".to_string(),
-                };
-                let selling_points = strings(&mut c, t, "selling_points", ctx);
-                let images = strings(&mut c, t, "images", ctx);
-                let mut faq = Vec::new();
-                match t.get("faq") {
-                    None => {}
-                    Some(Item::ArrayOfTables(entries)) => {
-                        for e in entries.iter() {
-                            c.unknown_keys(e, &["q", "a"], "[[product.faq]]");
-                            let question = required(&mut c, e, "q", "[[product.faq]]");
-                            let answer = required(&mut c, e, "a", "[[product.faq]]");
-                            faq.push(Faq { question, answer });
-                        }
-                    }
-                    Some(item) => {
-                        c.error(item.span(), "FAQ entries are written as [[product.faq]] tables with q and a")
-                    }
-                }
-                if products.iter().any(|p: &Product| p.sku == sku && !sku.is_empty()) {
-                    c.error(t.get("sku").and_then(|i| i.span()), format!("{ctx} sku \"{sku}\" is used twice"));
-                }
-                products.push(Product { sku, name, price, currency, selling_points, images, faq });
-            }
+    for t in c.tables(root.get("product"), "products are written as [[product]] tables") {
+        let ctx = "[[product]]";
+        c.unknown_keys(t, &["sku", "name", "price", "currency", "selling_points", "images", "faq"], ctx);
+        let sku = required(&mut c, t, "sku", ctx);
+        let name = required(&mut c, t, "name", ctx);
+        let price = required(&mut c, t, "price", ctx);
+        if !price.is_empty() && !is_decimal(&price) {
+            let span = t.get("price").and_then(|i| i.span());
+            c.error(span, format!("{ctx} price \"{price}\" must be a decimal like \"29.90\""));
         }
-        Some(item) => c.error(item.span(), "products are written as [[product]] tables"),
+        let currency = match c.string(Some(t), ctx, "currency") {
+            Some((s, _)) => s.to_string(),
+            None => "USD".to_string(),
+        };
+        let selling_points = strings(&mut c, t, "selling_points", ctx);
+        let images = strings(&mut c, t, "images", ctx);
+        let mut faq = Vec::new();
+        for e in c.tables(t.get("faq"), "FAQ entries are written as [[product.faq]] tables with q and a") {
+            c.unknown_keys(e, &["q", "a"], "[[product.faq]]");
+            let question = required(&mut c, e, "q", "[[product.faq]]");
+            let answer = required(&mut c, e, "a", "[[product.faq]]");
+            faq.push(Faq { question, answer });
+        }
+        if products.iter().any(|p: &Product| p.sku == sku && !sku.is_empty()) {
+            c.error(t.get("sku").and_then(|i| i.span()), format!("{ctx} sku \"{sku}\" is used twice"));
+        }
+        products.push(Product { sku, name, price, currency, selling_points, images, faq });
     }
     c.finish(Materials { products, promotions, scenes, voices })
 }

@@ -11,10 +11,10 @@ mod common;
 use common::process_cpu;
 
 use emcee_nvenc::{EncoderSettings, I420Frame, OpenH264Encoder, Picture, VideoEncoder};
-use emcee_protocol::{CameraPreset, Scene};
+use emcee_protocol::{media_ts_of_frame, CameraPreset, Scene};
 use emcee_renderer::{Pose, Renderer};
 use emcee_stream::aac::AacEncoder;
-use emcee_stream::flv;
+use emcee_stream::mux::Packager;
 
 const FPS: u32 = 30;
 const WARM_UP: usize = 15;
@@ -56,6 +56,7 @@ fn bench(width: u32, height: u32, frames: usize, avatar: Option<&[u8]>, camera: 
     })
     .expect("openh264");
     let mut aac = AacEncoder::new(128_000, 2).expect("fdk-aac");
+    let mut packager = Packager::default();
     let tone: Vec<i16> = (0..1600 * 2).map(|i| ((i as f32 * 0.05).sin() * 6000.0) as i16).collect();
 
     let mut t = Totals::default();
@@ -86,12 +87,12 @@ fn bench(width: u32, height: u32, frames: usize, avatar: Option<&[u8]>, camera: 
         let i420 = I420Frame::new(width, height, &frame).expect("frame");
         let encoded = encoder.encode(Picture::Host(i420), i as u64).expect("encode");
         let encoded_at = Instant::now();
-        let au = flv::annex_b_to_avcc(&encoded.annex_b, encoded.keyframe).expect("avcc");
-        let _tag = flv::video_frame(&au);
+        let _video =
+            packager.video(media_ts_of_frame(i as u64, FPS), &encoded.annex_b, encoded.keyframe).expect("avcc");
         let mut audio = Vec::new();
         aac.push(&tone, &mut audio).expect("aac");
         for a in &audio {
-            let _ = flv::audio_frame(&a.data);
+            let _ = Packager::audio(a);
         }
         let done = Instant::now();
         t.render_call += ms(rendered - start);

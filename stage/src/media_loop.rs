@@ -8,7 +8,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, TryRecvError};
-use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -18,10 +17,10 @@ use emcee_stream::aac::{AacEncoder, AacFrame};
 
 use crate::actions::Actions;
 use crate::captions::Captions;
-use crate::frames::{Frames, Ready, SlotsInUse, Tick};
+use crate::frames::{Frames, Ready, Tick};
 use crate::health::{FrameCounts, HealthReporter};
 use crate::pose::{pose_at, SpeechMotion};
-use crate::rebuild::{Rebuild, Rebuilder, Rebuilt};
+use crate::rebuild::{Rebuild, Rebuilt};
 use crate::speech_queue::{Accepted, SpeechQueue};
 use crate::speech_thread::{SpeechJob, Spoken};
 use crate::video_thread::{send_frames, Encoders, VideoJob};
@@ -62,7 +61,7 @@ pub enum RenderFault {
 pub struct Parts {
     pub renderer: Renderer,
     /// Builds a replacement renderer and encoder when the renderer is lost.
-    pub rebuild: Rebuilder,
+    pub rebuild: Rebuild,
     pub frames: Frames<Vec<AacFrame>>,
     pub captions: Captions,
     pub aac: AacEncoder,
@@ -79,7 +78,6 @@ pub struct Parts {
 /// The clock and everything it drives; one [`MediaLoop::run`] per show.
 pub struct MediaLoop {
     config: StageConfig,
-    fps: u32,
     parts: Parts,
     commands: Receiver<Command>,
     events: tokio::sync::mpsc::Sender<StageEvent>,
@@ -90,7 +88,6 @@ pub struct MediaLoop {
     scenes: HashMap<String, Scene>,
     /// What a rebuilt renderer must show.
     current_scene: Scene,
-    rebuilding: Rebuild,
     actions: Actions,
     acted: Vec<StageEvent>,
     late_frames: u64,
@@ -112,7 +109,6 @@ impl MediaLoop {
         events: tokio::sync::mpsc::Sender<StageEvent>,
     ) -> Self {
         Self {
-            fps: config.video.fps,
             current_scene: config.avatar.scene,
             config,
             parts,
@@ -121,7 +117,6 @@ impl MediaLoop {
             queue: SpeechQueue::default(),
             lifecycle: Vec::new(),
             scenes: HashMap::new(),
-            rebuilding: Rebuild::default(),
             actions: Actions::default(),
             acted: Vec::new(),
             late_frames: 0,
@@ -153,16 +148,21 @@ impl MediaLoop {
         self.finish();
     }
 
+    fn fps(&self) -> u32 {
+        self.config.video.fps
+    }
+
     fn tick_start(&self) -> u64 {
-        media_ts_of_frame(self.index, self.fps)
+        media_ts_of_frame(self.index, self.fps())
     }
 
     /// Sleeps until the tick is due (at most [`LEAD_FRAMES`] early); true when it starts more
     /// than a frame late.
     fn pace(&mut self) -> bool {
-        let frame_len = Duration::from_nanos(1_000_000_000 / u64::from(self.fps));
+        let fps = u64::from(self.fps());
+        let frame_len = Duration::from_nanos(1_000_000_000 / fps);
         let lead = frame_len * LEAD_FRAMES as u32;
-        let due = self.clock_start + Duration::from_nanos(self.index * 1_000_000_000 / u64::from(self.fps));
+        let due = self.clock_start + Duration::from_nanos(self.index * 1_000_000_000 / fps);
         let now = Instant::now();
         let behind = now > due + frame_len;
         if due > now + lead {
@@ -257,10 +257,10 @@ impl MediaLoop {
     /// This tick's audio (speech where there is some, silence elsewhere) encoded as AAC; the
     /// lifecycle and action events it brings are applied and emitted.
     fn audio(&mut self) -> Vec<AacFrame> {
-        let (tick_start, tick_end) = (self.tick_start(), media_ts_of_frame(self.index + 1, self.fps));
+        let (tick_start, tick_end) = (self.tick_start(), media_ts_of_frame(self.index + 1, self.fps()));
         let mut pcm: Vec<i16> = Vec::with_capacity((tick_end - tick_start) as usize);
         self.queue.fill(tick_start, (tick_end - tick_start) as usize, &mut pcm, &mut self.lifecycle);
-        for event in std::mem::take(&mut self.lifecycle) {
+        for event in self.lifecycle.drain(..) {
             self.parts.captions.event(&event);
             match &event {
                 StageEvent::Started { id, .. } => {
@@ -304,7 +304,8 @@ impl MediaLoop {
             return false;
         }
         if parts.frames.renderer_lost() {
-            if let Some(rebuilt) = self.rebuilding.poll(&parts.rebuild, self.index, self.fps) {
+            let fps = self.config.video.fps;
+            if let Some(rebuilt) = parts.rebuild.poll(self.index, fps) {
                 return self.switch_renderer(rebuilt);
             }
         }
@@ -313,15 +314,14 @@ impl MediaLoop {
 
     /// Puts a rebuilt renderer in place and sends its encoders to the video thread. False once
     /// the video thread is gone.
-    fn switch_renderer(&mut self, Rebuilt { path, first }: Rebuilt) -> bool {
+    fn switch_renderer(&mut self, Rebuilt { path, warmed }: Rebuilt) -> bool {
         let parts = &mut self.parts;
         (parts.encoder_name, parts.encoder_fallback) = (path.encoder.name(), path.fallback_report());
         let mut fresh = path.renderer;
         fresh.set_scene(&self.current_scene);
         parts.captions.reapply(&mut fresh);
-        let slots = path.zero_copy.then(|| Arc::new(SlotsInUse::default()));
         tracing::info!(encoder = parts.encoder_name, zero_copy = path.zero_copy, "new renderer and encoder");
-        let encoders = Encoders::new(path.encoder, slots.clone(), parts.rebuild.settings.clone());
+        let encoders = Encoders::new(path.encoder, warmed.slots.clone(), parts.rebuild.settings.clone());
         let retired = std::mem::replace(&mut parts.renderer, fresh);
         // Every frame of the lost renderer is queued already; the next ones are the new one's.
         let switch = VideoJob::Switch { encoders: Box::new(encoders), retired: Box::new(retired) };
@@ -329,13 +329,13 @@ impl MediaLoop {
             tracing::error!("video thread is gone; ending the show");
             return false;
         }
-        parts.frames.renderer_replaced(first, slots);
+        parts.frames.renderer_replaced(warmed.first, warmed.slots);
         true
     }
 
     /// Once a second: the health report.
     fn health(&mut self) {
-        if !self.index.is_multiple_of(u64::from(self.fps)) {
+        if !self.index.is_multiple_of(u64::from(self.fps())) {
             return;
         }
         let media_ts = self.tick_start();
@@ -372,8 +372,12 @@ impl MediaLoop {
         drop(video_tx);
         let _ = video.join();
         drop(speech_tx);
-        let (frames_total, late_frames) = (self.index, self.late_frames);
-        tracing::info!(frames = frames_total, late_frames, repeated_frames = frames.repeated, "show ended");
+        tracing::info!(
+            frames = self.index,
+            late_frames = self.late_frames,
+            repeated_frames = frames.repeated,
+            "show ended"
+        );
         emit(&self.events, StageEvent::Ended { media_ts: end_ts });
     }
 }

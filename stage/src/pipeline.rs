@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use emcee_protocol::{StageConfig, StageEvent};
 use emcee_renderer::model::Model;
-use emcee_renderer::{Pose, Renderer};
+use emcee_renderer::Renderer;
 use emcee_speech::espeak::default_bridge_path;
 use emcee_speech::{Speaker, SpeechSettings};
 use emcee_stream::aac::AacEncoder;
@@ -35,11 +35,11 @@ use emcee_stream::rtmp::Output;
 
 use crate::captions::Captions;
 use crate::error::PipelineError;
-use crate::frames::{Frames, Shown, SlotsInUse};
+use crate::frames::Frames;
 use crate::health::HealthReporter;
 pub use crate::media_loop::{Command, RenderFault};
 use crate::media_loop::{MediaLoop, Parts, LEAD_FRAMES};
-use crate::rebuild::{first_shown, Rebuilder, RendererFactory};
+use crate::rebuild::{warm_up, Rebuild, RendererFactory, WarmedUp};
 use crate::speech_thread::{run_speech, SpeechJob};
 use crate::video_path;
 use crate::video_thread::{run_video, Encoders, VideoJob};
@@ -63,8 +63,9 @@ impl Pipeline {
         let settings = video_path::encoder_settings(&config);
         let path = video_path::open(v.encoder, settings.clone(), |output| Ok(factory(output)?))?;
         let encoder_fallback = path.fallback_report();
-        let (renderer, first_frame, slots) = warm_up(path.renderer, path.zero_copy, &config)?;
-        let encoder = path.encoder;
+        let (mut renderer, encoder) = (path.renderer, path.encoder);
+        renderer.set_scene(&config.avatar.scene);
+        let WarmedUp { first, slots } = warm_up(&mut renderer, path.zero_copy)?;
         // Fonts load here, before the clock starts.
         let captions = Captions::new(&config);
         // Made now, on the CPU: when it is needed the GPU may be what failed.
@@ -94,9 +95,9 @@ impl Pipeline {
         let video = spawn("video", move || run_video(encoders, muxer, video_rx, video_rt))?;
         let (commands, command_rx) = mpsc::channel();
         let media_config = config.clone();
-        let rebuild = Rebuilder { factory, choice: v.encoder, settings };
+        let rebuild = Rebuild::new(factory, v.encoder, settings);
         let media = spawn("media", move || {
-            let frames = Frames::new(first_frame, slots, Some(slate));
+            let frames = Frames::new(first, slots, Some(slate));
             let parts = Parts {
                 renderer,
                 rebuild,
@@ -144,22 +145,6 @@ fn renderer_factory(config: &StageConfig) -> Result<RendererFactory, PipelineErr
         None => Renderer::builtin_with_output(width, height, background, output),
         Some(model) => Renderer::with_output(width, height, background, model.clone(), output),
     }))
-}
-
-/// Sets the scene and draws one frame before the clock starts: a software driver compiles its
-/// shader variants on first use, and that second would otherwise put the first frames behind
-/// the clock. Returns the renderer, its first picture, and on the zero-copy path the ring slots
-/// the video thread hands back.
-fn warm_up(
-    mut renderer: Renderer,
-    zero_copy: bool,
-    config: &StageConfig,
-) -> Result<(Renderer, Shown, Option<Arc<SlotsInUse>>), PipelineError> {
-    renderer.set_scene(&config.avatar.scene);
-    let bytes = renderer.render(&Pose::default())?.to_vec();
-    let first = first_shown(zero_copy, &renderer, bytes);
-    let slots = matches!(first, Shown::Slot { .. }).then(|| Arc::new(SlotsInUse::default()));
-    Ok((renderer, first, slots))
 }
 
 /// Starts the outputs (and the recorder) behind the muxer.

@@ -57,7 +57,7 @@ pub fn pose_at(media_ts: u64, speech: SpeechMotion, acting: ActionPose, fade_out
 mod tests {
     use super::*;
 
-    const T: u64 = 48_000 * 7;
+    const T: u64 = emcee_protocol::MEDIA_CLOCK_HZ * 7;
 
     #[test]
     fn silence_and_no_action_leave_idle_motion_only() {

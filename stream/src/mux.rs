@@ -70,9 +70,10 @@ impl Muxer {
     }
 }
 
-/// The FLV packaging itself, without destinations.
+/// The FLV packaging itself, without destinations (what the [`Muxer`] runs on every unit; the
+/// stage's benchmark measures it alone).
 #[derive(Debug, Default)]
-struct Packager {
+pub struct Packager {
     /// The SPS and PPS of the decoder configuration last announced.
     parameter_sets: Option<(Vec<u8>, Vec<u8>)>,
 }
@@ -81,7 +82,7 @@ impl Packager {
     /// The video packet, and the new video sequence header when the unit's parameter sets
     /// differ from the last ones. Parameter sets that make no valid configuration are reported
     /// and the frame still goes (the last good configuration stays).
-    fn video(
+    pub fn video(
         &mut self,
         media_ts: u64,
         annex_b: &[u8],
@@ -104,7 +105,8 @@ impl Packager {
         Ok((config, MediaPacket::Video { media_ts, keyframe: au.keyframe, body: flv::video_frame(&au) }))
     }
 
-    fn audio(frame: &AacFrame) -> MediaPacket {
+    /// One AAC frame as an FLV audio packet.
+    pub fn audio(frame: &AacFrame) -> MediaPacket {
         MediaPacket::Audio { media_ts: frame.media_ts, body: flv::audio_frame(&frame.data) }
     }
 }

@@ -71,6 +71,19 @@ impl<'a> Checker<'a> {
         self.errors.push(ConfigError { line, column, message: message.into() });
     }
 
+    /// The tables of an array of tables (`[[name]]`) under `item`; anything else there is
+    /// reported as `misuse` and gives none.
+    pub(crate) fn tables<'t>(&mut self, item: Option<&'t Item>, misuse: impl Into<String>) -> Vec<&'t Table> {
+        match item {
+            None => Vec::new(),
+            Some(Item::ArrayOfTables(array)) => array.iter().collect(),
+            Some(item) => {
+                self.error(item.span(), misuse);
+                Vec::new()
+            }
+        }
+    }
+
     pub(crate) fn unknown_keys(&mut self, table: &Table, allowed: &[&str], context: &str) {
         for (key, _) in table.iter() {
             if !allowed.contains(&key) {

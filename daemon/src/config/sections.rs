@@ -234,17 +234,9 @@ pub(super) fn outputs(
     replaced_by: &[String],
 ) -> Vec<OutputConfig> {
     let mut urls = Vec::new();
-    match item {
-        None => {}
-        Some(Item::ArrayOfTables(array)) => {
-            for table in array.iter() {
-                c.unknown_keys(table, keys_of("output"), "[[output]]");
-                if let Some(output) = output(c, table, base) {
-                    urls.push(output);
-                }
-            }
-        }
-        Some(item) => c.error(item.span(), "outputs are written as [[output]] tables with a url"),
+    for table in c.tables(item, "outputs are written as [[output]] tables with a url") {
+        c.unknown_keys(table, keys_of("output"), "[[output]]");
+        urls.extend(output(c, table, base));
     }
     if !replaced_by.is_empty() {
         urls.clear();
@@ -344,17 +336,9 @@ pub(super) fn answers(c: &mut Checker<'_>, answers: Option<&Table>) -> Answers {
 /// `[[schedule]]` tables: the windows in which the room opens by itself.
 pub(super) fn schedule(c: &mut Checker<'_>, item: Option<&Item>) -> OpeningHours {
     let mut windows = Vec::new();
-    match item {
-        None => {}
-        Some(Item::ArrayOfTables(array)) => {
-            for table in array.iter() {
-                c.unknown_keys(table, keys_of("schedule"), "[[schedule]]");
-                if let Some(w) = schedule_window(c, table) {
-                    windows.push(w);
-                }
-            }
-        }
-        Some(item) => c.error(item.span(), "schedule windows are written as [[schedule]] tables"),
+    for table in c.tables(item, "schedule windows are written as [[schedule]] tables") {
+        c.unknown_keys(table, keys_of("schedule"), "[[schedule]]");
+        windows.extend(schedule_window(c, table));
     }
     OpeningHours { windows }
 }

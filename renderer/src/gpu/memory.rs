@@ -19,12 +19,17 @@ const HOST_MEMORY: vk::MemoryPropertyFlags = vk::MemoryPropertyFlags::from_raw(
 );
 
 impl Gpu {
-    fn memory_type(&self, bits: u32, flags: vk::MemoryPropertyFlags) -> Result<u32, RenderError> {
-        (0..self.memory_props.memory_type_count)
-            .find(|&i| {
-                bits & (1 << i) != 0 && self.memory_props.memory_types[i as usize].property_flags.contains(flags)
-            })
-            .ok_or(RenderError::NoMemoryType(format!("{flags:?}")))
+    /// The first memory type `bits` allows with `preferred` properties, else (with `any_type`)
+    /// the first it allows at all.
+    fn memory_type(&self, bits: u32, preferred: vk::MemoryPropertyFlags, any_type: bool) -> Result<u32, RenderError> {
+        let allowed = |i: &u32| bits & (1 << i) != 0;
+        let types = &self.memory_props.memory_types;
+        let mut indices = 0..self.memory_props.memory_type_count;
+        indices
+            .clone()
+            .find(|i| allowed(i) && types[*i as usize].property_flags.contains(preferred))
+            .or_else(|| any_type.then(|| indices.find(allowed)).flatten())
+            .ok_or(RenderError::NoMemoryType(format!("{preferred:?}")))
     }
 
     /// Memory for `req`, of a type with `preferred` properties, else (with `any_type`) of any
@@ -36,10 +41,7 @@ impl Gpu {
         any_type: bool,
         what: &'static str,
     ) -> Result<vk::DeviceMemory, RenderError> {
-        let index = self.memory_type(req.memory_type_bits, preferred).or_else(|e| match any_type {
-            true => self.memory_type(req.memory_type_bits, vk::MemoryPropertyFlags::empty()),
-            false => Err(e),
-        })?;
+        let index = self.memory_type(req.memory_type_bits, preferred, any_type)?;
         let info = vk::MemoryAllocateInfo::default().allocation_size(req.size).memory_type_index(index);
         // SAFETY: a valid allocate info (a type the requirements allow) on our live device.
         unsafe { self.device.allocate_memory(&info, None) }.map_err(vkerr(what))
@@ -90,10 +92,7 @@ impl Gpu {
                 .create_buffer(&vk::BufferCreateInfo::default().size(size).usage(usage).push_next(&mut external), None)
                 .map_err(vkerr("create exportable buffer"))?;
             let req = self.device.get_buffer_memory_requirements(buffer);
-            let index = self
-                .memory_type(req.memory_type_bits, vk::MemoryPropertyFlags::DEVICE_LOCAL)
-                .or_else(|_| self.memory_type(req.memory_type_bits, vk::MemoryPropertyFlags::empty()));
-            let index = match index {
+            let index = match self.memory_type(req.memory_type_bits, vk::MemoryPropertyFlags::DEVICE_LOCAL, true) {
                 Ok(i) => i,
                 Err(e) => {
                     self.device.destroy_buffer(buffer, None);
