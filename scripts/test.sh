@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up and runs every test: formatting, lints, unit tests, the e2e show against nginx-rtmp,
-# and the systemd unit check.
+# the systemd unit check, and the units booted under systemd (in a container).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -11,3 +11,4 @@ cargo clippy --release --workspace --all-targets -- -D warnings
 # Release profile: the e2e show must run in real time on a 2-core machine.
 cargo test --release --workspace
 bash scripts/verify-units.sh
+bash scripts/boot-units.sh

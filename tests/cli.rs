@@ -4,7 +4,7 @@
 use std::process::Command;
 
 use anyhow::{ensure, Result};
-use emcee_tests::{bin_dir, free_port, scratch_dir};
+use emcee_tests::{bin_dir, scratch_dir, write_secret};
 
 const GOOD: &str = r##"[show]
 script = "script.txt"
@@ -15,17 +15,22 @@ height = 360
 fps = 30
 
 [stage]
-listen = "127.0.0.1:STAGE"
+socket = "stage.sock"
+
+[secrets]
+dir = "secrets"
 
 [[output]]
-url = "rtmp://127.0.0.1:1/live/x"
+url = "rtmp://127.0.0.1:1/live"
+stream_key = "x"
 "##;
 
 #[test]
 fn check_accepts_a_good_file_and_the_shipped_demo() -> Result<()> {
     let dir = scratch_dir("cli-good")?;
     std::fs::write(dir.join("script.txt"), "Hello.\n")?;
-    std::fs::write(dir.join("good.toml"), GOOD.replace("STAGE", "7698"))?;
+    std::fs::write(dir.join("good.toml"), GOOD)?;
+    write_secret(&dir, "x", "a-stream-key")?;
     let demo = emcee_tests::workspace_root().join("examples/demo.toml");
     for file in [dir.join("good.toml"), demo] {
         let out = Command::new(bin_dir().join("emcee")).arg("check").arg(&file).output()?;
@@ -48,7 +53,8 @@ fn voices_lists_the_installed_piper_voices_and_the_broken_ones() -> Result<()> {
     std::fs::create_dir_all(dir.join("voices"))?;
     std::fs::write(dir.join("voices/broken.onnx"), b"x")?;
     std::fs::write(dir.join("script.txt"), "Hello.\n")?;
-    let config = GOOD.replace("STAGE", "7697") + "\n[speech]\nvoices = \"voices\"\n";
+    let config = GOOD.to_string() + "\n[speech]\nvoices = \"voices\"\n";
+    write_secret(&dir, "x", "a-stream-key")?;
     std::fs::write(dir.join("v.toml"), config)?;
     let out = Command::new(bin_dir().join("emcee")).args(["voices", "--config"]).arg(dir.join("v.toml")).output()?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -60,11 +66,7 @@ fn voices_lists_the_installed_piper_voices_and_the_broken_ones() -> Result<()> {
 fn a_typo_gives_line_and_column_and_exit_78_and_starts_nothing() -> Result<()> {
     let dir = scratch_dir("cli-typo")?;
     std::fs::write(dir.join("script.txt"), "Hello.\n")?;
-    let stage_port = free_port();
-    let bad = GOOD
-        .replace("fps = 30", "fsp = 30")
-        .replace("width = 640", "width = 641")
-        .replace("STAGE", &stage_port.to_string());
+    let bad = GOOD.replace("fps = 30", "fsp = 30").replace("width = 640", "width = 641");
     let file = dir.join("bad.toml");
     std::fs::write(&file, bad)?;
 
@@ -81,14 +83,15 @@ fn a_typo_gives_line_and_column_and_exit_78_and_starts_nothing() -> Result<()> {
         ensure!(out.status.code() == Some(78), "{program} exit {:?}", out.status);
         ensure!(String::from_utf8_lossy(&out.stderr).contains(&expected_typo), "{program} stderr");
     }
-    ensure!(std::net::TcpListener::bind(("127.0.0.1", stage_port)).is_ok(), "a stage was left listening");
+    ensure!(!dir.join("stage.sock").exists(), "a stage was left listening");
     Ok(())
 }
 
 #[test]
 fn a_missing_script_is_a_configuration_error() -> Result<()> {
     let dir = scratch_dir("cli-noscript")?;
-    std::fs::write(dir.join("show.toml"), GOOD.replace("STAGE", "7699"))?;
+    std::fs::write(dir.join("show.toml"), GOOD)?;
+    write_secret(&dir, "x", "a-stream-key")?;
     let out = Command::new(bin_dir().join("emcee")).arg("check").arg(dir.join("show.toml")).output()?;
     ensure!(out.status.code() == Some(78), "exit {:?}", out.status);
     ensure!(String::from_utf8_lossy(&out.stderr).contains("script.txt:1:1: cannot read the script"));

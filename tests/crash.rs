@@ -35,13 +35,6 @@ fn kill(pattern: &str) {
     let _ = Command::new("pkill").args(["-KILL", "-f", pattern]).status();
 }
 
-fn stage_listen(config: &Path) -> Result<String> {
-    let text = std::fs::read_to_string(config)?;
-    let stage = text.split("[stage]").nth(1).context("[stage] in the test config")?;
-    let listen = stage.split('"').nth(1).context("stage listen")?;
-    Ok(listen.to_string())
-}
-
 fn one_run(run: u64, nginx: &Nginx, root: &Path) -> Result<String> {
     let dir = root.join(format!("run-{run}"));
     std::fs::create_dir_all(&dir)?;
@@ -49,7 +42,7 @@ fn one_run(run: u64, nginx: &Nginx, root: &Path) -> Result<String> {
     let small =
         std::fs::read_to_string(&config)?.replace("width = 640", "width = 320").replace("height = 360", "height = 180");
     std::fs::write(&config, small)?;
-    let stage_pattern = format!("emcee-stage --listen {}", stage_listen(&config)?);
+    let stage_pattern = format!("emcee-stage --config {}", config.display());
     let control_pattern = format!("emceed --config {}", config.display());
 
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (run + 1).wrapping_mul(0x1000_0001));

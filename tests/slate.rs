@@ -23,7 +23,7 @@ fn a_renderer_fault_shows_the_slate_and_the_show_comes_back_on_its_own() -> Resu
     let stage = config.stage.clone();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let (events_tx, mut events_rx) = tokio::sync::mpsc::channel(1024);
-    let mut pipeline = Pipeline::start(stage.clone(), events_tx, rt.handle().clone())?;
+    let mut pipeline = Pipeline::start(stage.clone(), events_tx, rt.handle().clone(), Default::default())?;
     let events = std::thread::spawn(move || {
         let mut slate_frames = 0;
         while let Some(event) = events_rx.blocking_recv() {

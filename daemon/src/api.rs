@@ -35,32 +35,29 @@ pub enum ApiError {
 }
 
 /// Reads the bearer token: a systemd credential `api-token` if present, else `file`, which is
-/// created with a fresh random token (mode 0600) when missing.
+/// created with a fresh random token (mode 0600) when missing. A token file others can read is
+/// refused (see [`crate::secrets`]).
 pub fn load_or_create_token(file: &Path) -> Result<String, ApiError> {
     let err = |path: &Path, reason: String| ApiError::Token { path: path.display().to_string(), reason };
     let credential = std::env::var_os("CREDENTIALS_DIRECTORY").map(|d| PathBuf::from(d).join("api-token"));
     let path = credential.filter(|p| p.exists()).unwrap_or_else(|| file.to_path_buf());
     if !path.exists() {
-        use std::io::{Read, Write};
-        use std::os::unix::fs::OpenOptionsExt;
+        use std::io::Read;
         let mut random = [0u8; 24];
         std::fs::File::open("/dev/urandom")
             .and_then(|mut f| f.read_exact(&mut random))
             .map_err(|e| err(&path, format!("no randomness for a new token: {e}")))?;
         let token: String = random.iter().map(|b| format!("{b:02x}")).collect();
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| err(&path, e.to_string()))?;
-        }
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .and_then(|mut f| writeln!(f, "{token}"))
-            .map_err(|e| err(&path, format!("cannot create it: {e}")))?;
+        crate::secrets::create_private(&path, &token).map_err(|e| err(&path, format!("cannot create it: {e}")))?;
         return Ok(token);
     }
-    let token = std::fs::read_to_string(&path).map_err(|e| err(&path, e.to_string()))?.trim().to_string();
+    let token = crate::secrets::read_private(&path).map_err(|e| ApiError::Token {
+        path: path.display().to_string(),
+        reason: match e {
+            crate::secrets::SecretError::Unreadable { reason, .. } => reason,
+            other => other.to_string(),
+        },
+    })?;
     if token.len() < 16 {
         return Err(err(&path, "a token must be at least 16 characters".into()));
     }
@@ -120,6 +117,40 @@ async fn ask_show<T>(state: &AppState, make: impl FnOnce(oneshot::Sender<T>) -> 
 
 async fn status(State(state): State<AppState>) -> Result<Response, Failure> {
     Ok(Json(ask_show(&state, ShowCall::Status).await?).into_response())
+}
+
+/// How long the health probes wait for the show loop: longer, and the loop is wedged.
+const PROBE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The show's status for the unauthenticated probes, or 503 when the show loop does not answer.
+async fn probe(state: &AppState) -> Result<Status, Failure> {
+    let asked = tokio::time::timeout(PROBE_PATIENCE, ask_show(state, ShowCall::Status)).await;
+    asked.unwrap_or_else(|_| Err(Failure(StatusCode::SERVICE_UNAVAILABLE, "the show loop does not answer".into())))
+}
+
+/// `/healthz`: the control plane is alive (its show loop answers), with what a technician
+/// looks at first. Never a stream key: outputs are only counted.
+async fn healthz(State(state): State<AppState>) -> Result<Response, Failure> {
+    let s = probe(&state).await?;
+    let outputs = s.stage.as_ref().map_or(&[][..], |h| &h.outputs[..]);
+    let publishing = outputs.iter().filter(|o| o.state == "publishing").count();
+    Ok(Json(serde_json::json!({
+        "alive": true,
+        "room": s.room,
+        "stage_connected": s.stage_connected,
+        "outputs": outputs.len(),
+        "outputs_publishing": publishing,
+        "last_frame_age_ms": s.stage_report_age_ms,
+    }))
+    .into_response())
+}
+
+/// `/readyz`: the show is on air — room open, stage connected, an output publishing, frames
+/// fresh; 503 with every reason otherwise.
+async fn readyz(State(state): State<AppState>) -> Result<Response, Failure> {
+    let reasons = crate::control::calls::not_ready_reasons(&probe(&state).await?);
+    let code = if reasons.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    Ok((code, Json(serde_json::json!({ "ready": reasons.is_empty(), "reasons": reasons }))).into_response())
 }
 
 #[derive(Deserialize)]
@@ -431,7 +462,12 @@ pub fn router(token: String, calls: mpsc::Sender<ShowCall>, log: Store) -> Route
         .route("/v1/log", get(audit_log))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    Router::new().route("/healthz", get(|| async { "ok" })).merge(authed).fallback(not_found).with_state(state)
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .merge(authed)
+        .fallback(not_found)
+        .with_state(state)
 }
 
 /// Binds the API (before the show starts, so a port clash is reported at once).
@@ -477,6 +513,7 @@ mod tests {
             playing: None,
             stage_connected: true,
             stage: Some(health),
+            stage_report_age_ms: Some(300),
         };
         let text = metrics_text(&status);
         for line in [
@@ -519,6 +556,10 @@ mod tests {
         assert_eq!(load_or_create_token(&file).unwrap(), first);
         std::fs::write(&file, "short\n").unwrap();
         assert!(load_or_create_token(&file).unwrap_err().to_string().contains("at least 16"));
+        std::fs::write(&file, format!("{first}\n")).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let refused = load_or_create_token(&file).unwrap_err().to_string();
+        assert!(refused.contains("readable by others"), "a world-readable token is refused: {refused}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

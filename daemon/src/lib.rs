@@ -12,25 +12,29 @@
 //! - [`store`]: SQLite (WAL): offsets, the durable interaction queue, the audit log.
 //! - [`control`]: the show loop: stage connection + scheduler + store, driven by
 //!   [`control::calls`] (the show's commands and replies).
-//! - [`api`]: the local HTTP API (bearer token), which maps requests to show calls.
-//! - [`client`]: the CLI's side of the API.
-//! - [`notify`]: systemd readiness and watchdog notifications.
+//! - [`api`]: the local HTTP API (bearer token), which maps requests to show calls;
+//!   [`api_server`]: its listener, with timeouts and a connection cap.
+//! - [`client`]: the CLI's side of the API; [`supervisor`]: `emcee run`'s supervision of the
+//!   two processes, by the rules systemd applies to their units.
+//! - [`secrets`]: stream keys and tokens from private files or systemd credentials.
 //!
 //! Binaries: `emceed` (the control-plane daemon) and `emcee` (the CLI: `run`, `check`).
 #![forbid(unsafe_code)]
 
 pub mod answer;
 pub mod api;
+pub mod api_server;
 pub mod client;
 pub mod config;
 pub mod control;
 pub mod library;
 pub mod materials;
-pub mod notify;
 pub mod opening_hours;
 pub mod scheduler;
 pub mod script;
+pub mod secrets;
 pub mod ssml;
 pub mod store;
+pub mod supervisor;
 
 pub use emcee_protocol::EXIT_CONFIG;

@@ -93,8 +93,14 @@ pub fn now_ms() -> i64 {
 
 impl Store {
     /// Opens (creating if needed) `dir/state.db`.
+    /// Opens (or creates) `dir/state.db`. The directory is made 0700 and the database files
+    /// 0600, also when an older version left them open to others: they hold the queued lines
+    /// and the audit log.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir { path: dir.display().to_string(), source })?;
+        use std::os::unix::fs::PermissionsExt;
+        let dir_err = |source| StoreError::Dir { path: dir.display().to_string(), source };
+        std::fs::create_dir_all(dir).map_err(dir_err)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(dir_err)?;
         let path = dir.join("state.db");
         let open_err = |source| StoreError::Open { path: path.display().to_string(), source };
         let conn = Connection::open(&path).map_err(open_err)?;
@@ -108,6 +114,12 @@ impl Store {
             // Databases from before expiring answers: add the column (absent only there).
             let _ = conn.execute("ALTER TABLE interaction ADD COLUMN expires_ms INTEGER", []);
             conn.pragma_update(None, "user_version", 2).map_err(open_err)?;
+        }
+        for file in ["state.db", "state.db-wal", "state.db-shm"] {
+            let file = dir.join(file);
+            if file.exists() {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).map_err(dir_err)?;
+            }
         }
         Ok(Self { conn })
     }

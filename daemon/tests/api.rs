@@ -3,11 +3,11 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use emcee_daemon::api;
 use emcee_daemon::client::{ApiClient, ClientError};
 use emcee_daemon::control::calls::{ShowCall, Status};
 use emcee_daemon::scheduler::{Offset, Room};
 use emcee_daemon::store::Store;
+use emcee_daemon::{api, api_server};
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 
@@ -18,7 +18,7 @@ async fn serve() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
     let (tx, mut rx) = tokio::sync::mpsc::channel(8);
     let listener = api::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, api::router(TOKEN.into(), tx, store)).await });
+    tokio::spawn(api_server::serve(listener, api::router(TOKEN.into(), tx, store)));
     let calls = Arc::new(AtomicUsize::new(0));
     let counted = calls.clone();
     tokio::spawn(async move {
@@ -34,6 +34,7 @@ async fn serve() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
                         playing: None,
                         stage_connected: true,
                         stage: None,
+                        stage_report_age_ms: None,
                     });
                 }
                 ShowCall::Say { reply, .. } => {
@@ -114,9 +115,13 @@ async fn the_right_token_is_needed_and_wrong_ones_reach_nothing() {
     let unauthorised = raw(addr, format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")).await;
     assert!(unauthorised.starts_with("HTTP/1.1 401"), "{unauthorised}");
 
-    // The health probe needs no token.
+    // The health probes need no token. Alive (the show loop answers), and not ready: no frame
+    // has been reported, with the reason.
     let health = raw(addr, format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")).await;
-    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(health.starts_with("HTTP/1.1 200") && health.contains("\"alive\":true"), "{health}");
+    assert!(health.contains("\"stage_connected\":true") && health.contains("\"outputs_publishing\":0"), "{health}");
+    let ready = raw(addr, format!("GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")).await;
+    assert!(ready.starts_with("HTTP/1.1 503") && ready.contains("no frame reported yet"), "{ready}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

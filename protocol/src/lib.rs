@@ -5,14 +5,21 @@
 //!   [`ControlMessage::Hello`] so that the TOML is parsed and validated in exactly one place.
 //! - [`ControlMessage`]: control plane → stage (hello, cues, end of show).
 //! - [`StageEvent`]: stage → control plane (ready, cue lifecycle with media timestamps, health).
-//! - [`shutdown`]: the stop signals every process answers alike.
+//! - [`shutdown`]: the stop signals every process answers alike; [`process`]: what every
+//!   process sets up first (private files, file limit, death with its supervisor);
+//!   [`notify`]: systemd's notify protocol (ready, watchdog).
+//! - [`stage_host`]: what the stage reads from the installed file itself (its socket, the
+//!   libraries it loads), never from the wire.
 //!
-//! Messages are JSON text frames over a local WebSocket, tagged by `type`. Media timestamps
+//! Messages are JSON text frames over a WebSocket on the stage's Unix socket, tagged by `type`. Media timestamps
 //! travel as integer 48 kHz sample counts (`media_ts`), never as floating-point seconds.
 #![forbid(unsafe_code)]
 
 pub mod action;
+pub mod notify;
+pub mod process;
 pub mod shutdown;
+pub mod stage_host;
 
 use serde::{Deserialize, Serialize};
 
@@ -25,11 +32,6 @@ pub const MEDIA_CLOCK_HZ: u64 = 48_000;
 /// Exit status for a bad configuration (EX_CONFIG from sysexits.h), as systemd units expect:
 /// both binaries exit with it, and the units do not restart into the same mistake.
 pub const EXIT_CONFIG: i32 = 78;
-
-/// Where the stage accepts the control plane unless `[stage] listen` says otherwise: both
-/// processes read that key of the same file, and fall back to this one address.
-pub const DEFAULT_STAGE_LISTEN: std::net::SocketAddr =
-    std::net::SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 7611));
 
 /// Video settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -97,12 +99,13 @@ pub struct SpeechConfig {
     /// Directory of Piper voices (`NAME.onnx` + `NAME.onnx.json`), named `piper:NAME`.
     #[serde(default)]
     pub voices: Option<std::path::PathBuf>,
-    /// The ONNX Runtime shared library the Piper voices run on.
-    #[serde(default)]
+    /// The ONNX Runtime shared library the Piper voices run on. Never on the wire: the stage
+    /// takes it from the installed file ([`stage_host`]).
+    #[serde(skip)]
     pub onnxruntime: Option<std::path::PathBuf>,
     /// A directory with the espeak-ng build to use (`libespeak-ng.so.1` + `espeak-ng-data/`);
-    /// `None`: the system's.
-    #[serde(default)]
+    /// `None`: the system's. Never on the wire, like `onnxruntime`.
+    #[serde(skip)]
     pub espeak: Option<std::path::PathBuf>,
     /// Where synthesized sentences are cached; `None`: no cache.
     #[serde(default)]
@@ -364,7 +367,8 @@ pub struct OutputHealth {
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("`{url}` is not an RTMP publish URL: {reason}")]
+// The URL itself is left out: it may hold a stream key.
+#[error("not an RTMP publish URL: {reason}")]
 pub struct UrlError {
     pub url: String,
     pub reason: String,
@@ -417,6 +421,18 @@ pub fn redact_stream_key(url: &str) -> String {
         Ok(u) => format!("{}/…", u.tc_url),
         Err(_) => "(invalid url)".to_string(),
     }
+}
+
+/// `text` (an error, a log line) with every occurrence of each secret replaced by `…`.
+pub fn redact_secrets<'a>(text: &str, secrets: impl IntoIterator<Item = &'a str>) -> String {
+    let mut text = text.to_string();
+    for secret in secrets {
+        // A key shorter than this would blank ordinary words; no platform issues one.
+        if secret.len() >= 4 {
+            text = text.replace(secret, "…");
+        }
+    }
+    text
 }
 
 /// The media time at which frame `index` starts, at `fps` frames a second.
@@ -488,8 +504,9 @@ mod tests {
     #[test]
     fn rejects_bad_urls_with_reasons() {
         for bad in ["http://x/live/k", "rtmp://x/live", "rtmp:///live/k", "rtmps://x/live", "not a url"] {
-            let err = RtmpUrl::parse(bad).unwrap_err().to_string();
-            assert!(err.contains(bad), "{err}");
+            let err = RtmpUrl::parse(bad).unwrap_err();
+            assert_eq!(err.url, bad);
+            assert!(err.to_string().starts_with("not an RTMP publish URL: "), "{err}");
         }
     }
 
@@ -500,6 +517,12 @@ mod tests {
             "rtmp://ingest.example:1935/app/…"
         );
         assert_eq!(redact_stream_key("nonsense"), "(invalid url)");
+        let url = "rtmp://ingest.example/app/secret-key?auth=1";
+        let key = RtmpUrl::parse(url).unwrap().key;
+        let error = format!("connect to {url}: refused (stream secret-key?auth=1)");
+        let redacted = redact_secrets(&error, [key.as_str(), "secret-key"]);
+        assert_eq!(redacted, "connect to rtmp://ingest.example/app/…: refused (stream …)");
+        assert!(!RtmpUrl::parse("rtmp://host/secret").unwrap_err().to_string().contains("secret"));
     }
 
     #[test]

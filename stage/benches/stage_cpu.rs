@@ -41,8 +41,9 @@ fn config(width: u32, height: u32, encoder: EncoderChoice, avatar: Option<PathBu
 fn row(width: u32, height: u32, seconds: u64, choice: EncoderChoice, avatar: Option<PathBuf>) {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
     let (events_tx, mut events) = tokio::sync::mpsc::channel(4096);
-    let mut pipeline = Pipeline::start(config(width, height, choice, avatar), events_tx, rt.handle().clone())
-        .expect("the stage starts");
+    let mut pipeline =
+        Pipeline::start(config(width, height, choice, avatar), events_tx, rt.handle().clone(), Default::default())
+            .expect("the stage starts");
     // The first second warms up (shader variants, encoder start); then measured.
     std::thread::sleep(Duration::from_secs(1));
     let (cpu_start, wall_start) = (process_cpu(), Instant::now());

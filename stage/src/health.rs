@@ -51,7 +51,8 @@ impl HealthReporter {
                     bytes_acked: s.bytes_acked.load(Relaxed),
                     queue_ms: s.queued_ms(),
                     bitrate_kbps,
-                    last_error: s.last_error().map(|e| redact_stream_key(&e)),
+                    // Redacted where it is recorded (the output knows its key).
+                    last_error: s.last_error(),
                 }
             })
             .collect();

@@ -1,55 +1,48 @@
 //! `emcee-stage`: see the library's documentation.
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Parser;
-use emcee_protocol::{DEFAULT_STAGE_LISTEN, EXIT_CONFIG};
+use emcee_protocol::stage_host::{check_socket_path, StageHost};
+use emcee_protocol::EXIT_CONFIG;
+use emcee_stage::{channel, StageSettings};
 
 #[derive(Parser)]
 #[command(version, about = "emcee media stage: renders, encodes and streams the show")]
 struct Args {
-    /// The appliance's configuration: the stage listens where its `[stage] listen` says (the
-    /// control plane reads the same key), or on the default address when the key is absent.
-    #[arg(long, conflicts_with = "listen")]
+    /// The appliance's configuration: the stage takes its socket (`[stage] socket`) and the
+    /// libraries it loads (`[speech] onnxruntime`, `espeak`) from here, never from the wire.
+    #[arg(long, conflicts_with = "socket")]
     config: Option<PathBuf>,
-    /// Address to accept the control plane's WebSocket on (loopback only on the appliance);
-    /// `emcee run` passes the configured one.
+    /// The control socket, for a stage without a configuration file (no Piper voices then).
     #[arg(long)]
-    listen: Option<SocketAddr>,
+    socket: Option<PathBuf>,
+    /// A user besides the stage's own that may drive it: the control plane's, on the appliance.
+    #[arg(long)]
+    controller: Vec<String>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    emcee_protocol::process::init_logging();
+    emcee_protocol::process::set_up()?;
     let args = Args::parse();
-    let listen = match (args.listen, &args.config) {
-        (Some(listen), _) => listen,
-        (None, Some(config)) => match configured_listen(config) {
-            Ok(listen) => listen,
-            Err(e) => {
-                eprintln!("emcee-stage: {}: {e}", config.display());
-                std::process::exit(EXIT_CONFIG);
-            }
-        },
-        (None, None) => DEFAULT_STAGE_LISTEN,
+    let host = match (&args.config, args.socket) {
+        (Some(config), _) => StageHost::read(config).map_err(|e| format!("{}: {e}", config.display())),
+        (None, Some(socket)) => check_socket_path(&socket).map(|_| StageHost { socket, ..StageHost::default() }),
+        (None, None) => Ok(StageHost::default()),
     };
-    emcee_stage::serve(listen).await?;
+    let controllers: Result<Vec<u32>, _> = args.controller.iter().map(|name| channel::uid_of(name)).collect();
+    let (host, controllers) = match (host, controllers) {
+        (Ok(host), Ok(controllers)) => (host, controllers),
+        (Err(e), _) => config_error(&e),
+        (_, Err(e)) => config_error(&e.to_string()),
+    };
+    emcee_stage::serve(StageSettings { host, controllers }).await?;
     Ok(())
 }
 
-/// `[stage] listen` of the configuration file. The control plane validates the whole file
-/// (`emcee check`); the stage reads only this key.
-fn configured_listen(path: &Path) -> Result<SocketAddr, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    let doc =
-        toml_edit::ImDocument::parse(text.as_str()).map_err(|e| format!("not valid TOML: {}", e.message().trim()))?;
-    let Some(item) = doc.get("stage").and_then(|s| s.get("listen")) else {
-        return Ok(DEFAULT_STAGE_LISTEN);
-    };
-    let text = item.as_str().ok_or("[stage] listen must be a string")?;
-    text.parse().map_err(|_| format!("[stage] listen = \"{text}\" is not an address like \"{DEFAULT_STAGE_LISTEN}\""))
+fn config_error(message: &str) -> ! {
+    eprintln!("emcee-stage: {message}");
+    std::process::exit(EXIT_CONFIG);
 }

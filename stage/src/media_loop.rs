@@ -8,6 +8,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, TryRecvError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,7 @@ use crate::actions::Actions;
 use crate::captions::Captions;
 use crate::frames::{Frames, Ready, Tick};
 use crate::health::{FrameCounts, HealthReporter};
+use crate::liveness::Liveness;
 use crate::pose::{pose_at, SpeechMotion};
 use crate::rebuild::{Rebuild, Rebuilt};
 use crate::speech_queue::{Accepted, SpeechQueue};
@@ -73,6 +75,8 @@ pub struct Parts {
     pub video_tx: SyncSender<VideoJob>,
     /// The video thread, joined once the last job is sent.
     pub video: JoinHandle<()>,
+    /// Told of every tick, for the watchdog.
+    pub liveness: Arc<Liveness>,
 }
 
 /// The clock and everything it drives; one [`MediaLoop::run`] per show.
@@ -131,6 +135,7 @@ impl MediaLoop {
 
     /// Runs the show until it ends, then closes it.
     pub fn run(mut self) {
+        self.parts.liveness.clock_started();
         loop {
             let behind = self.pace();
             if self.commands() {
@@ -143,6 +148,7 @@ impl MediaLoop {
                 break;
             }
             self.health();
+            self.parts.liveness.ticked();
             self.index += 1;
         }
         self.finish();
@@ -354,6 +360,8 @@ impl MediaLoop {
     /// End of show: the frame in flight goes out; the sentence in progress is cut, audio ends
     /// exactly where the video ends; the video thread closes the outputs.
     fn finish(mut self) {
+        // Closing the streams is bounded by the outputs' own timeouts, not by the watchdog.
+        self.parts.liveness.clock_stopped();
         let end_ts = self.tick_start();
         let parts = &mut self.parts;
         parts.frames.finish(&mut parts.renderer, &mut self.ready);

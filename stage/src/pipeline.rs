@@ -37,6 +37,7 @@ use crate::captions::Captions;
 use crate::error::PipelineError;
 use crate::frames::Frames;
 use crate::health::HealthReporter;
+use crate::liveness::Liveness;
 pub use crate::media_loop::{Command, RenderFault};
 use crate::media_loop::{MediaLoop, Parts, LEAD_FRAMES};
 use crate::rebuild::{warm_up, Rebuild, RendererFactory, WarmedUp};
@@ -57,6 +58,7 @@ impl Pipeline {
         config: StageConfig,
         events: tokio::sync::mpsc::Sender<StageEvent>,
         rt: tokio::runtime::Handle,
+        liveness: Arc<Liveness>,
     ) -> Result<Self, PipelineError> {
         let v = &config.video;
         let factory = renderer_factory(&config)?;
@@ -111,6 +113,7 @@ impl Pipeline {
                 spoken_rx,
                 video_tx,
                 video,
+                liveness,
             };
             MediaLoop::new(media_config, parts, command_rx, events).run();
         })?;

@@ -91,7 +91,8 @@ fn scratch(name: &str) -> PathBuf {
 fn run_show(dir: &Path, during: impl FnOnce(&std::sync::mpsc::Sender<Command>)) -> Vec<StageEvent> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let (events_tx, mut events) = tokio::sync::mpsc::channel(4096);
-    let mut pipeline = Pipeline::start(config(dir), events_tx, rt.handle().clone()).expect("the stage starts");
+    let mut pipeline =
+        Pipeline::start(config(dir), events_tx, rt.handle().clone(), Default::default()).expect("the stage starts");
     during(&pipeline.commands);
     pipeline.commands.send(Command::End { fade_frames: 0 }).unwrap();
     pipeline.join();

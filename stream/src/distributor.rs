@@ -127,7 +127,7 @@ impl Distributor {
         for dest in self.destinations {
             let abort = dest.task.abort_handle();
             if tokio::time::timeout(timeout, dest.task).await.is_err() {
-                tracing::warn!(url = %dest.url, "output did not close in time; aborting it");
+                tracing::warn!(url = %emcee_protocol::redact_stream_key(&dest.url), "output did not close in time; aborting it");
                 abort.abort();
             }
         }

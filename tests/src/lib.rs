@@ -124,11 +124,26 @@ pub fn scratch_dir(name: &str) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// Writes secret `name` (mode 0600) into `dir/secrets`, the `[secrets] dir` of [`write_show`].
+pub fn write_secret(dir: &Path, name: &str, secret: &str) -> Result<()> {
+    let path = dir.join("secrets").join(name);
+    let _ = std::fs::remove_file(&path);
+    emcee_daemon::secrets::create_private(&path, secret).with_context(|| format!("write {}", path.display()))
+}
+
 /// Writes `show.toml` and `script.txt` into `dir` for a 640×360@30 show publishing to `urls`.
-/// `when_done` is the `[show] when_done` policy; every port is a fresh loopback port.
+/// `when_done` is the `[show] when_done` policy; the API's port is a fresh loopback port, the
+/// stage's socket is `dir/stage.sock`. Each URL's stream key goes into a secret file, named
+/// from its `[[output]]` table, as on the appliance.
 pub fn write_show(dir: &Path, sentences: &[&str], urls: &[String], when_done: &str) -> Result<PathBuf> {
     std::fs::write(dir.join("script.txt"), sentences.join("\n") + "\n")?;
-    let outputs: String = urls.iter().map(|u| format!("\n[[output]]\nurl = \"{u}\"\n")).collect();
+    let mut outputs = String::new();
+    for (i, url) in urls.iter().enumerate() {
+        let (base, key) = url.rsplit_once('/').with_context(|| format!("{url} has no stream key"))?;
+        let name = format!("output-{i}");
+        write_secret(dir, &name, key)?;
+        outputs += &format!("\n[[output]]\nurl = \"{base}\"\nstream_key = \"{name}\"\n");
+    }
     let config = format!(
         r##"[show]
 script = "script.txt"
@@ -156,10 +171,12 @@ background = "#1f3550"
 voice = "en-us"
 
 [stage]
-listen = "127.0.0.1:{stage}"
+socket = "stage.sock"
+
+[secrets]
+dir = "secrets"
 {outputs}"##,
         api = free_port(),
-        stage = free_port(),
     );
     let path = dir.join("show.toml");
     std::fs::write(&path, config)?;

@@ -16,9 +16,8 @@ use clap::{Parser, Subcommand};
 use emcee_daemon::client::{ApiClient, ClientError};
 use emcee_daemon::config::Config;
 use emcee_daemon::library::{image_base, Library};
+use emcee_daemon::supervisor::{supervise, Plan};
 use emcee_daemon::EXIT_CONFIG;
-use emcee_protocol::shutdown::StopSignals;
-use tokio::process::{Child, Command};
 
 #[derive(Parser)]
 #[command(version, about = "emcee: a 24/7 AI live host")]
@@ -187,14 +186,6 @@ fn print_json(result: Result<serde_json::Value, ExitCode>) -> ExitCode {
     }
 }
 
-fn sibling(name: &str) -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|d| d.join(name)))
-        .filter(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from(name))
-}
-
 fn check(file: &Path, outputs: &[String]) -> Result<Config, ExitCode> {
     let config = Config::load(file, outputs).map_err(|errors| {
         eprintln!("{errors}");
@@ -243,59 +234,6 @@ fn list_voices(config: &Config) -> ExitCode {
     }
 }
 
-async fn stop(child: &mut Child, name: &str, patience: Duration) {
-    if let Ok(Some(_)) = child.try_wait() {
-        return;
-    }
-    if let Some(pid) = child.id() {
-        // SIGTERM first, so it can close its streams.
-        let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
-    }
-    if tokio::time::timeout(patience, child.wait()).await.is_err() {
-        eprintln!("emcee: {name} did not stop in {patience:?}; killing it");
-        let _ = child.kill().await;
-    }
-}
-
-/// Restarts allowed per process before `emcee run` gives up (systemd's StartLimitBurst).
-const MAX_RESTARTS: u32 = 20;
-const RESTART_DELAY: Duration = Duration::from_secs(1);
-
-struct Supervised {
-    config_path: PathBuf,
-    stage_listen: String,
-    outputs: Vec<String>,
-    deadline: Option<tokio::time::Instant>,
-}
-
-impl Supervised {
-    fn stage(&self) -> std::io::Result<Child> {
-        Command::new(sibling("emcee-stage")).arg("--listen").arg(&self.stage_listen).kill_on_drop(true).spawn()
-    }
-
-    fn control(&self) -> std::io::Result<Child> {
-        let mut control = Command::new(sibling("emceed"));
-        control.arg("--config").arg(&self.config_path).kill_on_drop(true);
-        for url in &self.outputs {
-            control.arg("--output").arg(url);
-        }
-        if let Some(deadline) = self.deadline {
-            // A restarted control plane gets what is left of the run time.
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now()).as_secs_f64().max(0.1);
-            control.arg("--run-for").arg(format!("{left:.3}"));
-        }
-        control.spawn()
-    }
-}
-
-/// Waits for a child that may already be gone (then never resolves).
-async fn wait_for(child: &mut Option<Child>) -> std::io::Result<std::process::ExitStatus> {
-    match child.as_mut() {
-        Some(c) => c.wait().await,
-        None => std::future::pending().await,
-    }
-}
-
 async fn run(config_path: PathBuf, outputs: Vec<String>, run_for: Option<f64>) -> ExitCode {
     let config = match check(&config_path, &outputs) {
         Ok(c) => c,
@@ -307,82 +245,26 @@ async fn run(config_path: PathBuf, outputs: Vec<String>, run_for: Option<f64>) -
             return ExitCode::from(EXIT_CONFIG as u8);
         }
     }
-    let plan = Supervised {
+    let outputs_shown: Vec<String> =
+        config.stage.outputs.iter().map(|o| emcee_protocol::redact_stream_key(&o.url)).collect();
+    let plan = Plan {
         config_path,
-        stage_listen: config.stage_listen.to_string(),
         outputs,
         deadline: run_for.map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s)),
+        bin_dir: std::env::current_exe().ok().and_then(|exe| exe.parent().map(Path::to_path_buf)),
     };
-    let (mut stage, mut control) = match (plan.stage(), plan.control()) {
-        (Ok(s), Ok(c)) => (Some(s), Some(c)),
-        (Err(e), _) | (_, Err(e)) => {
-            eprintln!("emcee: cannot start emcee-stage and emceed: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let outputs: Vec<String> = config.stage.outputs.iter().map(|o| emcee_protocol::redact_stream_key(&o.url)).collect();
-    println!("emcee: streaming to {}", outputs.join(", "));
-
-    // Like systemd with Restart=on-failure: a process that crashes is started again; the
-    // control plane resumes from its state database, the stage from the cues re-sent to it.
-    let (mut stage_restarts, mut control_restarts) = (0u32, 0u32);
-    // Set once the stage has closed the streams: the show is over, nothing is restarted.
-    let mut show_over = false;
-    let mut stop_signals = StopSignals::new();
-    let outcome: Option<std::process::ExitStatus> = loop {
-        tokio::select! {
-            status = wait_for(&mut control) => {
-                match status {
-                    Ok(s) if s.success() || s.code() == Some(EXIT_CONFIG) => break Some(s),
-                    other => {
-                        control_restarts += 1;
-                        eprintln!("emcee: emceed ended ({other:?}); restart {control_restarts}");
-                        let out_of_time = plan.deadline.is_some_and(|d| d <= tokio::time::Instant::now());
-                        if show_over || out_of_time || control_restarts > MAX_RESTARTS {
-                            break other.ok();
-                        }
-                        tokio::time::sleep(RESTART_DELAY).await;
-                        control = plan.control().ok();
-                    }
-                }
-            }
-            status = wait_for(&mut stage) => {
-                stage = None;
-                match status {
-                    Ok(s) if s.success() => show_over = true, // the control plane follows
-                    other => {
-                        stage_restarts += 1;
-                        eprintln!("emcee: emcee-stage ended ({other:?}); restart {stage_restarts}");
-                        if stage_restarts > MAX_RESTARTS {
-                            break other.ok();
-                        }
-                        tokio::time::sleep(RESTART_DELAY).await;
-                        stage = plan.stage().ok();
-                    }
-                }
-            }
-            _ = stop_signals.recv() => {
-                // Ctrl-C reached both children too (one process group); a SIGTERM only us.
-                // Either way emceed is stopped first (it ends the show), then the stage, below.
-                if let Some(c) = control.as_mut() {
-                    stop(c, "emceed", Duration::from_secs(25)).await;
-                }
-                break None;
-            }
-        }
-    };
-    // The stage outlives shows (it waits for the next `hello`): after a clean end its streams
-    // are already closed and it exits at once; otherwise it ends the show it is playing first.
-    if let Some(mut s) = stage.take() {
-        stop(&mut s, "emcee-stage", Duration::from_secs(10)).await;
-    }
-    match outcome {
-        Some(s) if s.success() => ExitCode::SUCCESS,
-        Some(s) => {
+    println!("emcee: streaming to {}", outputs_shown.join(", "));
+    match supervise(plan).await {
+        Ok(Some(s)) if s.success() => ExitCode::SUCCESS,
+        Ok(Some(s)) => {
             eprintln!("emcee: the control plane exited with {s}");
             ExitCode::from(s.code().unwrap_or(1).clamp(1, 255) as u8)
         }
-        None => ExitCode::SUCCESS,
+        Ok(None) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("emcee: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

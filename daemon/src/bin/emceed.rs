@@ -9,7 +9,7 @@ use emcee_daemon::config::Config;
 use emcee_daemon::control::{run_show, Ending};
 use emcee_daemon::library::{image_base, Library};
 use emcee_daemon::store::Store;
-use emcee_daemon::{api, EXIT_CONFIG};
+use emcee_daemon::{api, api_server, EXIT_CONFIG};
 use emcee_protocol::shutdown::StopSignals;
 
 #[derive(Parser)]
@@ -27,10 +27,9 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    emcee_protocol::process::init_logging();
+    // Before any file is made: the state database, the token and the logs' files are private.
+    emcee_protocol::process::set_up()?;
     let args = Args::parse();
     let config = match Config::load(&args.config, &args.outputs) {
         Ok(c) => c,
@@ -67,11 +66,7 @@ async fn main() -> anyhow::Result<()> {
     let (calls_tx, calls_rx) = tokio::sync::mpsc::channel(64);
     let app = api::router(token, calls_tx, log_reader);
     tracing::info!(addr = %config.api_listen, "API listening");
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "API server stopped");
-        }
-    });
+    tokio::spawn(api_server::serve(listener, app));
     run_show(&config, content, ending, StopSignals::new().first(), store, calls_rx).await?;
     Ok(())
 }

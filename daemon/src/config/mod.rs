@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use emcee_protocol::{StageConfig, StopWhen, DEFAULT_STAGE_LISTEN};
+use emcee_protocol::{StageConfig, StopWhen};
 use toml_edit::Table;
 
 pub(crate) use checker::Checker;
@@ -29,6 +29,7 @@ pub use schema::*;
 
 use crate::opening_hours::OpeningHours;
 use crate::scheduler::WhenDone;
+use crate::secrets::Secrets;
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -58,8 +59,10 @@ pub struct Config {
     /// The API's bearer token; created (mode 0600) if missing. A systemd credential named
     /// `api-token` takes precedence.
     pub token_file: PathBuf,
-    /// Where the stage accepts the control plane.
-    pub stage_listen: SocketAddr,
+    /// The stage's control socket (`[stage] socket`; the stage reads the same key).
+    pub stage_socket: PathBuf,
+    /// Where named secrets are read from (`[secrets] dir`, systemd credentials first).
+    pub secrets: Secrets,
     pub stage: StageConfig,
 }
 
@@ -98,22 +101,20 @@ impl Config {
         let (state, api) = (section("state"), section("api"));
         let (content, answers, speech) = (section("content"), section("answers"), section("speech"));
         let recorder = section("recorder");
+        let secrets = section("secrets");
 
         let show = sections::show(&mut c, show, base);
         let video = sections::video(&mut c, video);
         let audio = sections::audio(&mut c, audio);
         let avatar_config = sections::avatar(&mut c, avatar, base);
-        let stage_listen = sections::listen(&mut c, stage, "stage", DEFAULT_STAGE_LISTEN);
-        let state_dir = sections::state_dir(&mut c, state, base);
+        let stage_socket = sections::stage_socket(&mut c, stage, base);
+        let secrets = Secrets::new(sections::secrets_dir(&mut c, secrets, base));
+        let (state_dir, stage_dir) = sections::state_dirs(&mut c, state, base);
         let api_listen = sections::listen(&mut c, api, "api", DEFAULT_API_LISTEN);
-        let recorder = sections::recorder(&mut c, recorder, base, &state_dir);
-        let speech = sections::speech(&mut c, (speech, avatar), base, &state_dir, &avatar_config.voice);
+        let recorder = sections::recorder(&mut c, recorder, base, &stage_dir);
+        let speech = sections::speech(&mut c, (speech, avatar), base, &stage_dir, &avatar_config.voice);
         let token_file = sections::token_file(&mut c, api, base, &state_dir);
-        if api_listen == stage_listen {
-            let span = api.and_then(|t| t.get("listen")).and_then(|i| i.span());
-            c.error(span, format!("[api] listen and [stage] listen are both {api_listen}"));
-        }
-        let urls = sections::outputs(&mut c, root.get("output"), base, outputs);
+        let urls = sections::outputs(&mut c, root.get("output"), (base, &secrets), outputs);
         let products = c.string(content, "content", "products").map(|(s, _)| base.join(s));
         let answers = sections::answers(&mut c, answers);
         let schedule = sections::schedule(&mut c, root.get("schedule"));
@@ -134,7 +135,8 @@ impl Config {
             state_dir,
             api_listen,
             token_file,
-            stage_listen,
+            stage_socket,
+            secrets,
             stage: StageConfig { video, audio, avatar: avatar_config, speech, recorder, outputs: urls },
         })
     }
@@ -158,13 +160,29 @@ keyframe_interval_s = 2.0
 [avatar]
 background = "#102030"
 
+[secrets]
+dir = "/nonexistent"
+
 [[output]]
-url = "rtmp://127.0.0.1:1935/live/demo"
+url = "rtmp://127.0.0.1:1935/live"
+stream_key = "demo"
 "##;
+
+    /// `GOOD` with its `[secrets] dir` made (once per test run) and holding the key `demo`.
+    fn good() -> &'static str {
+        static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        TEXT.get_or_init(|| {
+            let dir = std::env::temp_dir().join(format!("emcee-config-secrets-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            crate::secrets::create_private(&dir.join("demo"), "demo").unwrap();
+            crate::secrets::create_private(&dir.join("fb"), "FB-1-2").unwrap();
+            GOOD.replace("/nonexistent", &dir.display().to_string())
+        })
+    }
 
     #[test]
     fn a_good_file_is_typed_with_defaults() {
-        let c = Config::parse(GOOD, Path::new("/etc/emcee"), &[]).unwrap();
+        let c = Config::parse(good(), Path::new("/etc/emcee"), &[]).unwrap();
         assert_eq!(c.script, PathBuf::from("/etc/emcee/demo.txt"));
         assert_eq!((c.stage.video.width, c.stage.video.height, c.stage.video.keyframe_interval_frames), (640, 360, 60));
         assert_eq!(c.stage.avatar.scene.background_rgb, [0x10, 0x20, 0x30]);
@@ -180,7 +198,7 @@ url = "rtmp://127.0.0.1:1935/live/demo"
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("host.vrm"), b"glTF\x02\0\0\0").unwrap();
         std::fs::write(dir.join("notes.txt"), b"hello").unwrap();
-        let with = |model: &str| GOOD.replace("[avatar]\n", &format!("[avatar]\nmodel = \"{model}\"\n"));
+        let with = |model: &str| good().replace("[avatar]\n", &format!("[avatar]\nmodel = \"{model}\"\n"));
         let c = Config::parse(&with("host.vrm"), &dir, &[]).unwrap();
         assert_eq!(c.stage.avatar.model, Some(dir.join("host.vrm")));
         for (name, why) in [("notes.txt", "is not a glTF binary"), ("gone.vrm", "cannot read")] {
@@ -203,11 +221,11 @@ url = "rtmp://127.0.0.1:1935/live/demo"
         std::fs::write(dir.join("voices/bad.onnx.json"), "{}").unwrap();
         let speech = "[speech]\nvoices = \"voices\"\nonnxruntime = \"libonnxruntime.so\"\n";
         let with = |voice: &str, speech: &str| {
-            format!("{speech}{}", GOOD.replace("[avatar]\n", &format!("[avatar]\nvoice = \"{voice}\"\n")))
+            format!("{speech}{}", good().replace("[avatar]\n", &format!("[avatar]\nvoice = \"{voice}\"\n")))
         };
         let c = Config::parse(&with("piper:joe", speech), &dir, &[]).unwrap();
         assert_eq!(c.stage.speech.voices, Some(dir.join("voices")));
-        assert_eq!(c.stage.speech.cache, Some(c.state_dir.join("speech-cache")));
+        assert_eq!(c.stage.speech.cache, Some(PathBuf::from("/var/lib/emcee-stage/speech-cache")));
         for (voice, speech, why) in [
             ("piper:joe", "", "needs [speech] voices and onnxruntime"),
             ("piper:nobody", speech, "nobody.onnx is missing"),
@@ -228,13 +246,13 @@ url = "rtmp://127.0.0.1:1935/live/demo"
 
     #[test]
     fn outputs_from_the_command_line_replace_the_file() {
-        let c = Config::parse(GOOD, Path::new("."), &["rtmp://10.0.0.1/app/k".into()]).unwrap();
+        let c = Config::parse(good(), Path::new("."), &["rtmp://10.0.0.1/app/k".into()]).unwrap();
         assert_eq!(c.stage.outputs, vec![OutputConfig::new("rtmp://10.0.0.1/app/k")]);
     }
 
     #[test]
     fn a_typo_is_reported_at_its_line_and_column_with_a_hint() {
-        let text = GOOD.replace("fps = 30", "fsp = 30");
+        let text = good().replace("fps = 30", "fsp = 30");
         let errors = Config::parse(&text, Path::new("."), &[]).unwrap_err();
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert_eq!((errors[0].line, errors[0].column), (8, 1));
@@ -256,28 +274,29 @@ url = "http://x/live/k"
 "#;
         let errors = Config::parse(text, Path::new("."), &[]).unwrap_err();
         let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
-        assert_eq!(errors.len(), 6, "{messages:#?}");
+        assert_eq!(errors.len(), 7, "{messages:#?}");
         assert!(messages.iter().any(|m| m.contains("script is required")));
         assert!(messages.iter().any(|m| m.contains("multiple of 8")));
         assert!(messages.iter().any(|m| m.contains("fps must be an integer")));
         assert!(messages.iter().any(|m| m.contains("out of range")));
         assert!(messages.iter().any(|m| m.contains("\"blue\"")));
-        assert!(messages.iter().any(|m| m.contains("http://x/live/k")));
+        assert!(messages.iter().any(|m| m.contains("scheme `http` is not rtmp")));
+        assert!(messages.iter().any(|m| m.contains("needs stream_key")));
         // Sorted by position.
         assert!(errors.windows(2).all(|w| (w[0].line, w[0].column) <= (w[1].line, w[1].column)));
     }
 
     #[test]
     fn outputs_rotate_by_platform_or_by_the_hour() {
-        let two = GOOD.replace(
+        let two = good().replace(
             "[[output]]\n",
-            "[[output]]\nurl = \"rtmp://fb.example/rtmp/key\"\nplatform = \"facebook\"\n\n[[output]]\nrotate_after_h = 0.5\n",
+            "[[output]]\nurl = \"rtmp://fb.example/rtmp\"\nstream_key = \"fb\"\nplatform = \"facebook\"\n\n[[output]]\nrotate_after_h = 0.5\n",
         );
-        assert!(two != GOOD, "GOOD has an [[output]] table");
+        assert!(two != good(), "GOOD has an [[output]] table");
         let c = Config::parse(&two, Path::new("."), &[]).unwrap();
         let rotations: Vec<u64> = c.stage.outputs.iter().map(|o| o.rotate_after_s).collect();
         assert_eq!(rotations, [27_000, 1_800]);
-        let bad = GOOD.replace("[[output]]\n", "[[output]]\nplatform = \"myspace\"\nrotate_after_h = 100\n");
+        let bad = good().replace("[[output]]\n", "[[output]]\nplatform = \"myspace\"\nrotate_after_h = 100\n");
         let errors = Config::parse(&bad, Path::new("."), &[]).unwrap_err();
         let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
         assert_eq!(errors.len(), 2, "{messages:?}");
@@ -289,7 +308,7 @@ url = "http://x/live/k"
         let dir = std::env::temp_dir().join(format!("emcee-ca-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("ca.pem"), "test CA").unwrap();
-        let with = |ca: &str| GOOD.replace("[[output]]\n", &format!("[[output]]\nca = \"{ca}\"\n"));
+        let with = |ca: &str| good().replace("[[output]]\n", &format!("[[output]]\nca = \"{ca}\"\n"));
         let c = Config::parse(&with("ca.pem"), &dir, &[]).unwrap();
         assert_eq!(c.stage.outputs[0].ca_file.as_deref(), Some(dir.join("ca.pem").as_path()));
         let errors = Config::parse(&with("missing.pem"), &dir, &[]).unwrap_err();
@@ -299,25 +318,25 @@ url = "http://x/live/k"
 
     #[test]
     fn the_recorder_is_off_unless_configured_and_checked_when_it_is() {
-        assert_eq!(Config::parse(GOOD, Path::new("/etc/emcee"), &[]).unwrap().stage.recorder, None);
-        let on = format!("{GOOD}\n[recorder]\nsegment_min = 30\n");
+        assert_eq!(Config::parse(good(), Path::new("/etc/emcee"), &[]).unwrap().stage.recorder, None);
+        let on = format!("{}\n[recorder]\nsegment_min = 30\n", good());
         let c = Config::parse(&on, Path::new("/etc/emcee"), &[]).unwrap();
         let r = c.stage.recorder.expect("on");
-        assert_eq!((r.dir, r.segment_s, r.max_mb), (c.state_dir.join("recordings"), 1800, 4096));
-        let bad = format!("{GOOD}\n[recorder]\nsegment_min = 0\nmax_mb = 1\nformat = \"ts\"\n");
+        assert_eq!((r.dir, r.segment_s, r.max_mb), (PathBuf::from("/var/lib/emcee-stage/recordings"), 1800, 4096));
+        let bad = format!("{}\n[recorder]\nsegment_min = 0\nmax_mb = 1\nformat = \"ts\"\n", good());
         let errors = Config::parse(&bad, Path::new("."), &[]).unwrap_err();
         assert_eq!(errors.len(), 3, "{errors:?}");
     }
 
     #[test]
     fn the_video_encoder_is_auto_unless_chosen() {
-        let c = Config::parse(GOOD, Path::new("."), &[]).unwrap();
+        let c = Config::parse(good(), Path::new("."), &[]).unwrap();
         assert_eq!(c.stage.video.encoder, EncoderChoice::Auto);
-        let chosen = GOOD.replace("[video]\n", "[video]\nencoder = \"openh264\"\n");
-        assert!(chosen != GOOD, "GOOD has a [video] table");
+        let chosen = good().replace("[video]\n", "[video]\nencoder = \"openh264\"\n");
+        assert!(chosen != good(), "GOOD has a [video] table");
         let c = Config::parse(&chosen, Path::new("."), &[]).unwrap();
         assert_eq!(c.stage.video.encoder, EncoderChoice::Openh264);
-        let bad = GOOD.replace("[video]\n", "[video]\nencoder = \"x264\"\n");
+        let bad = good().replace("[video]\n", "[video]\nencoder = \"x264\"\n");
         let errors = Config::parse(&bad, Path::new("."), &[]).unwrap_err();
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(errors[0].message.contains("\"x264\"") && errors[0].message.contains("cuda-readback"), "{errors:?}");
@@ -333,12 +352,13 @@ url = "http://x/live/k"
 
     #[test]
     fn schedule_windows_are_read_and_checked() {
-        let text = format!("{GOOD}\n[[schedule]]\ndays = [\"weekdays\"]\nstart = \"09:00\"\nend = \"21:00\"\ntime_zone = \"Asia/Shanghai\"\n");
+        let text = format!("{}\n[[schedule]]\ndays = [\"weekdays\"]\nstart = \"09:00\"\nend = \"21:00\"\ntime_zone = \"Asia/Shanghai\"\n", good());
         let c = Config::parse(&text, Path::new("."), &[]).unwrap();
         assert_eq!(c.schedule.windows.len(), 1);
         assert_eq!(c.schedule.windows[0].days, [true, true, true, true, true, false, false]);
         let bad = format!(
-            "{GOOD}\n[[schedule]]\ndays = [\"funday\"]\nstart = \"9am\"\nend = \"21:00\"\ntime_zone = \"Mars/Base\"\n"
+            "{}\n[[schedule]]\ndays = [\"funday\"]\nstart = \"9am\"\nend = \"21:00\"\ntime_zone = \"Mars/Base\"\n",
+            good()
         );
         let errors = Config::parse(&bad, Path::new("."), &[]).unwrap_err();
         let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
@@ -346,6 +366,48 @@ url = "http://x/live/k"
         assert!(messages.iter().any(|m| m.contains("funday")));
         assert!(messages.iter().any(|m| m.contains("9am")));
         assert!(messages.iter().any(|m| m.contains("Mars/Base")));
+    }
+
+    #[test]
+    fn stream_keys_come_from_private_secrets_never_from_the_file() {
+        let c = Config::parse(good(), Path::new("."), &[]).unwrap();
+        assert_eq!(c.stage.outputs[0].url, "rtmp://127.0.0.1:1935/live/demo", "the key joins the url");
+        // A key left in the url (no stream_key): refused, and the message does not repeat it.
+        let inline = good().replace(
+            "url = \"rtmp://127.0.0.1:1935/live\"\nstream_key = \"demo\"\n",
+            "url = \"rtmp://x/live/sk-live-1234\"\n",
+        );
+        assert!(inline != good());
+        let errors = Config::parse(&inline, Path::new("."), &[]).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].message.contains("needs stream_key") && !errors[0].message.contains("sk-live-1234"));
+        // A secret others can read is refused with the fix.
+        let dir = std::env::temp_dir().join(format!("emcee-config-open-secret-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        crate::secrets::create_private(&dir.join("demo"), "demo").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.join("demo"), std::fs::Permissions::from_mode(0o640)).unwrap();
+        let open = GOOD.replace("/nonexistent", &dir.display().to_string());
+        let errors = Config::parse(&open, Path::new("."), &[]).unwrap_err();
+        assert!(errors.len() == 1 && errors[0].message.contains("readable by others (mode 0640)"), "{errors:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_stage_socket_has_a_default_and_no_tcp_address_is_accepted() {
+        let c = Config::parse(good(), Path::new("/etc/emcee"), &[]).unwrap();
+        assert_eq!(c.stage_socket, PathBuf::from(emcee_protocol::stage_host::DEFAULT_STAGE_SOCKET));
+        let text = format!("{}\n[stage]\nsocket = \"run/stage.sock\"\n", good());
+        assert_eq!(
+            Config::parse(&text, Path::new("/srv"), &[]).unwrap().stage_socket,
+            PathBuf::from("/srv/run/stage.sock")
+        );
+        let tcp = format!("{}\n[stage]\nlisten = \"0.0.0.0:7611\"\n", good());
+        let errors = Config::parse(&tcp, Path::new("."), &[]).unwrap_err();
+        assert!(errors.iter().any(|e| e.message.contains("Unix socket only")), "{errors:?}");
+        // The stage reads the same key of the same text to the same path.
+        let host = emcee_protocol::stage_host::StageHost::parse(&text, Path::new("/srv")).unwrap();
+        assert_eq!(host.socket, PathBuf::from("/srv/run/stage.sock"));
     }
 
     #[test]
@@ -357,7 +419,7 @@ url = "http://x/live/k"
 
     #[test]
     fn keyframe_interval_must_be_whole_frames() {
-        let text = GOOD.replace("keyframe_interval_s = 2.0", "keyframe_interval_s = 1.01");
+        let text = good().replace("keyframe_interval_s = 2.0", "keyframe_interval_s = 1.01");
         let errors = Config::parse(&text, Path::new("."), &[]).unwrap_err();
         assert!(errors[0].message.contains("whole number of frames"));
     }

@@ -19,6 +19,12 @@ pub const DEFAULT_WORDS_PER_MINUTE: i64 = 165;
 pub const DEFAULT_PITCH: i64 = 50;
 pub const DEFAULT_SUBTITLES: bool = true;
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/emcee";
+/// Where the stage keeps its files (speech cache, recordings) unless `[state] dir` is set: its
+/// own state directory, since on the appliance it runs as its own user and cannot enter the
+/// control plane's. A configured `[state] dir` (a developer's machine, one user) holds both.
+pub const DEFAULT_STAGE_STATE_DIR: &str = "/var/lib/emcee-stage";
+/// Where named secrets (stream keys) are, one file each, mode 0600.
+pub const DEFAULT_SECRETS_DIR: &str = "/etc/emcee/secrets";
 pub const DEFAULT_API_LISTEN: SocketAddr =
     SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 7610));
 pub const DEFAULT_SEGMENT_MIN: i64 = 60;
@@ -39,10 +45,11 @@ pub(super) const SECTIONS: &[(&str, &[&str])] = &[
     ("video", &["width", "height", "fps", "bitrate_kbps", "keyframe_interval_s", "encoder"]),
     ("audio", &["bitrate_kbps", "channels"]),
     ("avatar", &["model", "background", "camera", "voice", "words_per_minute", "pitch", "subtitles", "label", "slate"]),
-    ("stage", &["listen"]),
+    ("stage", &["socket"]),
+    ("secrets", &["dir"]),
     ("speech", &["voices", "onnxruntime", "espeak", "cache"]),
     ("recorder", &["dir", "segment_min", "max_mb"]),
-    ("output", &["url", "platform", "rotate_after_h", "ca"]),
+    ("output", &["url", "stream_key", "platform", "rotate_after_h", "ca"]),
     ("schedule", &["days", "start", "end", "time_zone"]),
 ];
 

@@ -16,6 +16,7 @@ use super::fields::{avatar_file, piper_voice, scene_fields, voice_fields};
 use super::schema::*;
 use crate::opening_hours::{self, OpeningHours, Window};
 use crate::scheduler::WhenDone;
+use crate::secrets::Secrets;
 
 /// `[show]`: what is said, and how the show runs.
 pub(super) struct Show {
@@ -153,10 +154,34 @@ pub(super) fn listen(c: &mut Checker<'_>, table: Option<&Table>, section: &str, 
     }
 }
 
-pub(super) fn state_dir(c: &mut Checker<'_>, state: Option<&Table>, base: &Path) -> PathBuf {
+/// `[stage] socket`: where the stage's control socket is (the stage reads the same key).
+pub(super) fn stage_socket(c: &mut Checker<'_>, stage: Option<&Table>, base: &Path) -> PathBuf {
+    if let Some(item) = stage.and_then(|t| t.get("listen")) {
+        c.error(
+            item.span(),
+            "[stage] listen: the stage takes its control plane on a Unix socket only; write socket = \"PATH\" (or leave it out)",
+        );
+    }
+    let Some((s, item)) = c.string(stage, "stage", "socket") else {
+        return PathBuf::from(emcee_protocol::stage_host::DEFAULT_STAGE_SOCKET);
+    };
+    let path = base.join(s);
+    if let Err(why) = emcee_protocol::stage_host::check_socket_path(&path) {
+        c.error(item.span(), why);
+    }
+    path
+}
+
+/// `[secrets] dir`: where named secrets are read from.
+pub(super) fn secrets_dir(c: &mut Checker<'_>, secrets: Option<&Table>, base: &Path) -> PathBuf {
+    c.string(secrets, "secrets", "dir").map_or_else(|| PathBuf::from(DEFAULT_SECRETS_DIR), |(s, _)| base.join(s))
+}
+
+/// `[state] dir`, and the directory the stage's files go in (see [`DEFAULT_STAGE_STATE_DIR`]).
+pub(super) fn state_dirs(c: &mut Checker<'_>, state: Option<&Table>, base: &Path) -> (PathBuf, PathBuf) {
     match c.string(state, "state", "dir") {
-        Some((s, _)) => base.join(s),
-        None => PathBuf::from(DEFAULT_STATE_DIR),
+        Some((s, _)) => (base.join(s), base.join(s)),
+        None => (PathBuf::from(DEFAULT_STATE_DIR), PathBuf::from(DEFAULT_STAGE_STATE_DIR)),
     }
 }
 
@@ -174,7 +199,7 @@ pub(super) fn speech(
     c: &mut Checker<'_>,
     (speech, avatar): (Option<&Table>, Option<&Table>),
     base: &Path,
-    state_dir: &Path,
+    stage_dir: &Path,
     voice: &Voice,
 ) -> SpeechConfig {
     let mut path_of = |key: &str, is_dir: bool| {
@@ -192,7 +217,7 @@ pub(super) fn speech(
         onnxruntime: path_of("onnxruntime", false),
         espeak: path_of("espeak", true),
         cache: Some(
-            c.string(speech, "speech", "cache").map_or_else(|| state_dir.join("speech-cache"), |(s, _)| base.join(s)),
+            c.string(speech, "speech", "cache").map_or_else(|| stage_dir.join("speech-cache"), |(s, _)| base.join(s)),
         ),
     };
     if let Some(dir) = &config.espeak {
@@ -217,10 +242,10 @@ pub(super) fn recorder(
     c: &mut Checker<'_>,
     recorder: Option<&Table>,
     base: &Path,
-    state_dir: &Path,
+    stage_dir: &Path,
 ) -> Option<RecorderSettings> {
     recorder.map(|t| RecorderSettings {
-        dir: c.string(Some(t), "recorder", "dir").map_or_else(|| state_dir.join("recordings"), |(s, _)| base.join(s)),
+        dir: c.string(Some(t), "recorder", "dir").map_or_else(|| stage_dir.join("recordings"), |(s, _)| base.join(s)),
         segment_s: c.integer(Some(t), "recorder", "segment_min", DEFAULT_SEGMENT_MIN, 1..1441) as u64 * 60,
         max_mb: c.integer(Some(t), "recorder", "max_mb", DEFAULT_RECORDER_MAX_MB, 16..10_000_001) as u64,
     })
@@ -230,13 +255,13 @@ pub(super) fn recorder(
 pub(super) fn outputs(
     c: &mut Checker<'_>,
     item: Option<&Item>,
-    base: &Path,
+    (base, secrets): (&Path, &Secrets),
     replaced_by: &[String],
 ) -> Vec<OutputConfig> {
     let mut urls = Vec::new();
-    for table in c.tables(item, "outputs are written as [[output]] tables with a url") {
+    for table in c.tables(item, "outputs are written as [[output]] tables with a url and a stream_key") {
         c.unknown_keys(table, keys_of("output"), "[[output]]");
-        urls.extend(output(c, table, base));
+        urls.extend(output(c, table, base, secrets));
     }
     if !replaced_by.is_empty() {
         urls.clear();
@@ -250,8 +275,8 @@ pub(super) fn outputs(
     urls
 }
 
-/// One `[[output]]` table.
-fn output(c: &mut Checker<'_>, table: &Table, base: &Path) -> Option<OutputConfig> {
+/// One `[[output]]` table: the ingest URL without its key, and the key by name.
+fn output(c: &mut Checker<'_>, table: &Table, base: &Path, secrets: &Secrets) -> Option<OutputConfig> {
     let rotate_after_s = output_rotation(c, table);
     let ca_file = c.string(Some(table), "output", "ca").and_then(|(name, item)| {
         let path = base.join(name);
@@ -262,15 +287,39 @@ fn output(c: &mut Checker<'_>, table: &Table, base: &Path) -> Option<OutputConfi
             None
         }
     });
+    let key = stream_key(c, table, secrets);
     match c.string(Some(table), "output", "url") {
-        Some((url, item)) => match RtmpUrl::parse(url) {
-            Ok(_) => return Some(OutputConfig { url: url.to_string(), rotate_after_s, ca_file }),
-            Err(e) => c.error(item.span(), e.to_string()),
-        },
+        Some((url, item)) => {
+            let url = url.trim_end_matches('/');
+            // Checked with a stand-in key when the real one is missing, so both are reported.
+            let full = format!("{url}/{}", key.as_deref().unwrap_or("key"));
+            match RtmpUrl::parse(&full) {
+                Ok(_) => return key.map(|_| OutputConfig { url: full, rotate_after_s, ca_file }),
+                Err(e) => c.error(item.span(), format!("[[output]] url: {}", e.reason)),
+            }
+        }
         None if table.get("url").is_none() => c.error(table.span(), "[[output]] needs a url"),
         None => {}
     }
     None
+}
+
+/// `[[output]] stream_key`: the name of the secret holding the stream key.
+fn stream_key(c: &mut Checker<'_>, table: &Table, secrets: &Secrets) -> Option<String> {
+    let Some((name, item)) = c.string(Some(table), "output", "stream_key") else {
+        if table.get("stream_key").is_none() {
+            let message = "[[output]] needs stream_key = \"NAME\": the stream key is a secret, kept in a file NAME (mode 0600) in [secrets] dir or in a systemd credential NAME, never in this file; the url ends at the application (rtmp://host/app)";
+            c.error(table.get("url").and_then(|i| i.span()).or(table.span()), message);
+        }
+        return None;
+    };
+    match secrets.read(name) {
+        Ok(key) => Some(key),
+        Err(e) => {
+            c.error(item.span(), format!("[[output]] stream_key = \"{name}\": {e}"));
+            None
+        }
+    }
 }
 
 /// How long an output's sessions run before a planned reconnect: `rotate_after_h`, else the

@@ -86,4 +86,82 @@ pub struct Status {
     pub stage_connected: bool,
     /// The stage's last health report: frames, late frames, encoder, each output's state.
     pub stage: Option<emcee_protocol::Health>,
+    /// How long ago that report came (the media clock sends one a second): the age of the
+    /// newest frame the control plane knows of.
+    #[serde(default)]
+    pub stage_report_age_ms: Option<u64>,
+}
+
+/// Whether the show is on air, and if not, every reason why not: what `/readyz` answers.
+pub fn not_ready_reasons(status: &Status) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if !matches!(status.room, Room::Live | Room::Paused | Room::Ending) {
+        reasons.push(format!("the room is {:?}", status.room).to_lowercase());
+    }
+    if !status.stage_connected {
+        reasons.push("the stage is not connected".into());
+    }
+    match (&status.stage, status.stage_report_age_ms) {
+        (Some(health), Some(age)) => {
+            if age > READY_REPORT_AGE_MS {
+                reasons.push(format!("no frame reported for {age} ms"));
+            }
+            if !health.outputs.iter().any(|o| o.state == "publishing") {
+                reasons.push("no output is publishing".into());
+            }
+        }
+        _ => reasons.push("no frame reported yet".into()),
+    }
+    reasons
+}
+
+/// A health report older than this means the media clock has stalled or the link is gone.
+pub const READY_REPORT_AGE_MS: u64 = 5_000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(room: Room, connected: bool, report: Option<(&str, u64)>) -> Status {
+        let health = report.map(|(state, _)| emcee_protocol::Health {
+            media_ts: 0,
+            frames: 30,
+            late_frames: 0,
+            repeated_frames: 0,
+            slate_frames: 0,
+            encoder: "openh264".into(),
+            encoder_fallback: None,
+            outputs: vec![emcee_protocol::OutputHealth {
+                url: "rtmp://a:1935/live/…".into(),
+                state: state.into(),
+                bytes_sent: 0,
+                connects: 1,
+                dropped_packets: 0,
+                bytes_acked: 0,
+                queue_ms: 0,
+                bitrate_kbps: 0,
+                last_error: None,
+            }],
+        });
+        Status {
+            room,
+            offset: Offset::default(),
+            script_sentences: 1,
+            queued_interactions: 0,
+            playing: None,
+            stage_connected: connected,
+            stage: health,
+            stage_report_age_ms: report.map(|(_, age)| age),
+        }
+    }
+
+    #[test]
+    fn ready_means_on_air_and_every_reason_is_given() {
+        assert!(not_ready_reasons(&status(Room::Live, true, Some(("publishing", 200)))).is_empty());
+        assert!(not_ready_reasons(&status(Room::Paused, true, Some(("publishing", 200)))).is_empty());
+        let idle = not_ready_reasons(&status(Room::Idle, false, None));
+        assert_eq!(idle, ["the room is idle", "the stage is not connected", "no frame reported yet"]);
+        let stalled = not_ready_reasons(&status(Room::Live, true, Some(("retrying in 500 ms: refused", 9_000))));
+        assert_eq!(stalled, ["no frame reported for 9000 ms", "no output is publishing"]);
+    }
 }

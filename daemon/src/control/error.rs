@@ -11,8 +11,8 @@ pub(super) const END_FADE_MS: u32 = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
-    #[error("the stage at {addr} did not accept a connection within {CONNECT_PATIENCE:?}: {last}")]
-    StageUnreachable { addr: String, last: String },
+    #[error("the stage on {socket} did not accept a connection within {CONNECT_PATIENCE:?}: {last}")]
+    StageUnreachable { socket: String, last: String },
     #[error("the stage refused the show: {0}")]
     Refused(String),
     #[error("the stage did not confirm the end of the show within {END_PATIENCE:?}")]

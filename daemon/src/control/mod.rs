@@ -9,7 +9,8 @@
 //! - this file: the loop — wait for the room to open, play, end — with its deadlines.
 //! - [`calls`]: what the show can be asked (status, say, ask, room, content) and its replies.
 //! - `show`: the show's state and the effects of each decision and event.
-//! - `stage_link`: the WebSocket to the stage; `error`: what ends the loop, and its patience.
+//! - `stage_link`: the WebSocket to the stage, up or down; `error`: what ends the loop, and its
+//!   patience.
 
 pub mod calls;
 mod error;
@@ -20,22 +21,20 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use emcee_protocol::{media_ts_to_ms, ControlMessage, StageEvent};
-use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::answer::Answerer;
 use crate::config::Config;
 use crate::library::{Built, Library};
-use crate::notify::notify;
 use crate::scheduler::{InteractionKind, Output, RoomCommand, Scheduler};
 use crate::store::{now_ms, Store};
 use calls::ShowCall;
+use emcee_protocol::notify::notify;
 pub use error::ControlError;
 use error::{CONNECT_PATIENCE, END_FADE_MS, END_PATIENCE};
 use show::Show;
-use stage_link::{open, send};
+use stage_link::{open, StageLink, Ws};
 
 /// How the show ends besides the room ending itself.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -191,7 +190,7 @@ pub async fn run_show(
         Ending::After(d) => Some(Instant::now() + d),
         Ending::RoomEnds => None,
     };
-    let watchdog = crate::notify::watchdog_interval().unwrap_or(Duration::from_secs(3600));
+    let watchdog = emcee_protocol::notify::watchdog_interval().unwrap_or(Duration::from_secs(3600));
     let mut watchdog_tick = tokio::time::interval(watchdog);
     tokio::pin!(stop);
     let mut io = Io { calls: &mut calls, end_at, stop: &mut stop, watchdog_tick: &mut watchdog_tick };
@@ -229,65 +228,73 @@ pub async fn run_show(
     }
 }
 
+/// The connection to the stage being made, if one is: the first (with patience) or a
+/// reconnection after the stage went away (without).
+type Connecting<'a> =
+    Option<std::pin::Pin<Box<dyn std::future::Future<Output = Result<Ws, ControlError>> + Send + 'a>>>;
+
+async fn connected(connecting: &mut Connecting<'_>) -> Result<Ws, ControlError> {
+    match connecting.as_mut() {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Opens the room on the stage and plays until the room ends or the daemon is asked to quit.
+/// Whether or not the stage is there, the loop answers calls and pings the watchdog: a stage
+/// outage leaves the API and the control plane's liveness untouched.
 async fn play(
     show: &mut Show,
     config: &Config,
     io: &mut Io<'_, impl std::future::Future<Output = ()> + Unpin>,
 ) -> Result<Played, ControlError> {
-    let url = format!("ws://{}", config.stage_listen);
-    let mut ws = open(config, &url, Some(CONNECT_PATIENCE)).await?;
-    show.stage_connected = true;
-    tracing::info!(stage = %config.stage_listen, "stage ready; the room opens");
-    notify("STATUS=live");
-    if let Ok(outputs) = show.scheduler.command(RoomCommand::Start, now_ms()) {
-        show.apply(&mut ws, outputs).await;
-    }
+    let mut link = StageLink::default();
+    let mut connecting: Connecting = Some(Box::pin(open(config, Some(CONNECT_PATIENCE))));
     let Io { calls, end_at, stop, watchdog_tick } = io;
     let end_at = *end_at;
+    // The room opens now (status says so at once); what it sends before the stage is there
+    // goes when the link comes up.
+    tracing::info!(stage = %config.stage_socket.display(), "the room opens; connecting to the stage");
+    if let Ok(outputs) = show.scheduler.command(RoomCommand::Start, now_ms()) {
+        show.apply(&mut link, outputs).await;
+    }
 
     while !show.end_requested {
         tokio::select! {
-            message = ws.next() => {
-                match message {
-                    Some(Ok(Message::Text(text))) => match serde_json::from_str::<StageEvent>(&text) {
-                        Ok(StageEvent::Ended { media_ts }) => {
-                            // Stopped on the stage's side (systemd stop, Ctrl-C): the show is over.
-                            tracing::info!(media_ms = media_ts_to_ms(media_ts), "the stage ended the show");
-                            notify("STOPPING=1");
-                            return Ok(Played::Quit);
-                        }
-                        Ok(event) => show.on_event(&mut ws, event).await,
-                        Err(e) => tracing::warn!(error = %e, "unreadable stage event ignored"),
-                    },
-                    Some(Ok(_)) => {}
-                    None | Some(Err(_)) => {
-                        tracing::warn!("lost the stage; reconnecting and re-sending the cue in flight");
-                        show.stage_connected = false;
-                        let reopened = tokio::select! {
-                            reopened = open(config, &url, None) => Some(reopened?),
-                            _ = tokio::time::sleep_until(end_at.unwrap_or_else(never)) => None,
-                            _ = &mut **stop => None,
-                        };
-                        let Some(reopened) = reopened else {
-                            tracing::warn!("the show ended while the stage was away");
-                            return Ok(Played::Quit);
-                        };
-                        ws = reopened;
-                        show.stage_connected = true;
-                        let outputs = show.scheduler.resend();
-                        show.apply(&mut ws, outputs).await;
-                    }
+            event = link.next() => match event {
+                Some(Ok(StageEvent::Ended { media_ts })) => {
+                    // Stopped on the stage's side (systemd stop, Ctrl-C): the show is over.
+                    tracing::info!(media_ms = media_ts_to_ms(media_ts), "the stage ended the show");
+                    notify("STOPPING=1");
+                    return Ok(Played::Quit);
                 }
+                Some(Ok(event)) => show.on_event(&mut link, event).await,
+                Some(Err(e)) => tracing::warn!(error = %e, "unreadable stage event ignored"),
+                None => {
+                    tracing::warn!("lost the stage; reconnecting, then re-sending the cue in flight");
+                    show.stage_connected = false;
+                    notify("STATUS=stage away; reconnecting");
+                    connecting = Some(Box::pin(open(config, None)));
+                }
+            },
+            ws = connected(&mut connecting) => {
+                connecting = None;
+                link.up(ws?);
+                show.stage_connected = true;
+                notify("STATUS=live");
+                tracing::info!("stage ready");
+                // The cue in flight (a stage that kept it ignores the copy).
+                let outputs = show.scheduler.resend();
+                show.apply(&mut link, outputs).await;
             }
-            Some(call) = calls.recv() => show.on_call(&mut ws, config, call).await,
+            Some(call) = calls.recv() => show.on_call(&mut link, config, call).await,
             _ = tokio::time::sleep_until(
                 config.schedule.next_change(jiff::Timestamp::now()).map_or_else(never, instant_of)
             ) => {
                 if !config.schedule.is_open(jiff::Timestamp::now()) {
                     tracing::info!("schedule window closes; ending the show after this sentence");
                     if let Ok(outputs) = show.scheduler.command(RoomCommand::Stop, now_ms()) {
-                        show.apply(&mut ws, outputs).await;
+                        show.apply(&mut link, outputs).await;
                     }
                 }
             }
@@ -302,27 +309,36 @@ async fn play(
             _ = watchdog_tick.tick() => notify("WATCHDOG=1"),
         }
     }
-
     // The room ending by itself (or by `stop`) fades out; a deadline or a signal ends at once.
     let played = if show.end_requested { Played::RoomEnded } else { Played::Quit };
     if matches!(played, Played::Quit) {
         notify("STOPPING=1");
     }
+    end_on_stage(show, &mut link).await?;
+    Ok(played)
+}
+
+/// Asks the stage to end the show and waits until it has closed the streams. A stage that is
+/// away has nothing to close for us (systemd stops it with us; a new show says hello again).
+async fn end_on_stage(show: &mut Show, link: &mut StageLink) -> Result<(), ControlError> {
     let fade_ms = if show.end_requested { END_FADE_MS } else { 0 };
-    send(&mut ws, &ControlMessage::End { fade_ms }).await;
+    if !link.send(&ControlMessage::End { fade_ms }).await {
+        tracing::warn!("the stage is away; the show ends without it");
+        return Ok(());
+    }
     let wait_for_end = async {
-        while let Some(message) = ws.next().await {
-            let Ok(Message::Text(text)) = message else { continue };
-            match serde_json::from_str::<StageEvent>(&text) {
+        // A link that goes down (a send failed: the stage closed first) has nothing more to say.
+        while link.is_up() {
+            let Some(event) = link.next().await else { return };
+            match event {
                 Ok(StageEvent::Ended { media_ts }) => {
                     tracing::info!(media_ms = media_ts_to_ms(media_ts), "the stage closed the stream");
                     return;
                 }
-                Ok(event) => show.on_event(&mut ws, event).await,
+                Ok(event) => show.on_event(link, event).await,
                 Err(_) => {}
             }
         }
     };
-    tokio::time::timeout(END_PATIENCE, wait_for_end).await.map_err(|_| ControlError::EndTimeout)?;
-    Ok(played)
+    tokio::time::timeout(END_PATIENCE, wait_for_end).await.map_err(|_| ControlError::EndTimeout)
 }

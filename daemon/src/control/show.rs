@@ -8,7 +8,7 @@ use emcee_protocol::{media_ts_to_ms, ControlMessage, CueAction, StageEvent};
 use tokio::time::Instant;
 
 use super::calls::{Asked, ContentInfo, ContentRefused, Playing, ShowCall, Status};
-use super::stage_link::{send, Ws};
+use super::stage_link::StageLink;
 use crate::answer::Answerer;
 use crate::config::Config;
 use crate::library::{image_base, Built, Doc, DocName, Library, Origin};
@@ -38,7 +38,8 @@ pub(super) struct Show {
     pub(super) answer_max_age_ms: i64,
     /// The documents the show plays from.
     pub(super) library: Library,
-    pub(super) last_health: Option<emcee_protocol::Health>,
+    /// The stage's last health report, and when it came.
+    pub(super) last_health: Option<(emcee_protocol::Health, Instant)>,
     /// Questions answered lately (normalised text → answer, when), so a question repeated in
     /// the chat is answered once.
     pub(super) recent_questions: HashMap<String, (Asked, Instant)>,
@@ -55,17 +56,17 @@ impl Show {
         }
     }
 
-    pub(super) async fn apply(&mut self, ws: &mut Ws, outputs: Vec<Output>) {
+    pub(super) async fn apply(&mut self, link: &mut StageLink, outputs: Vec<Output>) {
         for output in outputs {
             match output {
                 Output::SaveOffset(o) => Self::log_store(self.store.save_offset(&self.script_key, o)),
                 Output::Send { cue, source } => {
                     let CueAction::Say { text, .. } = &cue.action;
                     self.cues.insert(cue.id.clone(), (source_name(&source), crate::ssml::plain_of(text)));
-                    send(ws, &ControlMessage::Cue(cue)).await;
+                    link.send(&ControlMessage::Cue(cue)).await;
                 }
                 Output::Stop { id, when } => {
-                    send(ws, &ControlMessage::Stop { id: Some(id), when }).await;
+                    link.send(&ControlMessage::Stop { id: Some(id), when }).await;
                 }
                 Output::InteractionDone { id } => Self::log_store(self.store.interaction_done(id)),
                 Output::InteractionExpired(i) => {
@@ -88,7 +89,7 @@ impl Show {
         Self::log_store(self.store.audit(cue, source, text, event, media_ts_to_ms(media_ts)));
     }
 
-    pub(super) async fn on_event(&mut self, ws: &mut Ws, event: StageEvent) {
+    pub(super) async fn on_event(&mut self, link: &mut StageLink, event: StageEvent) {
         match event {
             StageEvent::Started { id, media_ts } => {
                 tracing::info!(cue = %id, media_ms = media_ts_to_ms(media_ts), "started");
@@ -99,14 +100,14 @@ impl Show {
                 self.audit(&id, None, if was_stopped { "cut" } else { "finished" }, media_ts);
                 self.cues.remove(&id);
                 let outputs = self.scheduler.finished(&id, was_stopped, now_ms());
-                self.apply(ws, outputs).await;
+                self.apply(link, outputs).await;
             }
             StageEvent::Failed { id, reason } => {
                 tracing::warn!(cue = %id, %reason, "cue failed; skipping it");
                 self.audit(&id, None, "failed", 0);
                 self.cues.remove(&id);
                 let outputs = self.scheduler.failed(&id, now_ms());
-                self.apply(ws, outputs).await;
+                self.apply(link, outputs).await;
             }
             StageEvent::Mark { id, name, media_ts } => {
                 tracing::info!(cue = %id, mark = %name, media_ms = media_ts_to_ms(media_ts), "mark");
@@ -122,7 +123,7 @@ impl Show {
             StageEvent::Rejected { reason } => tracing::warn!(%reason, "the stage rejected a message"),
             StageEvent::Health(h) => {
                 tracing::debug!(frames = h.frames, late = h.late_frames, encoder = %h.encoder, "health");
-                self.last_health = Some(h);
+                self.last_health = Some((h, Instant::now()));
             }
             StageEvent::Accepted { .. } | StageEvent::Ready { .. } | StageEvent::Ended { .. } => {}
         }
@@ -228,12 +229,13 @@ impl Show {
                 queued_interactions: self.scheduler.queued_interactions(),
                 playing,
                 stage_connected: self.stage_connected,
-                stage: self.last_health.clone().filter(|_| self.stage_connected),
+                stage: self.last_health.as_ref().filter(|_| self.stage_connected).map(|(h, _)| h.clone()),
+                stage_report_age_ms: self.last_health.as_ref().map(|(_, at)| at.elapsed().as_millis() as u64),
             });
         }
     }
 
-    pub(super) async fn on_call(&mut self, ws: &mut Ws, config: &Config, call: ShowCall) {
+    pub(super) async fn on_call(&mut self, link: &mut StageLink, config: &Config, call: ShowCall) {
         match call {
             status @ ShowCall::Status(_) => self.answer_status(status),
             ShowCall::ContentOf { name, reply } => {
@@ -241,7 +243,7 @@ impl Show {
             }
             ShowCall::ChangeContent { name, doc, reply } => match self.change_content(config, name, doc) {
                 Ok((info, outputs)) => {
-                    self.apply(ws, outputs).await;
+                    self.apply(link, outputs).await;
                     let _ = reply.send(Ok(info));
                 }
                 Err(e) => {
@@ -250,7 +252,7 @@ impl Show {
             },
             ShowCall::Say { text, priority, reply } => match self.enqueue(InteractionKind::Operator, &text, priority) {
                 Ok((interaction, outputs)) => {
-                    self.apply(ws, outputs).await;
+                    self.apply(link, outputs).await;
                     let _ = reply.send(Ok(interaction.id));
                 }
                 Err(e) => {
@@ -259,7 +261,7 @@ impl Show {
             },
             ShowCall::Ask { question, reply } => match self.ask(&question) {
                 Ok((asked, outputs)) => {
-                    self.apply(ws, outputs).await;
+                    self.apply(link, outputs).await;
                     let _ = reply.send(Ok(asked));
                 }
                 Err(e) => {
@@ -268,7 +270,7 @@ impl Show {
             },
             ShowCall::Room { command, reply } => match self.scheduler.command(command, now_ms()) {
                 Ok(outputs) => {
-                    self.apply(ws, outputs).await;
+                    self.apply(link, outputs).await;
                     let _ = reply.send(Ok(self.scheduler.room()));
                 }
                 Err(e) => {

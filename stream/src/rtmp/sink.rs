@@ -44,7 +44,8 @@ impl Sink {
                 }
             };
             let wait = backoff.next(&error, jitter());
-            stats.failed(&error, wait);
+            // A server may echo the stream name (the key) in its refusal: never kept or shown.
+            stats.failed(&emcee_protocol::redact_secrets(&error.to_string(), [target.key.as_str()]), wait);
             if wait_or_end(&mut rx, wait, stats).await {
                 return;
             }
@@ -68,7 +69,7 @@ impl Sink {
         let mut conn = match connected {
             Ok(conn) => conn,
             Err(e) => {
-                tracing::warn!(host = %target.host, error = %e, "RTMP connect failed");
+                tracing::warn!(host = %target.host, error = %redacted(&e, target), "RTMP connect failed");
                 return Attempt::Failed(e);
             }
         };
@@ -86,7 +87,7 @@ impl Sink {
                 Attempt::Rotated
             }
             Err(e) => {
-                tracing::warn!(host = %target.host, error = %e, "RTMP session lost");
+                tracing::warn!(host = %target.host, error = %redacted(&e, target), "RTMP session lost");
                 if since.elapsed() >= HEALTHY_AFTER {
                     backoff.reset();
                 }
@@ -94,6 +95,11 @@ impl Sink {
             }
         }
     }
+}
+
+/// `error` as it may be logged: without the stream key.
+fn redacted(error: &RtmpError, target: &RtmpUrl) -> String {
+    emcee_protocol::redact_secrets(&error.to_string(), [target.key.as_str()])
 }
 
 /// How one connection ended.
