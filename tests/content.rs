@@ -188,3 +188,31 @@ fn a_script_pushed_during_a_live_show_starts_at_the_next_sentence() -> Result<()
     ensure!((250..=1000).contains(&gap), "gap between the scripts {gap} ms");
     Ok(())
 }
+
+#[test]
+fn a_flood_of_lines_and_questions_is_capped_with_a_count() -> Result<()> {
+    let dir = scratch_dir("queue-caps")?;
+    let config = write_content_show(&dir, &["Hello."], &["rtmp://127.0.0.1:1/live/x".into()], "autostart = false")?;
+    let daemon = spawn_daemon(&config)?;
+    // The room is closed: everything queues, nothing is said.
+    for i in 0..50 {
+        let out = emcee(&["say", &format!("Operator line {i}.")], &config)?;
+        ensure!(out.status.success(), "line {i}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let refused = emcee(&["say", "One too many."], &config)?;
+    let why = String::from_utf8_lossy(&refused.stderr);
+    ensure!(
+        !refused.status.success() && why.contains("50 operator lines already wait") && why.contains("HTTP 429"),
+        "{why}"
+    );
+    for i in 0..100 {
+        let out = emcee(&["ask", &format!("Question number {i} about the kettle?")], &config)?;
+        ensure!(out.status.success(), "question {i}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let refused = emcee(&["ask", "And one more question?"], &config)?;
+    let why = String::from_utf8_lossy(&refused.stderr);
+    ensure!(!refused.status.success() && why.contains("100 answers already wait") && why.contains("HTTP 429"), "{why}");
+    let status = json(&emcee(&["status"], &config)?)?;
+    ensure!(status["queued_interactions"] == 150, "nothing refused was queued: {status}");
+    stop_daemon(daemon)
+}

@@ -18,7 +18,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::control::calls::{ContentRefused, ShowCall, Status};
+use crate::control::calls::{ContentRefused, Refusal, ShowCall, Status};
 use crate::library::{Doc, DocName, Format, Origin};
 use crate::scheduler::{Room, RoomCommand};
 use crate::store::{AuditRecord, Store};
@@ -188,13 +188,20 @@ struct AskBody {
 async fn ask(State(state): State<AppState>, body: Bytes) -> Result<Response, Failure> {
     let body: AskBody = parse_body(&body)?;
     let question = checked_text(&body.text)?;
-    let asked = ask_show(&state, |reply| ShowCall::Ask { question, reply })
-        .await?
-        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    let asked = ask_show(&state, |reply| ShowCall::Ask { question, reply }).await?.map_err(refused)?;
     let status = if asked.duplicate { StatusCode::OK } else { StatusCode::ACCEPTED };
     let mut json = serde_json::to_value(&asked).unwrap_or_default();
     json["cue"] = serde_json::Value::String(format!("i{}", asked.id));
     Ok((status, Json(json)).into_response())
+}
+
+/// A line or question the show did not queue: 429 when its queue is full, else 500.
+fn refused(refusal: Refusal) -> Failure {
+    let status = match refusal {
+        Refusal::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
+        Refusal::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    Failure(status, refusal.to_string())
 }
 
 async fn say(State(state): State<AppState>, body: Bytes) -> Result<Response, Failure> {
@@ -209,9 +216,8 @@ async fn say(State(state): State<AppState>, body: Bytes) -> Result<Response, Fai
     if !(-100..=100).contains(&body.priority) {
         return Err(Failure(StatusCode::UNPROCESSABLE_ENTITY, "`priority` must be between -100 and 100".into()));
     }
-    let id = ask_show(&state, |reply| ShowCall::Say { text, priority: body.priority, reply })
-        .await?
-        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    let id =
+        ask_show(&state, |reply| ShowCall::Say { text, priority: body.priority, reply }).await?.map_err(refused)?;
     Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "id": id, "cue": format!("i{id}") }))).into_response())
 }
 

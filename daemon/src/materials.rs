@@ -90,7 +90,7 @@ fn by_id<T>(
     let mut out = BTreeMap::new();
     for t in c.tables(root.get(name), format!("{name}s are written as {context} tables")) {
         c.unknown_keys(t, keys, &context);
-        let id = required(c, t, "id", &context);
+        let id = required(c, t, "id", &context, MAX_SKU);
         let value = read(c, t);
         if out.insert(id.clone(), value).is_some() {
             c.error(t.get("id").and_then(|i| i.span()), format!("{context} id \"{id}\" is used twice"));
@@ -115,7 +115,7 @@ fn instant(c: &mut Checker<'_>, table: &Table, key: &str) -> Option<i64> {
 
 fn promotion(c: &mut Checker<'_>, t: &Table) -> Option<Promotion> {
     c.unknown_keys(t, &["id", "starts", "ends"], "[[promotion]]");
-    let id = required(c, t, "id", "[[promotion]]");
+    let id = required(c, t, "id", "[[promotion]]", MAX_SKU);
     let (starts, ends) = (instant(c, t, "starts"), instant(c, t, "ends"));
     for key in ["starts", "ends"] {
         if t.get(key).is_none() {
@@ -130,7 +130,41 @@ fn promotion(c: &mut Checker<'_>, t: &Table) -> Option<Promotion> {
     Some(Promotion { id, starts_ms, ends_ms })
 }
 
-fn strings(c: &mut Checker<'_>, table: &Table, key: &str, context: &str) -> Vec<String> {
+/// The longest each field may be, in characters: what a viewer can read on a card or hear in
+/// one sentence, and far below what could hurt the stage.
+/// Also the longest id of a scene, voice or promotion.
+const MAX_SKU: usize = 64;
+const MAX_NAME: usize = 120;
+const MAX_PRICE: usize = 16;
+const MAX_CURRENCY: usize = 8;
+const MAX_POINT: usize = 300;
+const MAX_IMAGE_PATH: usize = 255;
+const MAX_QUESTION: usize = 300;
+/// An answer is said as one sentence.
+const MAX_ANSWER: usize = 600;
+
+/// Reports `value` of `key` when it is longer than `max` characters.
+fn bounded(c: &mut Checker<'_>, item: Option<&toml_edit::Item>, what: &str, value: &str, max: usize) {
+    let n = value.chars().count();
+    if n > max {
+        c.error(item.and_then(|i| i.span()), format!("{what} is {n} characters long; at most {max}"));
+    }
+}
+
+/// An image path must stay inside the content directory: relative, no `..`, a PNG or JPEG.
+fn check_image_path(path: &str) -> Result<(), String> {
+    let p = std::path::Path::new(path);
+    if p.is_absolute() || p.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+        return Err(format!("image \"{path}\" must be a path inside the content directory (relative, no `..`)"));
+    }
+    let ext = p.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    if !matches!(ext.as_deref(), Some("png" | "jpg" | "jpeg")) {
+        return Err(format!("image \"{path}\" must be a .png, .jpg or .jpeg file"));
+    }
+    Ok(())
+}
+
+fn strings(c: &mut Checker<'_>, table: &Table, key: &str, context: &str, max: usize) -> Vec<String> {
     let Some(item) = table.get(key) else { return Vec::new() };
     let Some(list) = item.as_array() else {
         c.error(item.span(), format!("{context} {key} must be a list of strings"));
@@ -138,6 +172,13 @@ fn strings(c: &mut Checker<'_>, table: &Table, key: &str, context: &str) -> Vec<
     };
     list.iter()
         .filter_map(|v| match v.as_str() {
+            Some(s) if s.trim().chars().count() > max => {
+                c.error(
+                    v.span(),
+                    format!("{context} {key}: an entry is {} characters long; at most {max}", s.trim().chars().count()),
+                );
+                None
+            }
             Some(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
             _ => {
                 c.error(v.span(), format!("{context} {key}: every entry must be a non-empty string"));
@@ -147,13 +188,16 @@ fn strings(c: &mut Checker<'_>, table: &Table, key: &str, context: &str) -> Vec<
         .collect()
 }
 
-fn required(c: &mut Checker<'_>, table: &Table, key: &str, context: &str) -> String {
+fn required(c: &mut Checker<'_>, table: &Table, key: &str, context: &str, max: usize) -> String {
     match c.string(Some(table), context, key) {
         Some((s, item)) if s.trim().is_empty() => {
             c.error(item.span(), format!("{context} {key} is empty"));
             String::new()
         }
-        Some((s, _)) => s.trim().to_string(),
+        Some((s, item)) => {
+            bounded(c, Some(item), &format!("{context} {key}"), s.trim(), max);
+            s.trim().to_string()
+        }
         None => {
             if table.get(key).is_none() {
                 c.error(table.span(), format!("{context} needs {key}"));
@@ -194,30 +238,40 @@ pub fn parse_materials(text: &str) -> Result<Materials, Vec<ConfigError>> {
         }
     }
     let mut products = Vec::new();
+    // Seen SKUs, so a large catalog is checked in linear time.
+    let mut skus = std::collections::HashSet::new();
     for t in c.tables(root.get("product"), "products are written as [[product]] tables") {
         let ctx = "[[product]]";
         c.unknown_keys(t, &["sku", "name", "price", "currency", "selling_points", "images", "faq"], ctx);
-        let sku = required(&mut c, t, "sku", ctx);
-        let name = required(&mut c, t, "name", ctx);
-        let price = required(&mut c, t, "price", ctx);
+        let sku = required(&mut c, t, "sku", ctx, MAX_SKU);
+        let name = required(&mut c, t, "name", ctx, MAX_NAME);
+        let price = required(&mut c, t, "price", ctx, MAX_PRICE);
         if !price.is_empty() && !is_decimal(&price) {
             let span = t.get("price").and_then(|i| i.span());
             c.error(span, format!("{ctx} price \"{price}\" must be a decimal like \"29.90\""));
         }
         let currency = match c.string(Some(t), ctx, "currency") {
-            Some((s, _)) => s.to_string(),
+            Some((s, item)) => {
+                bounded(&mut c, Some(item), "[[product]] currency", s, MAX_CURRENCY);
+                s.to_string()
+            }
             None => "USD".to_string(),
         };
-        let selling_points = strings(&mut c, t, "selling_points", ctx);
-        let images = strings(&mut c, t, "images", ctx);
+        let selling_points = strings(&mut c, t, "selling_points", ctx, MAX_POINT);
+        let images = strings(&mut c, t, "images", ctx, MAX_IMAGE_PATH);
+        for image in &images {
+            if let Err(why) = check_image_path(image) {
+                c.error(t.get("images").and_then(|i| i.span()), format!("{ctx} {why}"));
+            }
+        }
         let mut faq = Vec::new();
         for e in c.tables(t.get("faq"), "FAQ entries are written as [[product.faq]] tables with q and a") {
             c.unknown_keys(e, &["q", "a"], "[[product.faq]]");
-            let question = required(&mut c, e, "q", "[[product.faq]]");
-            let answer = required(&mut c, e, "a", "[[product.faq]]");
+            let question = required(&mut c, e, "q", "[[product.faq]]", MAX_QUESTION);
+            let answer = required(&mut c, e, "a", "[[product.faq]]", MAX_ANSWER);
             faq.push(Faq { question, answer });
         }
-        if products.iter().any(|p: &Product| p.sku == sku && !sku.is_empty()) {
+        if !sku.is_empty() && !skus.insert(sku.clone()) {
             c.error(t.get("sku").and_then(|i| i.span()), format!("{ctx} sku \"{sku}\" is used twice"));
         }
         products.push(Product { sku, name, price, currency, selling_points, images, faq });
@@ -315,5 +369,42 @@ pitch = 120
         let backwards =
             "[[promotion]]\nid = \"bf\"\nstarts = \"2026-11-30T00:00:00Z\"\nends = \"2026-11-29T00:00:00Z\"\n";
         assert!(parse_materials(backwards).unwrap_err()[0].message.contains("ends before it starts"));
+    }
+
+    #[test]
+    fn fields_are_bounded_and_images_stay_inside_the_content_directory() {
+        let product = |extra: &str| format!("[[product]]\nsku = \"A-1\"\nname = \"Kettle\"\nprice = \"1.00\"\n{extra}");
+        let long_name = product("").replace("Kettle", &"k".repeat(1_000_000));
+        let errors = parse_materials(&long_name).unwrap_err();
+        assert!(
+            errors.len() == 1 && errors[0].message.contains("name is 1000000 characters long; at most 120"),
+            "{errors:?}"
+        );
+        for (images, why) in [
+            ("[\"../../etc/shadow.png\"]", "inside the content directory"),
+            ("[\"/etc/passwd.png\"]", "inside the content directory"),
+            ("[\"img/../../x.png\"]", "inside the content directory"),
+            ("[\"notes.txt\"]", ".png, .jpg or .jpeg"),
+        ] {
+            let errors = parse_materials(&product(&format!("images = {images}\n"))).unwrap_err();
+            assert!(errors[0].message.contains(why), "{images}: {errors:?}");
+        }
+        assert!(parse_materials(&product("images = [\"img/kettle.PNG\", \"b.jpg\"]\n")).is_ok());
+        let long_answer = product(&format!("[[product.faq]]\nq = \"Why?\"\na = \"{}\"\n", "a".repeat(601)));
+        assert!(parse_materials(&long_answer).unwrap_err()[0].message.contains("at most 600"));
+    }
+
+    #[test]
+    fn a_large_catalog_is_checked_in_linear_time() {
+        let catalog: String = (0..20_000)
+            .map(|i| format!("[[product]]\nsku = \"S-{i}\"\nname = \"Product {i}\"\nprice = \"9.99\"\n"))
+            .collect();
+        let started = std::time::Instant::now();
+        let m = parse_materials(&catalog).unwrap();
+        assert_eq!(m.products.len(), 20_000);
+        // Quadratic duplicate checks took seconds here; linear takes well under one in debug.
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
+        let twice = format!("{catalog}[[product]]\nsku = \"S-7\"\nname = \"x\"\nprice = \"1\"\n");
+        assert!(parse_materials(&twice).unwrap_err()[0].message.contains("\"S-7\" is used twice"));
     }
 }

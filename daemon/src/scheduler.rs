@@ -198,6 +198,11 @@ impl Scheduler {
         self.interactions.len()
     }
 
+    /// How many interactions of `kind` wait.
+    pub fn queued_of(&self, kind: InteractionKind) -> usize {
+        self.interactions.iter().filter(|i| i.kind == kind).count()
+    }
+
     /// The cue in flight and what it is.
     pub fn in_flight(&self) -> Option<(&Cue, &Source)> {
         self.in_flight.as_ref().map(|f| (&f.cue, &f.source))

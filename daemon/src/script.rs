@@ -114,6 +114,15 @@ fn sentence(
         }
     });
     let parsed = parsed.ok()?;
+    // The limit holds for what is said: a variable may fill in a long product name.
+    let said = parsed.plain.chars().count();
+    if said > MAX_SENTENCE_CHARS {
+        c.error(
+            at(0),
+            format!("with its variables filled in, the sentence says {said} characters, more than {MAX_SENTENCE_CHARS}; shorten it or the product's fields"),
+        );
+        return None;
+    }
     for mark in &parsed.marks {
         if let Ok(Some(Action::ShowCard { sku })) = Action::from_mark(mark) {
             if !products.iter().any(|p| p.sku == sku) {
@@ -309,5 +318,17 @@ sentences = ["Black Friday deals today!"]
         let errors = parse_lines(&long, &[]).unwrap_err();
         assert_eq!(errors[0].line, 2);
         assert!(errors[0].message.contains("700 characters"));
+    }
+
+    #[test]
+    fn the_length_limit_holds_after_variables_are_filled_in() {
+        // A product name at its own limit, said five times: short as written, long as said.
+        let mut m = materials();
+        m.products[0].name = "n".repeat(120);
+        let text = format!("[[segment]]\nproduct = \"KET-100\"\nsentences = [\"{}\"]\n", "{product.name} ".repeat(6));
+        let errors = parse_segments(&text, &m).unwrap_err();
+        assert!(errors[0].message.contains("with its variables filled in"), "{errors:?}");
+        let shorter = text.replacen("{product.name} {product.name} {product.name} ", "", 1);
+        assert!(parse_segments(&shorter, &m).is_ok(), "{:?}", parse_segments(&shorter, &m));
     }
 }

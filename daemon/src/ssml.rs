@@ -181,27 +181,60 @@ fn check_mark_name(name: &str, offset: usize) -> Result<(), SsmlError> {
     emcee_protocol::action::Action::from_mark(name).map(|_| ()).map_err(|message| err(offset, message))
 }
 
+/// A number followed by `unit` (`+10%`, `-6dB`, `1.5s`), finite; with whether it had a sign.
+fn number_with(value: &str, unit: &str) -> Option<(f64, bool)> {
+    let n = value.strip_suffix(unit)?;
+    let signed = n.starts_with(['+', '-']);
+    let x: f64 = n.parse().ok()?;
+    x.is_finite().then_some((x, signed))
+}
+
+/// How long `<break time=…>` pauses, in ms: `300ms` or `1.5s`, finite, 0 to [`MAX_BREAK_MS`].
+fn break_ms(value: &str) -> Option<u32> {
+    let ms = number_with(value, "ms").or_else(|| number_with(value, "s").map(|(x, signed)| (x * 1000.0, signed)));
+    match ms {
+        Some((ms, false)) if (0.0..=f64::from(MAX_BREAK_MS)).contains(&ms) => Some(ms.round() as u32),
+        _ => None,
+    }
+}
+
+/// The longest single pause, and all of a sentence's pauses together: a line of breaks is dead air.
+pub const MAX_BREAK_MS: u32 = 10_000;
+/// What a `<break strength=…>` (or a bare `<break/>`) counts towards that budget.
+const STRENGTH_BREAK_MS: u32 = 1_000;
+
+/// Whether `value` is in range: rates from half to double speed, pitch ±50 %, volume from
+/// −40 dB to +6 dB (louder clips), pauses 0–10 s. A relative value has a sign (`+10%`);
+/// without one a percentage is of the normal (`150%`).
 fn check_value(tag: &str, key: &str, value: &str, at: usize) -> Result<(), SsmlError> {
-    let pct =
-        |v: &str| v.strip_suffix('%').and_then(|n| n.trim_start_matches(['+', '-']).parse::<u32>().ok()).is_some();
-    let db =
-        |v: &str| v.strip_suffix("dB").and_then(|n| n.trim_start_matches(['+', '-']).parse::<f32>().ok()).is_some();
-    let ok = match (tag, key) {
-        ("prosody", "rate") => ["x-slow", "slow", "medium", "fast", "x-fast"].contains(&value) || pct(value),
-        ("prosody", "pitch") => ["x-low", "low", "medium", "high", "x-high"].contains(&value) || pct(value),
-        ("prosody", "volume") => ["silent", "x-soft", "soft", "medium", "loud", "x-loud"].contains(&value) || db(value),
-        ("break", "strength") => ["none", "x-weak", "weak", "medium", "strong", "x-strong"].contains(&value),
-        ("break", "time") => {
-            let ms = value.strip_suffix("ms").and_then(|n| n.parse::<u32>().ok());
-            let s = value.strip_suffix('s').and_then(|n| n.parse::<f32>().ok()).map(|s| (s * 1000.0) as u32);
-            ms.or(s).is_some_and(|ms| ms <= 10_000)
+    let pct = |v: &str, relative: std::ops::RangeInclusive<f64>, absolute: std::ops::RangeInclusive<f64>| {
+        number_with(v, "%")
+            .is_some_and(|(x, signed)| if signed { relative.contains(&x) } else { absolute.contains(&x) })
+    };
+    let (ok, range) = match (tag, key) {
+        ("prosody", "rate") => (
+            ["x-slow", "slow", "medium", "fast", "x-fast"].contains(&value) || pct(value, -50.0..=100.0, 50.0..=200.0),
+            "a word (x-slow … x-fast), -50% to +100%, or 50% to 200%",
+        ),
+        ("prosody", "pitch") => (
+            ["x-low", "low", "medium", "high", "x-high"].contains(&value) || pct(value, -50.0..=50.0, 50.0..=150.0),
+            "a word (x-low … x-high), -50% to +50%, or 50% to 150%",
+        ),
+        ("prosody", "volume") => (
+            ["silent", "x-soft", "soft", "medium", "loud", "x-loud"].contains(&value)
+                || number_with(value, "dB").is_some_and(|(x, _)| (-40.0..=6.0).contains(&x)),
+            "a word (silent … x-loud) or -40dB to +6dB",
+        ),
+        ("break", "strength") => {
+            (["none", "x-weak", "weak", "medium", "strong", "x-strong"].contains(&value), "none … x-strong")
         }
-        _ => true,
+        ("break", "time") => (break_ms(value).is_some(), "0ms to 10s"),
+        _ => (true, ""),
     };
     if ok {
         Ok(())
     } else {
-        Err(err(at, format!("<{tag} {key}=\"{value}\"> is not a valid value")))
+        Err(err(at, format!("<{tag} {key}=\"{value}\"> is not a valid value: {range}")))
     }
 }
 
@@ -237,6 +270,7 @@ pub fn parse(input: &str) -> Result<Sentence, Vec<SsmlError>> {
         out: String::from("<speak>"),
         plain: String::new(),
         marks: Vec::new(),
+        paused_ms: 0,
         open: Vec::new(),
         capture: None,
     };
@@ -299,6 +333,8 @@ struct Normaliser<'a> {
     /// The words as heard so far.
     plain: String,
     marks: Vec<String>,
+    /// The pauses (`<break>`) so far, in ms.
+    paused_ms: u32,
     /// Tags opened and not yet closed, with their offsets.
     open: Vec<(&'a str, usize)>,
     /// Inside `say-as` or `sub`, text is collected and rewritten at the closing tag.
@@ -406,6 +442,15 @@ impl<'a> Normaliser<'a> {
                 self.errors.push(err(tag.offset, format!("<{}> must be self-closing: <{} …/>", tag.name, tag.name)));
             }
             "break" => {
+                let pause = attr(&tag, "time").and_then(|t| break_ms(&t)).unwrap_or(STRENGTH_BREAK_MS);
+                self.paused_ms = self.paused_ms.saturating_add(pause);
+                if self.paused_ms > MAX_BREAK_MS && self.paused_ms - pause <= MAX_BREAK_MS {
+                    let message = format!(
+                        "the sentence's pauses add up to more than {} s; say something between them",
+                        MAX_BREAK_MS / 1000
+                    );
+                    self.errors.push(err(tag.offset, message));
+                }
                 self.out.push_str(&open_tag_text(&tag));
                 self.out.push_str("/>");
             }
@@ -498,6 +543,42 @@ mod tests {
         assert!(messages.iter().any(|m| m.contains("card:shw")), "{messages:#?}");
         assert!(messages.iter().any(|m| m.contains("<s> is never closed")), "{messages:#?}");
         assert_eq!(errors[0].offset, 3, "the first problem is at <emphasis>");
+    }
+
+    #[test]
+    fn values_out_of_range_are_refused_with_the_range() {
+        for bad in [
+            "<prosody volume=\"+200dB\">loud</prosody>",
+            "<prosody volume=\"NaNdB\">x</prosody>",
+            "<prosody rate=\"+900%\">x</prosody>",
+            "<prosody rate=\"5%\">x</prosody>",
+            "<prosody pitch=\"-80%\">x</prosody>",
+            "<prosody pitch=\"inf%\">x</prosody>",
+            "Wait <break time=\"-5s\"/> now.",
+            "Wait <break time=\"NaNs\"/> now.",
+            "Wait <break time=\"infs\"/> now.",
+            "Wait <break time=\"11s\"/> now.",
+        ] {
+            let errors = parse(bad).expect_err(bad);
+            assert!(errors[0].message.contains("is not a valid value:"), "{bad}: {errors:?}");
+        }
+        for good in [
+            "<prosody volume=\"+6dB\" rate=\"150%\" pitch=\"-10%\">ok</prosody>",
+            "<prosody volume=\"-40dB\" rate=\"+100%\">ok</prosody>",
+            "Wait <break time=\"1.5s\"/> and <break time=\"300ms\"/> ok.",
+        ] {
+            assert!(parse(good).is_ok(), "{good}: {:?}", parse(good));
+        }
+    }
+
+    #[test]
+    fn a_sentence_of_pauses_is_refused() {
+        let breaks = "Hi <break time=\"10s\"/>".repeat(31) + "there.";
+        let errors = parse(&breaks).unwrap_err();
+        assert_eq!(errors.len(), 1, "reported once: {errors:?}");
+        assert!(errors[0].message.contains("pauses add up to more than 10 s"), "{errors:?}");
+        assert!(parse(&("Hi <break/>".repeat(10) + "there.")).is_ok(), "ten plain breaks are ten seconds");
+        assert!(parse(&("Hi <break/>".repeat(11) + "there.")).is_err());
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use emcee_daemon::client::{ApiClient, ClientError};
-use emcee_daemon::control::calls::{ShowCall, Status};
+use emcee_daemon::control::calls::{Refusal, ShowCall, Status};
 use emcee_daemon::scheduler::{Offset, Room};
 use emcee_daemon::store::Store;
 use emcee_daemon::{api, api_server};
@@ -41,7 +41,7 @@ async fn serve() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
                     let _ = reply.send(Ok(7));
                 }
                 ShowCall::Ask { reply, .. } => {
-                    let _ = reply.send(Err("no answers in this test".into()));
+                    let _ = reply.send(Err(Refusal::QueueFull { kind: "answers", queued: 100, limit: 100 }));
                 }
                 ShowCall::Room { reply, .. } => {
                     let _ = reply.send(Err("cannot start while the room is Live".into()));
@@ -114,6 +114,18 @@ async fn the_right_token_is_needed_and_wrong_ones_reach_nothing() {
     assert!(metrics.contains("emcee_stage_connected 1\n"), "{metrics}");
     let unauthorised = raw(addr, format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")).await;
     assert!(unauthorised.starts_with("HTTP/1.1 401"), "{unauthorised}");
+
+    // A full queue is a 429 with the count, not a server error.
+    let body = r#"{"text":"How long is the warranty?"}"#;
+    let full = raw(
+        addr,
+        format!(
+            "POST /v1/ask HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .await;
+    assert!(full.starts_with("HTTP/1.1 429") && full.contains("100 answers already wait"), "{full}");
 
     // The health probes need no token. Alive (the show loop answers), and not ready: no frame
     // has been reported, with the reason.

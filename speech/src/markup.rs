@@ -47,7 +47,13 @@ fn gain(value: &str) -> f32 {
         "soft" => -6.0,
         "loud" => 4.0,
         "x-loud" => 8.0,
-        v => v.strip_suffix("dB").and_then(|n| n.parse::<f32>().ok()).unwrap_or(0.0),
+        // The control plane refuses other values; clamped here too, so nothing clips.
+        v => v
+            .strip_suffix("dB")
+            .and_then(|n| n.parse::<f32>().ok())
+            .filter(|x| x.is_finite())
+            .unwrap_or(0.0)
+            .clamp(-40.0, 6.0),
     };
     10f32.powf(db / 20.0)
 }

@@ -14,11 +14,11 @@ pub enum ShowCall {
     Say {
         text: String,
         priority: i32,
-        reply: oneshot::Sender<Result<i64, String>>,
+        reply: oneshot::Sender<Result<i64, Refusal>>,
     },
     Ask {
         question: String,
-        reply: oneshot::Sender<Result<Asked, String>>,
+        reply: oneshot::Sender<Result<Asked, Refusal>>,
     },
     Room {
         command: RoomCommand,
@@ -90,6 +90,18 @@ pub struct Status {
     /// newest frame the control plane knows of.
     #[serde(default)]
     pub stage_report_age_ms: Option<u64>,
+}
+
+/// Why a line or a question was not queued.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Refusal {
+    /// Too many of its kind wait already (the API answers 429): a flood cannot hold the script
+    /// off for long, nor fill the disk.
+    #[error("{queued} {kind} already wait to be said (at most {limit}); try again once some are said")]
+    QueueFull { kind: &'static str, queued: usize, limit: usize },
+    /// The state database refused it (nothing was queued).
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// Whether the show is on air, and if not, every reason why not: what `/readyz` answers.

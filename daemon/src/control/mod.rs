@@ -100,10 +100,10 @@ async fn wait_to_go_live(
                 // The room is idle: lines only join the queue (the scheduler sends nothing).
                 ShowCall::Say { text, priority, reply } => {
                     let result = show.enqueue(InteractionKind::Operator, &text, priority).map(|(i, _)| i.id);
-                    let _ = reply.send(result.map_err(|e| e.to_string()));
+                    let _ = reply.send(result);
                 }
                 ShowCall::Ask { question, reply } => {
-                    let _ = reply.send(show.ask(&question).map(|(asked, _)| asked).map_err(|e| e.to_string()));
+                    let _ = reply.send(show.ask(&question).map(|(asked, _)| asked));
                 }
                 status @ ShowCall::Status(_) => show.answer_status(status),
                 ShowCall::ContentOf { name, reply } => {

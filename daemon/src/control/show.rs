@@ -7,7 +7,7 @@ use std::time::Duration;
 use emcee_protocol::{media_ts_to_ms, ControlMessage, CueAction, StageEvent};
 use tokio::time::Instant;
 
-use super::calls::{Asked, ContentInfo, ContentRefused, Playing, ShowCall, Status};
+use super::calls::{Asked, ContentInfo, ContentRefused, Playing, Refusal, ShowCall, Status};
 use super::stage_link::StageLink;
 use crate::answer::Answerer;
 use crate::config::Config;
@@ -45,6 +45,13 @@ pub(super) struct Show {
     pub(super) recent_questions: HashMap<String, (Asked, Instant)>,
 }
 
+/// At most this many answers wait at once (a chat flood gets 429s, not an hour of answers).
+pub(super) const MAX_QUEUED_ANSWERS: usize = 100;
+/// At most this many operator lines wait at once.
+pub(super) const MAX_QUEUED_LINES: usize = 50;
+/// An operator line not yet said after this long is dropped, like a stale answer.
+pub(super) const OPERATOR_LINE_MAX_AGE_MS: i64 = 10 * 60 * 1000;
+
 /// A repeated question within this long gets the queued answer, not a second one.
 const QUESTION_DEDUP: Duration = Duration::from_secs(60);
 
@@ -70,9 +77,13 @@ impl Show {
                 }
                 Output::InteractionDone { id } => Self::log_store(self.store.interaction_done(id)),
                 Output::InteractionExpired(i) => {
-                    tracing::info!(id = i.id, text = %i.text, "stale answer dropped unsaid");
+                    let source = match i.kind {
+                        InteractionKind::Operator => "operator",
+                        InteractionKind::Answer => "answer",
+                    };
+                    tracing::info!(id = i.id, source, text = %i.text, "stale line dropped unsaid");
                     let cue = format!("i{}", i.id);
-                    Self::log_store(self.store.audit(&cue, "answer", &i.text, "expired", 0));
+                    Self::log_store(self.store.audit(&cue, source, &i.text, "expired", 0));
                     Self::log_store(self.store.interaction_done(i.id));
                 }
                 Output::End => self.end_requested = true,
@@ -135,16 +146,25 @@ impl Show {
         kind: InteractionKind,
         text: &str,
         priority: i32,
-    ) -> Result<(Interaction, Vec<Output>), StoreError> {
-        // Answers go stale (the viewer has moved on); operator lines do not.
-        let expires_ms = (kind == InteractionKind::Answer).then(|| now_ms() + self.answer_max_age_ms);
-        let interaction = self.store.enqueue(kind, text, priority, expires_ms)?;
+    ) -> Result<(Interaction, Vec<Output>), Refusal> {
+        let (limit, max_age_ms, name) = match kind {
+            InteractionKind::Answer => (MAX_QUEUED_ANSWERS, self.answer_max_age_ms, "answers"),
+            InteractionKind::Operator => (MAX_QUEUED_LINES, OPERATOR_LINE_MAX_AGE_MS, "operator lines"),
+        };
+        let queued = self.scheduler.queued_of(kind);
+        if queued >= limit {
+            return Err(Refusal::QueueFull { kind: name, queued, limit });
+        }
+        // Both go stale: the viewer has moved on, the operator's moment has passed.
+        let expires_ms = Some(now_ms() + max_age_ms);
+        let interaction =
+            self.store.enqueue(kind, text, priority, expires_ms).map_err(|e| Refusal::Failed(e.to_string()))?;
         let outputs = self.scheduler.interaction(interaction.clone(), now_ms());
         Ok((interaction, outputs))
     }
 
     /// Answers a viewer's question from the products; a repeat within a minute is not queued again.
-    pub(super) fn ask(&mut self, question: &str) -> Result<(Asked, Vec<Output>), StoreError> {
+    pub(super) fn ask(&mut self, question: &str) -> Result<(Asked, Vec<Output>), Refusal> {
         let key = question
             .split(|c: char| !c.is_alphanumeric())
             .filter(|w| !w.is_empty())
@@ -256,7 +276,7 @@ impl Show {
                     let _ = reply.send(Ok(interaction.id));
                 }
                 Err(e) => {
-                    let _ = reply.send(Err(e.to_string()));
+                    let _ = reply.send(Err(e));
                 }
             },
             ShowCall::Ask { question, reply } => match self.ask(&question) {
@@ -265,7 +285,7 @@ impl Show {
                     let _ = reply.send(Ok(asked));
                 }
                 Err(e) => {
-                    let _ = reply.send(Err(e.to_string()));
+                    let _ = reply.send(Err(e));
                 }
             },
             ShowCall::Room { command, reply } => match self.scheduler.command(command, now_ms()) {
