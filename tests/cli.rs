@@ -97,3 +97,18 @@ fn a_missing_script_is_a_configuration_error() -> Result<()> {
     ensure!(String::from_utf8_lossy(&out.stderr).contains("script.txt:1:1: cannot read the script"));
     Ok(())
 }
+
+#[test]
+fn a_script_that_is_not_a_regular_file_is_refused_at_once() -> Result<()> {
+    let dir = scratch_dir("cli-fifo")?;
+    std::fs::write(dir.join("show.toml"), GOOD)?;
+    write_secret(&dir, "x", "a-stream-key")?;
+    ensure!(Command::new("mkfifo").arg(dir.join("script.txt")).status()?.success(), "mkfifo");
+    let started = std::time::Instant::now();
+    let out = Command::new(bin_dir().join("emcee")).arg("check").arg(dir.join("show.toml")).output()?;
+    ensure!(started.elapsed() < std::time::Duration::from_secs(5), "emcee check hung on a FIFO");
+    ensure!(out.status.code() == Some(78), "exit {:?}", out.status);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(stderr.contains("script.txt:1:1: cannot read the script: not a regular file"), "{stderr}");
+    Ok(())
+}

@@ -16,6 +16,7 @@
 //!   [`api_server`]: its listener, with timeouts and a connection cap.
 //! - [`client`]: the CLI's side of the API; [`supervisor`]: `emcee run`'s supervision of the
 //!   two processes, by the rules systemd applies to their units.
+//! - [`files`]: reading named files — regular files only, bounded in size.
 //! - [`secrets`]: stream keys and tokens from private files or systemd credentials.
 //!
 //! Binaries: `emceed` (the control-plane daemon) and `emcee` (the CLI: `run`, `check`).
@@ -27,6 +28,7 @@ pub mod api_server;
 pub mod client;
 pub mod config;
 pub mod control;
+pub mod files;
 pub mod library;
 pub mod materials;
 pub mod opening_hours;

@@ -123,7 +123,7 @@ impl Doc {
         };
         let format = if name == DocName::Script { Format::of_path(path) } else { Format::Toml };
         let origin = Origin::File { path: path.to_path_buf() };
-        let body = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+        let body = crate::files::read_regular(path).map_err(|e| ConfigErrors {
             file: path.to_path_buf(),
             errors: vec![ConfigError {
                 line: 1,

@@ -63,7 +63,7 @@ pub fn read_private(path: &Path) -> Result<String, SecretError> {
     if mode & 0o077 != 0 {
         return Err(SecretError::NotPrivate { path: path.to_path_buf(), mode: mode & 0o7777 });
     }
-    let text = std::fs::read_to_string(path).map_err(unreadable)?.trim().to_string();
+    let text = crate::files::read_regular(path).map_err(unreadable)?.trim().to_string();
     if text.is_empty() {
         return Err(SecretError::Empty(path.to_path_buf()));
     }

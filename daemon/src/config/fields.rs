@@ -23,7 +23,7 @@ pub(crate) fn parse_colour(s: &str) -> Option<[u8; 3]> {
 pub(crate) fn avatar_file(path: &Path) -> Result<(), String> {
     use std::io::Read;
     let mut magic = [0u8; 4];
-    std::fs::File::open(path)
+    crate::files::open_regular(path)
         .and_then(|mut f| f.read_exact(&mut magic))
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     if &magic != b"glTF" {

@@ -69,7 +69,7 @@ pub struct Config {
 impl Config {
     /// Reads and validates `path`. `outputs`, when not empty, replace the file's outputs.
     pub fn load(path: &Path, outputs: &[String]) -> Result<Self, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+        let text = crate::files::read_regular(path).map_err(|e| ConfigErrors {
             file: path.to_path_buf(),
             errors: vec![ConfigError { line: 1, column: 1, message: format!("cannot read the file: {e}") }],
         })?;
