@@ -143,12 +143,13 @@ const MAX_QUESTION: usize = 300;
 /// An answer is said as one sentence.
 const MAX_ANSWER: usize = 600;
 
-/// Reports `value` of `key` when it is longer than `max` characters.
-fn bounded(c: &mut Checker<'_>, item: Option<&toml_edit::Item>, what: &str, value: &str, max: usize) {
+/// Reports `value` (`what`, at `span`) when it is longer than `max` characters; true when it fits.
+fn bounded(c: &mut Checker<'_>, span: Option<std::ops::Range<usize>>, what: &str, value: &str, max: usize) -> bool {
     let n = value.chars().count();
     if n > max {
-        c.error(item.and_then(|i| i.span()), format!("{what} is {n} characters long; at most {max}"));
+        c.error(span, format!("{what} is {n} characters long; at most {max}"));
     }
+    n <= max
 }
 
 /// An image path must stay inside the content directory: relative, no `..`, a PNG or JPEG.
@@ -172,14 +173,9 @@ fn strings(c: &mut Checker<'_>, table: &Table, key: &str, context: &str, max: us
     };
     list.iter()
         .filter_map(|v| match v.as_str() {
-            Some(s) if s.trim().chars().count() > max => {
-                c.error(
-                    v.span(),
-                    format!("{context} {key}: an entry is {} characters long; at most {max}", s.trim().chars().count()),
-                );
-                None
+            Some(s) if !s.trim().is_empty() => {
+                bounded(c, v.span(), &format!("{context} {key}: an entry"), s.trim(), max).then(|| s.trim().to_string())
             }
-            Some(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
             _ => {
                 c.error(v.span(), format!("{context} {key}: every entry must be a non-empty string"));
                 None
@@ -195,7 +191,7 @@ fn required(c: &mut Checker<'_>, table: &Table, key: &str, context: &str, max: u
             String::new()
         }
         Some((s, item)) => {
-            bounded(c, Some(item), &format!("{context} {key}"), s.trim(), max);
+            bounded(c, item.span(), &format!("{context} {key}"), s.trim(), max);
             s.trim().to_string()
         }
         None => {
@@ -252,7 +248,7 @@ pub fn parse_materials(text: &str) -> Result<Materials, Vec<ConfigError>> {
         }
         let currency = match c.string(Some(t), ctx, "currency") {
             Some((s, item)) => {
-                bounded(&mut c, Some(item), "[[product]] currency", s, MAX_CURRENCY);
+                bounded(&mut c, item.span(), "[[product]] currency", s, MAX_CURRENCY);
                 s.to_string()
             }
             None => "USD".to_string(),
