@@ -83,12 +83,29 @@ for u in nginx postgresql postgresql@15-main ssh cron; do ln -sf /dev/null "$r/e
 systemd-nspawn -D "$r" --boot --register=no --keep-unit --private-network --link-journal=no \
   -M emcee-boot > "$work/console.log" 2>&1 &
 nspawn=$!
+# The container's init: nspawn's child once it has become systemd. Its first child is a
+# short-lived helper that forks init and exits, so "the first child" alone is a race (CI lost it).
 leader=""
-for _ in $(seq 100); do leader=$(pgrep -P "$nspawn" | head -1) && [ -n "$leader" ] && break; sleep 0.2; done
+for _ in $(seq 150); do
+  for pid in $(pgrep -P "$nspawn"); do
+    [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = systemd ] && leader=$pid && break
+  done
+  [ -n "$leader" ] && break
+  kill -0 "$nspawn" 2>/dev/null || break
+  sleep 0.2
+done
 [ -n "$leader" ] || { echo "boot-units: the container did not start"; cat "$work/console.log"; exit 1; }
 inside() { nsenter -t "$leader" -a "$@"; }
 
-fail() { echo "boot-units: $*"; inside journalctl -u emceed -u emcee-stage --no-pager | tail -40 || true; exit 1; }
+fail() {
+  echo "boot-units: $*"
+  if kill -0 "$leader" 2>/dev/null; then
+    inside journalctl -u emceed -u emcee-stage --no-pager | tail -40 || true
+  else
+    echo "boot-units: the container has stopped; its console:"; tail -60 "$work/console.log"
+  fi
+  exit 1
+}
 # Polls until the show is on air (stage connected, the output publishing).
 on_air() {
   for _ in $(seq "$1"); do
