@@ -3,12 +3,13 @@
 //! sentence boundary of a live show, and given back to the file on reset.
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use emcee_daemon::store::{AuditRecord, Store};
-use emcee_tests::{bin_dir, scratch_dir, spawn_show, wait_for_end, write_show, Nginx};
+use emcee_tests::daemon::{emcee, statuses_during, Daemon};
+use emcee_tests::{bin_dir, catalog, scratch_dir, spawn_show, wait_for_end, write_show, Nginx};
 
 const MATERIALS: &str = r#"
 [[product]]
@@ -29,10 +30,6 @@ sentences = [
 ]
 "#;
 
-fn emcee(args: &[&str], config: &Path) -> Result<Output> {
-    Ok(Command::new(bin_dir().join("emcee")).args(args).arg("--config").arg(config).output()?)
-}
-
 fn json(out: &Output) -> Result<serde_json::Value> {
     ensure!(out.status.success(), "exit {:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).context("the CLI prints JSON")
@@ -49,47 +46,12 @@ fn write_content_show(dir: &Path, sentences: &[&str], urls: &[String], show_keys
     Ok(config)
 }
 
-/// The control plane alone (with the room closed it never needs a stage); killed if the test
-/// fails before stopping it.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_daemon(config: &Path) -> Result<Daemon> {
-    let child = Daemon(
-        Command::new(bin_dir().join("emceed"))
-            .arg("--config")
-            .arg(config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !emcee(&["status"], config)?.status.success() {
-        ensure!(Instant::now() < deadline, "the API never came up");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(child)
-}
-
-fn stop_daemon(mut daemon: Daemon) -> Result<()> {
-    Command::new("kill").args(["-TERM", &daemon.0.id().to_string()]).status()?;
-    let status = daemon.0.wait()?;
-    ensure!(status.success(), "emceed exited with {status}");
-    Ok(())
-}
-
 #[test]
 fn content_is_checked_with_the_other_document_stored_and_kept_over_a_restart() -> Result<()> {
     let dir = scratch_dir("content-api")?;
     let lines = ["<mark name=\"card:show:KET-100\"/>Meet the kettle.", "Bye."];
     let config = write_content_show(&dir, &lines, &["rtmp://127.0.0.1:1/live/x".into()], "autostart = false")?;
-    let daemon = spawn_daemon(&config)?;
+    let daemon = Daemon::spawn(&config)?;
 
     let shown = json(&emcee(&["content", "show", "script"], &config)?)?;
     ensure!(shown["origin"]["kind"] == "file" && shown["format"] == "lines", "{shown}");
@@ -126,9 +88,9 @@ fn content_is_checked_with_the_other_document_stored_and_kept_over_a_restart() -
     ensure!(put["origin"]["kind"] == "stored" && put["script_sentences"] == 3, "{put}");
 
     // Kept over a restart; the files on disk are untouched.
-    stop_daemon(daemon)?;
+    daemon.stop()?;
     ensure!(std::fs::read_to_string(dir.join("products.toml"))? == MATERIALS, "the file was not rewritten");
-    let daemon = spawn_daemon(&config)?;
+    let daemon = Daemon::spawn(&config)?;
     let script = json(&emcee(&["content", "show", "script"], &config)?)?;
     ensure!(script["origin"]["kind"] == "stored" && script["body"] == SEGMENTS, "{script}");
     let materials = json(&emcee(&["content", "show", "materials"], &config)?)?;
@@ -140,7 +102,7 @@ fn content_is_checked_with_the_other_document_stored_and_kept_over_a_restart() -
     ensure!(reset["origin"]["kind"] == "file" && reset["script_sentences"] == 2, "{reset}");
     let reset = json(&emcee(&["content", "reset", "materials"], &config)?)?;
     ensure!(reset["origin"]["kind"] == "file", "{reset}");
-    stop_daemon(daemon)?;
+    daemon.stop()?;
     ensure!(Store::open(&dir.join("state"))?.stored_content()?.is_empty(), "reset forgets the stored copies");
     Ok(())
 }
@@ -193,7 +155,7 @@ fn a_script_pushed_during_a_live_show_starts_at_the_next_sentence() -> Result<()
 fn a_flood_of_lines_and_questions_is_capped_with_a_count() -> Result<()> {
     let dir = scratch_dir("queue-caps")?;
     let config = write_content_show(&dir, &["Hello."], &["rtmp://127.0.0.1:1/live/x".into()], "autostart = false")?;
-    let daemon = spawn_daemon(&config)?;
+    let daemon = Daemon::spawn(&config)?;
     // The room is closed: everything queues, nothing is said.
     for i in 0..50 {
         let out = emcee(&["say", &format!("Operator line {i}.")], &config)?;
@@ -214,5 +176,68 @@ fn a_flood_of_lines_and_questions_is_capped_with_a_count() -> Result<()> {
     ensure!(!refused.status.success() && why.contains("100 answers already wait") && why.contains("HTTP 429"), "{why}");
     let status = json(&emcee(&["status"], &config)?)?;
     ensure!(status["queued_interactions"] == 150, "nothing refused was queued: {status}");
-    stop_daemon(daemon)
+    daemon.stop()
+}
+
+#[test]
+fn a_script_pushed_beside_a_large_catalog_never_holds_the_show_loop() -> Result<()> {
+    let dir = scratch_dir("large-catalog")?;
+    let lines = ["<mark name=\"card:show:SKU-050000\"/>Meet product fifty thousand.", "Bye."];
+    let config = write_content_show(&dir, &lines, &["rtmp://127.0.0.1:1/live/x".into()], "autostart = false")?;
+    std::fs::write(dir.join("products.toml"), catalog(100_000))?;
+    let started = Instant::now();
+    let checked = std::process::Command::new(bin_dir().join("emcee")).arg("check").arg(&config).output()?;
+    let check_took = started.elapsed();
+    ensure!(checked.status.success(), "the catalog checks: {}", String::from_utf8_lossy(&checked.stderr));
+    let daemon = Daemon::spawn(&config)?;
+    eprintln!("booted: peak {} MB", daemon.peak_rss_kib()? / 1024);
+
+    // A new script is checked against all 100,000 products and stored; meanwhile the show loop
+    // answers every status at once. Had the check run inside the loop, no status asked during
+    // the push would be answered before the push was.
+    let script = dir.join("new-script.txt");
+    std::fs::write(&script, "<mark name=\"card:show:SKU-099999\"/>The last product.\nAnd goodbye.\nSee you.\n")?;
+    let push = statuses_during(&config, || {
+        emcee(&["content", "put", "script", script.to_str().unwrap_or_default()], &config)
+    })?;
+    let put = json(&push.result?)?;
+    ensure!(put["origin"]["kind"] == "stored" && put["script_sentences"] == 3, "{put}");
+    let slowest = push.statuses.iter().max().copied().unwrap_or_default();
+    eprintln!(
+        "check {check_took:?}; push {:?}; {} statuses answered meanwhile, the slowest in {slowest:?}",
+        push.took,
+        push.statuses.len()
+    );
+    ensure!(
+        push.statuses.len() >= 2,
+        "the show loop answered {} statuses during a {:?} push",
+        push.statuses.len(),
+        push.took
+    );
+    ensure!(slowest < push.took / 2, "a status waited {slowest:?} during a {:?} push", push.took);
+    ensure!(json(&emcee(&["status"], &config)?)?["script_sentences"] == 3);
+    eprintln!("script pushed: peak {} MB", daemon.peak_rss_kib()? / 1024);
+    // The whole catalog pushed through the API (every price changed): checked, stored and
+    // swapped in within the daemon's memory limit (MemoryMax=512M in emceed.service).
+    let cheaper = dir.join("cheaper.toml");
+    std::fs::write(&cheaper, catalog(100_000).replace(".99\"", ".49\""))?;
+    let push = statuses_during(&config, || {
+        emcee(&["content", "put", "materials", cheaper.to_str().unwrap_or_default()], &config)
+    })?;
+    let put = json(&push.result?)?;
+    ensure!(put["origin"]["kind"] == "stored", "{put}");
+    let peak_mb = daemon.peak_rss_kib()? / 1024;
+    eprintln!(
+        "materials push {:?}, {} statuses meanwhile; emceed's peak RSS {peak_mb} MB",
+        push.took,
+        push.statuses.len()
+    );
+    ensure!(push.statuses.len() >= 2, "the show loop answered {} statuses during the push", push.statuses.len());
+    ensure!(peak_mb < 512, "emceed peaked at {peak_mb} MB");
+    // A broken one beside the large catalog: refused, and the loop still answers meanwhile.
+    std::fs::write(&script, "<mark name=\"card:show:SKU-100000\"/>No such product.\n")?;
+    let out = emcee(&["content", "put", "script", script.to_str().unwrap_or_default()], &config)?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(out.status.code() == Some(65) && stderr.contains("no product with sku \"SKU-100000\""), "{stderr}");
+    daemon.stop()
 }

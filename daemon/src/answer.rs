@@ -5,7 +5,7 @@
 //! the share of its content words (weighted by rarity, idf) that the document contains; words
 //! the catalogue has never seen count against the match, so an off-topic question scores low.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use crate::materials::Product;
 
@@ -16,24 +16,36 @@ const STOPWORDS: &[&str] = &[
     "need", "like", "make", "give", "let", "see", "if", "so", "just", "really",
 ];
 
-/// Lower-case content words with a light plural fold ("litres" → "litre").
-fn words(text: &str) -> Vec<String> {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(|w| {
-            let w = w.to_lowercase();
-            match w.strip_suffix('s') {
-                Some(stem) if stem.len() > 3 && !stem.ends_with('s') => stem.to_string(),
-                _ => w,
-            }
-        })
-        .filter(|w| !STOPWORDS.contains(&w.as_str()))
-        .collect()
+fn is_stopword(word: &str) -> bool {
+    // Stopwords are short: most words are ruled out by their length alone.
+    word.len() <= 6 && STOPWORDS.contains(&word)
 }
 
+/// Calls `f` with each lower-case content word of `text`, with a light plural fold ("litres" →
+/// "litre"). One buffer for all words: indexing a large catalog allocates only for new words.
+fn each_word(text: &str, mut f: impl FnMut(&str)) {
+    let mut word = String::new();
+    for raw in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+        word.clear();
+        if raw.is_ascii() {
+            word.push_str(raw);
+            word.make_ascii_lowercase();
+        } else {
+            word.extend(raw.chars().flat_map(char::to_lowercase));
+        }
+        let folded = match word.strip_suffix('s') {
+            Some(stem) if stem.len() > 3 && !stem.ends_with('s') => stem,
+            _ => word.as_str(),
+        };
+        if !is_stopword(folded) {
+            f(folded);
+        }
+    }
+}
+
+/// One answer the answerer can give: an FAQ answer, a selling point or a price.
 struct Doc {
-    terms: HashSet<String>,
-    answer: String,
+    answer: Box<str>,
     /// FAQ answers were written for questions: they win ties.
     is_faq: bool,
 }
@@ -48,9 +60,15 @@ pub struct Answer {
     pub matched: bool,
 }
 
+/// An inverted index over the documents: a question only visits the documents that share a
+/// word with it, so a catalog of 100,000 products answers in milliseconds.
 pub struct Answerer {
     docs: Vec<Doc>,
-    idf: HashMap<String, f64>,
+    /// Word → its id (an index into `idf` and `postings`).
+    vocabulary: HashMap<String, u32>,
+    idf: Vec<f64>,
+    /// By word id: the documents holding the word, ascending, each once.
+    postings: Vec<Vec<u32>>,
     unseen_idf: f64,
     min_confidence: f64,
     holding_line: String,
@@ -58,50 +76,80 @@ pub struct Answerer {
 
 impl Answerer {
     pub fn new(products: &[Product], min_confidence: f64, holding_line: &str) -> Self {
-        let mut docs = Vec::new();
+        let mut index = Answerer {
+            docs: Vec::new(),
+            vocabulary: HashMap::new(),
+            idf: Vec::new(),
+            postings: Vec::new(),
+            unseen_idf: 0.0,
+            min_confidence,
+            holding_line: holding_line.to_string(),
+        };
         for p in products {
             let name = &p.name;
             for f in &p.faq {
-                let terms = words(&format!("{name} {} {}", f.question, f.answer)).into_iter().collect();
-                docs.push(Doc { terms, answer: f.answer.clone(), is_faq: true });
+                index.add(&format!("{name} {} {}", f.question, f.answer), &f.answer, true);
             }
             for point in &p.selling_points {
-                let terms = words(&format!("{name} {point}")).into_iter().collect();
-                docs.push(Doc { terms, answer: point.clone(), is_faq: false });
+                index.add(&format!("{name} {point}"), point, false);
             }
             let price = format!("The {name} costs {} {}.", p.price, p.currency);
-            let terms = words(&format!("{name} price cost costs priced much expensive cheap {}", p.currency))
-                .into_iter()
-                .collect();
-            docs.push(Doc { terms, answer: price, is_faq: false });
+            index.add(&format!("{name} price cost costs priced much expensive cheap {}", p.currency), &price, false);
         }
-        let n = docs.len() as f64;
-        let mut df: HashMap<String, f64> = HashMap::new();
-        for d in &docs {
-            for t in &d.terms {
-                *df.entry(t.clone()).or_default() += 1.0;
+        let n = index.docs.len() as f64;
+        index.idf = index.postings.iter().map(|docs| (1.0 + n / docs.len() as f64).ln()).collect();
+        index.unseen_idf = (1.0 + n / 0.5).ln();
+        index
+    }
+
+    /// Adds a document whose words are `text`'s.
+    fn add(&mut self, text: &str, answer: &str, is_faq: bool) {
+        let doc = self.docs.len() as u32;
+        self.docs.push(Doc { answer: answer.into(), is_faq });
+        let Self { vocabulary, postings, .. } = self;
+        each_word(text, |word| {
+            let id = match vocabulary.get(word) {
+                Some(&id) => id,
+                None => {
+                    let id = postings.len() as u32;
+                    vocabulary.insert(word.to_string(), id);
+                    postings.push(Vec::new());
+                    id
+                }
+            };
+            let docs = &mut postings[id as usize];
+            // Documents are added in order: a repeated word repeats the last entry.
+            if docs.last() != Some(&doc) {
+                docs.push(doc);
             }
-        }
-        let idf = df.into_iter().map(|(t, f)| (t, (1.0 + n / f).ln())).collect();
-        let unseen_idf = (1.0 + n / 0.5).ln();
-        Self { docs, idf, unseen_idf, min_confidence, holding_line: holding_line.to_string() }
+        });
     }
 
     pub fn answer(&self, question: &str) -> Answer {
-        let q: HashSet<String> = words(question).into_iter().collect();
-        let weight = |t: &String| self.idf.get(t).copied().unwrap_or(self.unseen_idf);
-        let total: f64 = q.iter().map(weight).sum();
-        let best = self
-            .docs
+        let mut q: Vec<String> = Vec::new();
+        each_word(question, |w| q.push(w.to_string()));
+        q.sort();
+        q.dedup();
+        let known: Vec<u32> = q.iter().filter_map(|t| self.vocabulary.get(t).copied()).collect();
+        let unseen = q.len() - known.len();
+        let total: f64 = known.iter().map(|&t| self.idf[t as usize]).sum::<f64>() + unseen as f64 * self.unseen_idf;
+        // The weight of the question's words each document covers; only documents sharing a
+        // word are visited.
+        let mut covered = vec![0.0f64; self.docs.len()];
+        for &t in &known {
+            for &doc in &self.postings[t as usize] {
+                covered[doc as usize] += self.idf[t as usize];
+            }
+        }
+        let best = covered
             .iter()
-            .map(|d| {
-                let covered: f64 = q.iter().filter(|t| d.terms.contains(*t)).map(weight).sum();
-                (if total > 0.0 { covered / total } else { 0.0 }, d)
-            })
+            .zip(&self.docs)
+            .filter(|(weight, _)| **weight > 0.0)
+            .map(|(weight, doc)| (if total > 0.0 { weight / total } else { 0.0 }, doc))
             .max_by(|a, b| a.0.total_cmp(&b.0).then(a.1.is_faq.cmp(&b.1.is_faq)));
         match best {
             Some((confidence, doc)) if confidence >= self.min_confidence => {
-                Answer { text: doc.answer.clone(), confidence, matched: true }
+                Answer { text: doc.answer.to_string(), confidence, matched: true }
             }
             other => {
                 Answer { text: self.holding_line.clone(), confidence: other.map_or(0.0, |(c, _)| c), matched: false }

@@ -14,7 +14,7 @@ use emcee_protocol::{Card, Scene};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ConfigError, ConfigErrors};
-use crate::materials::{parse_materials, Materials, Product};
+use crate::materials::{parse_materials, Materials};
 use crate::scheduler::ScriptSentence;
 use crate::script::{parse_lines, parse_segments};
 
@@ -154,11 +154,11 @@ pub struct Built {
 
 /// The cards a sentence's `card:show:SKU` marks put up (the marks were checked against the
 /// products when the script was read).
-fn cards(marks: &[String], products: &[Product], image_base: &Path) -> Vec<Card> {
+fn cards(marks: &[String], materials: &Materials, image_base: &Path) -> Vec<Card> {
     marks
         .iter()
         .filter_map(|m| match Action::from_mark(m) {
-            Ok(Some(Action::ShowCard { sku })) => products.iter().find(|p| p.sku == sku),
+            Ok(Some(Action::ShowCard { sku })) => materials.product(&sku),
             _ => None,
         })
         .map(|p| Card {
@@ -240,14 +240,19 @@ impl Library {
         }
     }
 
+    pub fn doc_mut(&mut self, name: DocName) -> &mut Doc {
+        match name {
+            DocName::Materials => &mut self.materials,
+            DocName::Script => &mut self.script,
+        }
+    }
+
     /// This library with `doc` in place of its namesake.
     pub fn with(&self, doc: Doc) -> Self {
-        let mut next = self.clone();
         match doc.name {
-            DocName::Materials => next.materials = doc,
-            DocName::Script => next.script = doc,
+            DocName::Materials => Self { materials: doc, script: self.script.clone() },
+            DocName::Script => Self { materials: self.materials.clone(), script: doc },
         }
-        next
     }
 
     /// Checks both documents; every problem of the first broken one, with line and column.
@@ -258,13 +263,13 @@ impl Library {
         let script = &self.script;
         let lines = match script.format {
             Format::Toml => parse_segments(&script.body, &materials),
-            Format::Lines => parse_lines(&script.body, &materials.products),
+            Format::Lines => parse_lines(&script.body, &materials),
         }
         .map_err(|e| script.errors(e))?;
         let sentences = lines
             .into_iter()
             .map(|l| ScriptSentence {
-                cards: cards(&l.sentence.marks, &materials.products, image_base),
+                cards: cards(&l.sentence.marks, &materials, image_base),
                 ssml: l.sentence.ssml,
                 window: l.window,
                 voice: l.voice,

@@ -90,7 +90,7 @@ fn sentence(
     c: &mut Checker<'_>,
     raw: &str,
     product: Option<&Product>,
-    products: &[Product],
+    materials: &Materials,
     at: impl Fn(usize) -> Option<Range<usize>>,
 ) -> Option<Sentence> {
     if raw.chars().count() > MAX_SENTENCE_CHARS {
@@ -125,7 +125,7 @@ fn sentence(
     }
     for mark in &parsed.marks {
         if let Ok(Some(Action::ShowCard { sku })) = Action::from_mark(mark) {
-            if !products.iter().any(|p| p.sku == sku) {
+            if materials.product(&sku).is_none() {
                 c.error(
                     at(raw.find(mark.as_str()).unwrap_or(0)),
                     format!("mark `{mark}`: no product with sku \"{sku}\""),
@@ -137,8 +137,8 @@ fn sentence(
 }
 
 /// Parses a `.txt` script.
-pub fn parse_lines(text: &str, products: &[Product]) -> Result<Vec<Line>, Vec<ConfigError>> {
-    let mut c = Checker { source: text, errors: Vec::new() };
+pub fn parse_lines(text: &str, materials: &Materials) -> Result<Vec<Line>, Vec<ConfigError>> {
+    let mut c = Checker::new(text);
     let mut sentences = Vec::new();
     let mut line_start = 0;
     for line in text.split_inclusive('\n') {
@@ -147,7 +147,7 @@ pub fn parse_lines(text: &str, products: &[Product]) -> Result<Vec<Line>, Vec<Co
         let trimmed = content.trim();
         if !trimmed.is_empty() && !trimmed.starts_with('#') {
             let base = line_start + lead;
-            if let Some(sentence) = sentence(&mut c, trimmed, None, products, |o| Some(base + o..base + o + 1)) {
+            if let Some(sentence) = sentence(&mut c, trimmed, None, materials, |o| Some(base + o..base + o + 1)) {
                 sentences.push(Line { sentence, window: None, voice: None, scene: None });
             }
         }
@@ -158,7 +158,6 @@ pub fn parse_lines(text: &str, products: &[Product]) -> Result<Vec<Line>, Vec<Co
 
 /// Parses a `.toml` script.
 pub fn parse_segments(text: &str, materials: &Materials) -> Result<Vec<Line>, Vec<ConfigError>> {
-    let products = &materials.products[..];
     let (mut c, doc) = Checker::parse(text)?;
     let root: &Table = &doc;
     c.unknown_keys(root, &["segment"], "the script");
@@ -182,7 +181,7 @@ pub fn parse_segments(text: &str, materials: &Materials) -> Result<Vec<Line>, Ve
                 let product = match c.string(Some(seg), "segment", "product") {
                     None => None,
                     Some((sku, item)) => {
-                        let found = products.iter().find(|p| p.sku == sku);
+                        let found = materials.product(sku);
                         if found.is_none() {
                             c.error(item.span(), format!("[[segment]] product \"{sku}\" is not in the products file"));
                         }
@@ -200,7 +199,8 @@ pub fn parse_segments(text: &str, materials: &Materials) -> Result<Vec<Line>, Ve
                     };
                     // Inside the quotes: exact when the string has no escapes before the problem.
                     let start = value.span().map_or(0, |s| s.start + 1);
-                    if let Some(sentence) = sentence(&mut c, raw, product, products, |o| Some(start + o..start + o + 1))
+                    if let Some(sentence) =
+                        sentence(&mut c, raw, product, materials, |o| Some(start + o..start + o + 1))
                     {
                         sentences.push(Line { sentence, window, voice: voice.clone(), scene });
                     }
@@ -251,7 +251,7 @@ mod tests {
 
     #[test]
     fn lines_skip_blanks_and_comments() {
-        let s = parse_lines("# intro\nHello there.\n\n  Welcome & enjoy!  \n", &[]).unwrap();
+        let s = parse_lines("# intro\nHello there.\n\n  Welcome & enjoy!  \n", &Materials::default()).unwrap();
         let plain: Vec<&str> = s.iter().map(|l| l.sentence.plain.as_str()).collect();
         assert_eq!(plain, ["Hello there.", "Welcome & enjoy!"]);
         assert_eq!(s[1].sentence.ssml, "<speak>Welcome &amp; enjoy!</speak>");
@@ -307,15 +307,15 @@ sentences = ["Black Friday deals today!"]
         assert!(m[1].starts_with("4:7 ") && m[1].contains("needs a product"), "{m:#?}");
         assert!(m[2].starts_with("5:4 ") && m[2].contains("<emphasis>"), "{m:#?}");
         assert!(m[3].starts_with("6:") && m[3].contains("no product with sku \"ZZZ\""), "{m:#?}");
-        let errors = parse_lines("ok\n  <s>open\n", &[]).unwrap_err();
+        let errors = parse_lines("ok\n  <s>open\n", &Materials::default()).unwrap_err();
         assert_eq!((errors[0].line, errors[0].column), (2, 3));
     }
 
     #[test]
     fn empty_and_overlong_scripts_are_refused() {
-        assert!(parse_lines("# nothing\n", &[]).unwrap_err()[0].message.contains("no sentences"));
+        assert!(parse_lines("# nothing\n", &Materials::default()).unwrap_err()[0].message.contains("no sentences"));
         let long = format!("ok\n{}\n", "a".repeat(700));
-        let errors = parse_lines(&long, &[]).unwrap_err();
+        let errors = parse_lines(&long, &Materials::default()).unwrap_err();
         assert_eq!(errors[0].line, 2);
         assert!(errors[0].message.contains("700 characters"));
     }

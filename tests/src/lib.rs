@@ -5,6 +5,8 @@
 //! - [`Binaries`]: where `emcee`, `emceed`, `emcee-stage` were built.
 //! - [`Nginx`]: a private nginx-rtmp on a free loopback port, recording everything it receives.
 //! - [`probe`]: ffprobe/ffmpeg read-back of a recording.
+//! - [`daemon`]: the control plane alone, driven by the CLI; its responsiveness under load.
+//! - [`catalog`]: a large products file.
 #![forbid(unsafe_code)]
 
 use std::net::TcpListener;
@@ -14,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+pub mod daemon;
 pub mod media;
 pub mod probe;
 pub mod proxy;
@@ -27,6 +30,22 @@ pub fn bin_dir() -> PathBuf {
     // target/<profile>/deps/<test binary>
     let exe = std::env::current_exe().expect("test binary path");
     exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf()
+}
+
+/// A products file of `n` products, each as a catalog exported from a shop would have it
+/// (SKUs `SKU-000000`…, a FAQ entry and two selling points each); about 350 bytes a product.
+pub fn catalog(n: usize) -> String {
+    let mut text = String::with_capacity(n * 360);
+    for i in 0..n {
+        text.push_str(&format!(
+            "[[product]]\nsku = \"SKU-{i:06}\"\nname = \"Product number {i} with a longer name\"\nprice = \"{}.99\"\n\
+             currency = \"USD\"\nselling_points = [\"It is good for reason {i}.\", \"It is cheap and lasts for years.\"]\n\
+             images = [\"img/p{i}.png\"]\n[[product.faq]]\nq = \"How long is the warranty of product {i}?\"\n\
+             a = \"Two years, parts and labour, for product {i}.\"\n\n",
+            i % 500
+        ));
+    }
+    text
 }
 
 /// A free loopback port.

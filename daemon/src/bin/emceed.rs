@@ -39,13 +39,19 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let store = Store::open(&config.state_dir)?;
-    // Content pushed through the API (kept in the state database) wins over the files.
-    let content = match Library::at_boot(
-        config.products.as_deref(),
-        &config.script,
-        (config.stage.avatar.scene, &image_base(&config)),
-        store.stored_content()?,
-    ) {
+    // Content pushed through the API (kept in the state database) wins over the files. Read
+    // on a thread that ends before the content thread starts, which then reuses its memory
+    // (glibc hands a finished thread's allocator arena to the next new thread).
+    let stored = store.stored_content()?;
+    let at_boot = || {
+        Library::at_boot(
+            config.products.as_deref(),
+            &config.script,
+            (config.stage.avatar.scene, &image_base(&config)),
+            stored,
+        )
+    };
+    let content = match std::thread::scope(|s| s.spawn(at_boot).join()).expect("reading the content panicked") {
         Ok(c) => c,
         Err(errors) => {
             eprintln!("{errors}");

@@ -38,17 +38,38 @@ impl fmt::Display for ConfigErrors {
 pub(crate) struct Checker<'a> {
     pub(crate) source: &'a str,
     pub(crate) errors: Vec<ConfigError>,
+    /// Where the part being read starts in `source` (a large file is read in parts; spans are
+    /// relative to the part).
+    base: usize,
+    /// Where each line of `source` starts, built at the first error: positions stay linear in
+    /// the file however many errors it has.
+    line_starts: Vec<usize>,
 }
 
 impl<'a> Checker<'a> {
+    /// A checker for `source`, with no problems yet.
+    pub(crate) fn new(source: &'a str) -> Self {
+        Checker { source, errors: Vec::new(), base: 0, line_starts: Vec::new() }
+    }
+
     /// Starts checking `text`: the parsed document, or its one syntax error.
     pub(crate) fn parse(text: &'a str) -> Result<(Self, ImDocument<&'a str>), Vec<ConfigError>> {
-        let mut c = Checker { source: text, errors: Vec::new() };
-        match ImDocument::parse(text) {
-            Ok(doc) => Ok((c, doc)),
+        let mut c = Checker::new(text);
+        match c.parse_part(0..text.len()) {
+            Some(doc) => Ok((c, doc)),
+            None => Err(c.errors),
+        }
+    }
+
+    /// Parses `range` of the source as a document of its own; later errors are placed
+    /// relative to it. A syntax error is recorded and gives `None`.
+    pub(crate) fn parse_part(&mut self, range: Range<usize>) -> Option<ImDocument<&'a str>> {
+        self.base = range.start;
+        match ImDocument::parse(&self.source[range]) {
+            Ok(doc) => Some(doc),
             Err(e) => {
-                c.error(e.span(), format!("not valid TOML: {}", e.message().trim()));
-                Err(c.errors)
+                self.error(e.span(), format!("not valid TOML: {}", e.message().trim()));
+                None
             }
         }
     }
@@ -64,10 +85,16 @@ impl<'a> Checker<'a> {
     }
 
     pub(crate) fn error(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
-        let offset = span.map_or(0, |s| s.start).min(self.source.len());
-        let before = &self.source[..offset];
-        let line = before.matches('\n').count() + 1;
-        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        let offset = (self.base + span.map_or(0, |s| s.start)).min(self.source.len());
+        if self.line_starts.is_empty() {
+            let breaks = self.source.match_indices('\n').map(|(i, _)| i + 1);
+            self.line_starts = std::iter::once(0).chain(breaks).collect();
+        }
+        let line = self.line_starts.partition_point(|&start| start <= offset);
+        let start = self.line_starts[line - 1];
+        // Back to a character boundary: a span may start inside a multi-byte character.
+        let column_end = (start..=offset).rev().find(|&i| self.source.is_char_boundary(i)).unwrap_or(start);
+        let column = self.source[start..column_end].chars().count() + 1;
         self.errors.push(ConfigError { line, column, message: message.into() });
     }
 

@@ -12,6 +12,7 @@
 
 mod checker;
 mod fields;
+mod parts;
 mod schema;
 mod sections;
 
@@ -25,6 +26,7 @@ use toml_edit::Table;
 pub(crate) use checker::Checker;
 pub use checker::{ConfigError, ConfigErrors};
 pub(crate) use fields::{scene_fields, voice_fields};
+pub(crate) use parts::parts;
 pub use schema::*;
 
 use crate::opening_hours::OpeningHours;

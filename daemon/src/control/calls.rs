@@ -1,11 +1,13 @@
 //! What the show loop can be asked, and what it answers: the API (and anything else that
 //! drives the show) maps its requests to these, so the show knows nothing of HTTP.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use crate::config::ConfigErrors;
-use crate::library::{Doc, DocName, Format, Origin};
+use crate::library::{Doc, DocName, Format, Library, Origin};
 use crate::scheduler::{Offset, Room, RoomCommand};
 
 /// What the show loop is asked to do; each carries its reply channel.
@@ -24,10 +26,9 @@ pub enum ShowCall {
         command: RoomCommand,
         reply: oneshot::Sender<Result<Room, String>>,
     },
-    /// The document the show plays from now.
+    /// The documents the show plays from now.
     ContentOf {
-        name: DocName,
-        reply: oneshot::Sender<Doc>,
+        reply: oneshot::Sender<Arc<Library>>,
     },
     /// Replace a document (`Some`, checked first) or go back to its configured file (`None`).
     ChangeContent {

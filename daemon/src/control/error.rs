@@ -19,4 +19,6 @@ pub enum ControlError {
     EndTimeout,
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("cannot start the content thread: {0}")]
+    Thread(std::io::Error),
 }

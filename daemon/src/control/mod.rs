@@ -9,27 +9,30 @@
 //! - this file: the loop — wait for the room to open, play, end — with its deadlines.
 //! - [`calls`]: what the show can be asked (status, say, ask, room, content) and its replies.
 //! - `show`: the show's state and the effects of each decision and event.
+//! - `content`: content changes, checked and stored off the loop, then swapped in.
 //! - `stage_link`: the WebSocket to the stage, up or down; `error`: what ends the loop, and its
 //!   patience.
 
 pub mod calls;
+mod content;
 mod error;
 mod show;
 mod stage_link;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use emcee_protocol::{media_ts_to_ms, ControlMessage, StageEvent};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::answer::Answerer;
 use crate::config::Config;
 use crate::library::{Built, Library};
 use crate::scheduler::{InteractionKind, Output, RoomCommand, Scheduler};
 use crate::store::{now_ms, Store};
 use calls::ShowCall;
+use content::{Changes, ContentSettings};
 use emcee_protocol::notify::notify;
 pub use error::ControlError;
 use error::{CONNECT_PATIENCE, END_FADE_MS, END_PATIENCE};
@@ -106,22 +109,21 @@ async fn wait_to_go_live(
                     let _ = reply.send(show.ask(&question).map(|(asked, _)| asked));
                 }
                 status @ ShowCall::Status(_) => show.answer_status(status),
-                ShowCall::ContentOf { name, reply } => {
-                    let _ = reply.send(show.library.doc(name).clone());
+                ShowCall::ContentOf { reply } => {
+                    let _ = reply.send(show.library.clone());
                 }
                 ShowCall::ChangeContent { name, doc, reply } => {
-                    let result = show.change_content(config, name, doc).map(|(info, outputs)| {
-                        // The room is closed: nothing is sent, the new script's place is kept.
-                        for output in outputs {
-                            if let Output::SaveOffset(o) = output {
-                                Show::log_store(show.store.save_offset(&show.script_key, o));
-                            }
-                        }
-                        info
-                    });
-                    let _ = reply.send(result);
+                    show.changes.request((name, doc, reply), &show.library, &show.script_key)
                 }
             },
+            ready = show.changes.finished() => {
+                // The room is closed: nothing is sent, the new script's place is kept.
+                for output in show.content_ready(ready) {
+                    if let Output::SaveOffset(o) = output {
+                        Show::log_store(show.store.save_offset(&show.script_key, o));
+                    }
+                }
+            }
             _ = tokio::time::sleep_until(next_change) => {
                 if schedule.is_open(jiff::Timestamp::now()) {
                     tracing::info!("schedule window opens");
@@ -165,7 +167,8 @@ pub async fn run_show(
     mut calls: mpsc::Receiver<ShowCall>,
 ) -> Result<(), ControlError> {
     let Built { materials, sentences, script_key: key } = built;
-    let answerer = Answerer::new(&materials.products, config.min_confidence, &config.holding_line);
+    let (changes, answerer) = Changes::new(ContentSettings::of(config), Store::open(&config.state_dir)?, materials)
+        .map_err(ControlError::Thread)?;
     let offset = store.offset(&key)?;
     let queued = store.queued()?;
     if !queued.is_empty() || offset.sentence > 0 || offset.pass > 0 {
@@ -183,7 +186,8 @@ pub async fn run_show(
         answer_max_age_ms: config.answer_max_age.as_millis() as i64,
         last_health: None,
         recent_questions: HashMap::new(),
-        library,
+        library: Arc::new(library),
+        changes,
     };
 
     let end_at = match ending {
@@ -287,7 +291,11 @@ async fn play(
                 let outputs = show.scheduler.resend();
                 show.apply(&mut link, outputs).await;
             }
-            Some(call) = calls.recv() => show.on_call(&mut link, config, call).await,
+            Some(call) = calls.recv() => show.on_call(&mut link, call).await,
+            ready = show.changes.finished() => {
+                let outputs = show.content_ready(ready);
+                show.apply(&mut link, outputs).await;
+            }
             _ = tokio::time::sleep_until(
                 config.schedule.next_change(jiff::Timestamp::now()).map_or_else(never, instant_of)
             ) => {

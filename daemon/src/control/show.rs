@@ -2,16 +2,17 @@
 //! interactions stored durably, questions answered, content changed.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use emcee_protocol::{media_ts_to_ms, ControlMessage, CueAction, StageEvent};
 use tokio::time::Instant;
 
 use super::calls::{Asked, ContentInfo, ContentRefused, Playing, Refusal, ShowCall, Status};
+use super::content::{Changes, ContentReply, Prepared};
 use super::stage_link::StageLink;
 use crate::answer::Answerer;
-use crate::config::Config;
-use crate::library::{image_base, Built, Doc, DocName, Library, Origin};
+use crate::library::Library;
 use crate::scheduler::{Interaction, InteractionKind, Output, Scheduler, Source};
 use crate::store::{now_ms, Store, StoreError};
 
@@ -37,7 +38,9 @@ pub(super) struct Show {
     pub(super) answerer: Answerer,
     pub(super) answer_max_age_ms: i64,
     /// The documents the show plays from.
-    pub(super) library: Library,
+    pub(super) library: Arc<Library>,
+    /// Content changes being prepared off the loop.
+    pub(super) changes: Changes,
     /// The stage's last health report, and when it came.
     pub(super) last_health: Option<(emcee_protocol::Health, Instant)>,
     /// Questions answered lately (normalised text → answer, when), so a question repeated in
@@ -191,49 +194,40 @@ impl Show {
         Ok((asked, outputs))
     }
 
-    /// Checks new content with the rest of the library, stores it, and hands it to the
-    /// scheduler (effective at the next sentence boundary). `doc: None` goes back to the
-    /// configured file. A refused change changes nothing.
-    pub(super) fn change_content(
+    /// Swaps a prepared content change in (effective at the next sentence boundary), answers
+    /// its caller, and starts preparing the next waiting change. A refused change changes
+    /// nothing. What the change replaces is freed off the loop (a large catalog takes a while).
+    pub(super) fn content_ready(
         &mut self,
-        config: &Config,
-        name: DocName,
-        doc: Option<Doc>,
-    ) -> Result<(ContentInfo, Vec<Output>), ContentRefused> {
-        let file = match name {
-            DocName::Materials => config.products.as_deref(),
-            DocName::Script => Some(config.script.as_path()),
+        (result, reply): (Result<Prepared, ContentRefused>, ContentReply),
+    ) -> Vec<Output> {
+        let outputs = match result {
+            Ok(prepared) => {
+                let (info, outputs) = self.swap_content(prepared);
+                let _ = reply.send(Ok(info));
+                outputs
+            }
+            Err(refused) => {
+                let _ = reply.send(Err(refused));
+                Vec::new()
+            }
         };
-        let candidate = match doc {
-            Some(doc) => doc,
-            None => Doc::from_file(name, file).map_err(ContentRefused::Invalid)?,
-        };
-        let library = self.library.with(candidate);
-        let Built { materials, sentences, script_key } =
-            library.build(config.stage.avatar.scene, &image_base(config)).map_err(ContentRefused::Invalid)?;
-        let stored = |e: StoreError| ContentRefused::Store(e.to_string());
-        // Durable before it is acknowledged or played.
-        let mut library = library;
-        if matches!(library.doc(name).origin, Origin::Request) {
-            let updated_ms = now_ms();
-            self.store.save_content(library.doc(name), updated_ms).map_err(stored)?;
-            let doc = Doc { origin: Origin::Stored { updated_ms }, ..library.doc(name).clone() };
-            library = library.with(doc);
-        } else {
-            self.store.delete_content(name).map_err(stored)?;
-        }
-        let resume_at =
-            if script_key == self.script_key { None } else { Some(self.store.offset(&script_key).map_err(stored)?) };
-        tracing::info!(content = name.as_str(), origin = ?library.doc(name).origin, sentences = sentences.len(), "content changed");
-        self.answerer = Answerer::new(&materials.products, config.min_confidence, &config.holding_line);
+        self.changes.start_next(&self.library, &self.script_key);
+        outputs
+    }
+
+    fn swap_content(&mut self, prepared: Prepared) -> (ContentInfo, Vec<Output>) {
+        let Prepared { name, library, sentences, script_key, answerer, resume_at } = prepared;
+        let doc = library.doc(name);
+        tracing::info!(content = name.as_str(), origin = ?doc.origin, sentences = sentences.len(), "content changed");
+        let info =
+            ContentInfo { name, format: doc.format, origin: doc.origin.clone(), script_sentences: sentences.len() };
+        let retired = (std::mem::replace(&mut self.answerer, answerer), std::mem::replace(&mut self.library, library));
+        tokio::task::spawn_blocking(move || drop(retired));
         self.recent_questions.clear();
         self.script_key = script_key;
-        let script_sentences = sentences.len();
         let outputs = self.scheduler.replace_script(sentences, resume_at, now_ms());
-        let doc = library.doc(name);
-        let info = ContentInfo { name, format: doc.format, origin: doc.origin.clone(), script_sentences };
-        self.library = library;
-        Ok((info, outputs))
+        (info, outputs)
     }
 
     pub(super) fn answer_status(&self, call: ShowCall) {
@@ -255,21 +249,15 @@ impl Show {
         }
     }
 
-    pub(super) async fn on_call(&mut self, link: &mut StageLink, config: &Config, call: ShowCall) {
+    pub(super) async fn on_call(&mut self, link: &mut StageLink, call: ShowCall) {
         match call {
             status @ ShowCall::Status(_) => self.answer_status(status),
-            ShowCall::ContentOf { name, reply } => {
-                let _ = reply.send(self.library.doc(name).clone());
+            ShowCall::ContentOf { reply } => {
+                let _ = reply.send(self.library.clone());
             }
-            ShowCall::ChangeContent { name, doc, reply } => match self.change_content(config, name, doc) {
-                Ok((info, outputs)) => {
-                    self.apply(link, outputs).await;
-                    let _ = reply.send(Ok(info));
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
-            },
+            ShowCall::ChangeContent { name, doc, reply } => {
+                self.changes.request((name, doc, reply), &self.library, &self.script_key)
+            }
             ShowCall::Say { text, priority, reply } => match self.enqueue(InteractionKind::Operator, &text, priority) {
                 Ok((interaction, outputs)) => {
                     self.apply(link, outputs).await;
