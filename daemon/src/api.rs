@@ -141,6 +141,7 @@ async fn healthz(State(state): State<AppState>) -> Result<Response, Failure> {
         "outputs": outputs.len(),
         "outputs_publishing": publishing,
         "last_frame_age_ms": s.stage_report_age_ms,
+        "state": s.state,
     }))
     .into_response())
 }
@@ -199,7 +200,7 @@ async fn ask(State(state): State<AppState>, body: Bytes) -> Result<Response, Fai
 fn refused(refusal: Refusal) -> Failure {
     let status = match refusal {
         Refusal::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
-        Refusal::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        Refusal::NotStored(_) => StatusCode::INSUFFICIENT_STORAGE,
     };
     Failure(status, refusal.to_string())
 }
@@ -376,6 +377,21 @@ fn metrics_text(s: &Status) -> String {
         "1 while the stage is connected",
         &[(String::new(), f64::from(u8::from(s.stage_connected)))],
     );
+    let state = &s.state;
+    let flag = |on: bool| [(String::new(), f64::from(u8::from(on)))];
+    metric(
+        "emcee_state_set_aside",
+        "gauge",
+        "1 when a damaged state database was set aside at boot",
+        &flag(state.set_aside.is_some()),
+    );
+    metric("emcee_state_writes_failing", "gauge", "1 while state database writes fail", &flag(state.failing()));
+    metric(
+        "emcee_state_failed_writes_total",
+        "counter",
+        "State database writes lost",
+        &[(String::new(), state.failed_writes as f64)],
+    );
     if let Some(h) = &s.stage {
         metric(
             "emcee_frames_total",
@@ -530,6 +546,7 @@ mod tests {
             stage_connected: true,
             stage: Some(health),
             stage_report_age_ms: Some(300),
+            state: crate::control::calls::StateHealth::default(),
         };
         let text = metrics_text(&status);
         for line in [
@@ -548,6 +565,9 @@ mod tests {
             "emcee_output_acked_bytes_total{url=\"rtmp://a:1935/x\\\"y/…\"} 12000",
             "emcee_output_queue_ms{url=\"rtmp://a:1935/x\\\"y/…\"} 120",
             "emcee_output_bitrate_kbps{url=\"rtmp://a:1935/x\\\"y/…\"} 2600",
+            "emcee_state_set_aside 0",
+            "emcee_state_writes_failing 0",
+            "emcee_state_failed_writes_total 0",
         ] {
             assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
         }

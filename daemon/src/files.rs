@@ -33,6 +33,13 @@ pub fn read_regular(path: &Path) -> std::io::Result<String> {
     Ok(text)
 }
 
+/// The bytes of `path` (see [`open_regular`]).
+pub fn read_regular_bytes(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    open_regular(path)?.take(MAX_FILE_BYTES).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@ use emcee_protocol::{Card, Scene};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ConfigError, ConfigErrors};
-use crate::materials::{parse_materials, Materials};
+use crate::materials::{parse_materials_in, Materials};
 use crate::scheduler::ScriptSentence;
 use crate::script::{parse_lines, parse_segments};
 
@@ -259,7 +259,8 @@ impl Library {
     /// Script sentences without a scene get `default_scene`, so every cue names its scene (a
     /// restarted stage shows the right one). Product images are found under `image_base`.
     pub fn build(&self, default_scene: Scene, image_base: &Path) -> Result<Built, ConfigErrors> {
-        let materials = parse_materials(&self.materials.body).map_err(|e| self.materials.errors(e))?;
+        let materials =
+            parse_materials_in(&self.materials.body, Some(image_base)).map_err(|e| self.materials.errors(e))?;
         let script = &self.script;
         let lines = match script.format {
             Format::Toml => parse_segments(&script.body, &materials),

@@ -35,6 +35,7 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 
 use emcee_protocol::{Scene, Voice};
 use toml_edit::Table;
@@ -230,7 +231,14 @@ fn is_decimal(price: &str) -> bool {
 /// Parses the products file; `Err` holds every problem. Read in parts (one per product), so
 /// time and memory grow with the file, not faster.
 pub fn parse_materials(text: &str) -> Result<Materials, Vec<ConfigError>> {
-    let mut reader = Reader { c: Checker::new(text), materials: Materials::default() };
+    parse_materials_in(text, None)
+}
+
+/// [`parse_materials`], and each product image found in `images` (the content directory)
+/// must be a regular file: a FIFO or a device there would hang or flood the stage's reader.
+/// A missing image is not an error here (the card shows without it, and the stage says so).
+pub fn parse_materials_in(text: &str, images: Option<&Path>) -> Result<Materials, Vec<ConfigError>> {
+    let mut reader = Reader { c: Checker::new(text), materials: Materials::default(), images };
     for part in parts(text, "product") {
         if let Some(doc) = reader.c.parse_part(part) {
             reader.part(&doc);
@@ -243,6 +251,7 @@ pub fn parse_materials(text: &str) -> Result<Materials, Vec<ConfigError>> {
 struct Reader<'a> {
     c: Checker<'a>,
     materials: Materials,
+    images: Option<&'a Path>,
 }
 
 impl Reader<'_> {
@@ -269,7 +278,7 @@ impl Reader<'_> {
             }
         }
         for t in c.tables(root.get("product"), "products are written as [[product]] tables") {
-            let product = product(c, t);
+            let product = product(c, t, self.images);
             if !product.sku.is_empty() {
                 match m.by_sku.entry(product.sku.clone()) {
                     Entry::Vacant(v) => _ = v.insert(m.products.len()),
@@ -284,7 +293,7 @@ impl Reader<'_> {
     }
 }
 
-fn product(c: &mut Checker<'_>, t: &Table) -> Product {
+fn product(c: &mut Checker<'_>, t: &Table, images_dir: Option<&Path>) -> Product {
     let ctx = "[[product]]";
     c.unknown_keys(t, &["sku", "name", "price", "currency", "selling_points", "images", "faq"], ctx);
     let sku = required(c, t, "sku", ctx, MAX_SKU);
@@ -304,7 +313,13 @@ fn product(c: &mut Checker<'_>, t: &Table) -> Product {
     let selling_points = strings(c, t, "selling_points", ctx, MAX_POINT);
     let images = strings(c, t, "images", ctx, MAX_IMAGE_PATH);
     for image in &images {
-        if let Err(why) = check_image_path(image) {
+        let found = images_dir.map(|dir| std::fs::metadata(dir.join(image)));
+        let problem = match (check_image_path(image), found) {
+            (Err(why), _) => Some(why),
+            (Ok(()), Some(Ok(meta))) if !meta.is_file() => Some(format!("image \"{image}\" is not a regular file")),
+            _ => None,
+        };
+        if let Some(why) = problem {
             c.error(t.get("images").and_then(|i| i.span()), format!("{ctx} {why}"));
         }
     }
@@ -429,6 +444,18 @@ pitch = 120
             assert!(errors[0].message.contains(why), "{images}: {errors:?}");
         }
         assert!(parse_materials(&product("images = [\"img/kettle.PNG\", \"b.jpg\"]\n")).is_ok());
+        // In the content directory: a directory or a FIFO named like a picture is refused.
+        let dir = std::env::temp_dir().join(format!("emcee-images-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("dir.png")).unwrap();
+        std::fs::write(dir.join("ok.png"), b"png").unwrap();
+        assert!(std::process::Command::new("mkfifo").arg(dir.join("fifo.jpg")).status().unwrap().success());
+        let three = product("images = [\"ok.png\", \"dir.png\", \"fifo.jpg\", \"missing.png\"]\n");
+        let errors = parse_materials_in(&three, Some(&dir)).unwrap_err();
+        let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(messages.len(), 2, "{messages:?}");
+        assert!(messages[0].contains("\"dir.png\" is not a regular file"), "{messages:?}");
+        assert!(messages[1].contains("\"fifo.jpg\" is not a regular file"), "{messages:?}");
+        let _ = std::fs::remove_dir_all(&dir);
         let long_answer = product(&format!("[[product.faq]]\nq = \"Why?\"\na = \"{}\"\n", "a".repeat(601)));
         assert!(parse_materials(&long_answer).unwrap_err()[0].message.contains("at most 600"));
     }

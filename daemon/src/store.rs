@@ -41,6 +41,29 @@ pub struct Store {
     conn: Connection,
 }
 
+/// A state database that failed its check at boot and was moved aside (kept, never deleted)
+/// for a new one: what the show lost (offsets, queued lines, the audit log, pushed content)
+/// is in the kept file.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct SetAside {
+    /// Where the damaged database now is.
+    pub kept_as: String,
+    /// What SQLite said about it.
+    pub reason: String,
+    /// When it was found, Unix milliseconds.
+    pub at_ms: i64,
+}
+
+/// Whether SQLite's error says the file is damaged (as opposed to unreachable: a read-only
+/// directory or a full disk is not fixed by moving the database away).
+fn is_damage(e: &StoreError) -> bool {
+    let sql = match e {
+        StoreError::Open { source, .. } | StoreError::Sql(source) => source,
+        StoreError::Dir { .. } => return false,
+    };
+    matches!(sql.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase))
+}
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS script_offset (
     script_key TEXT PRIMARY KEY,
@@ -66,10 +89,6 @@ CREATE TABLE IF NOT EXISTS audit (
     wall_ms INTEGER NOT NULL,
     media_ms INTEGER NOT NULL
 );
--- A restarted control plane may hear the same event again from a stage that kept running;
--- it is the same utterance, recorded once. Two actions at one mark are two records.
-DROP INDEX IF EXISTS audit_once;
-CREATE UNIQUE INDEX IF NOT EXISTS audit_once_per_text ON audit (cue, event, media_ms, text);
 -- Content pushed through the API (`materials`, `script`); it replaces the configured file
 -- until it is deleted here.
 CREATE TABLE IF NOT EXISTS content (
@@ -115,6 +134,19 @@ impl Store {
             let _ = conn.execute("ALTER TABLE interaction ADD COLUMN expires_ms INTEGER", []);
             conn.pragma_update(None, "user_version", 2).map_err(open_err)?;
         }
+        if version < 3 {
+            // Which mark of its sentence a mark record is (0 for other events). A restarted
+            // control plane may hear the same event again from a stage that kept running: it
+            // is the same utterance, recorded once; two actions at one mark, or 37 marks of
+            // one name at one place, are that many records.
+            let _ = conn.execute("ALTER TABLE audit ADD COLUMN ordinal INTEGER NOT NULL DEFAULT 0", []);
+            conn.execute_batch(
+                "DROP INDEX IF EXISTS audit_once; DROP INDEX IF EXISTS audit_once_per_text;
+                 CREATE UNIQUE INDEX IF NOT EXISTS audit_once_per_mark ON audit (cue, event, media_ms, text, ordinal);",
+            )
+            .map_err(open_err)?;
+            conn.pragma_update(None, "user_version", 3).map_err(open_err)?;
+        }
         for file in ["state.db", "state.db-wal", "state.db-shm"] {
             let file = dir.join(file);
             if file.exists() {
@@ -122,6 +154,53 @@ impl Store {
             }
         }
         Ok(Self { conn })
+    }
+
+    /// Opens the state database at boot, checked: one that SQLite finds damaged (not a
+    /// database, or failing `PRAGMA quick_check`) is renamed `state.db.damaged-<ms>` with its
+    /// journal files — kept for whoever wants to recover from it — and a new one is started,
+    /// so the show goes on from the configured files. Anything else (an unusable directory)
+    /// is an error.
+    pub fn open_checked(dir: &Path) -> Result<(Self, Option<SetAside>), StoreError> {
+        let reason = match Self::open(dir).and_then(|store| store.damage().map(|d| (store, d))) {
+            Ok((store, None)) => return Ok((store, None)),
+            Ok((store, Some(reason))) => {
+                drop(store);
+                reason
+            }
+            Err(e) if is_damage(&e) => e.to_string(),
+            Err(e) => return Err(e),
+        };
+        let at_ms = now_ms();
+        let kept = dir.join(format!("state.db.damaged-{at_ms}"));
+        for suffix in ["", "-wal", "-shm"] {
+            let from = dir.join(format!("state.db{suffix}"));
+            if from.exists() {
+                let to = format!("{}{suffix}", kept.display());
+                std::fs::rename(&from, &to)
+                    .map_err(|source| StoreError::Dir { path: from.display().to_string(), source })?;
+            }
+        }
+        let set_aside = SetAside { kept_as: kept.display().to_string(), reason, at_ms };
+        tracing::error!(kept_as = %set_aside.kept_as, reason = %set_aside.reason, "the state database was damaged; it is kept aside and the show starts afresh from the configured files");
+        let store = Self::open(dir)?;
+        let note = format!("state database damaged ({}); kept as {}", set_aside.reason, set_aside.kept_as);
+        store.audit("state", "system", &note, "state_set_aside", 0)?;
+        Ok((store, Some(set_aside)))
+    }
+
+    /// What SQLite's quick check finds wrong, if anything.
+    fn damage(&self) -> Result<Option<String>, StoreError> {
+        let mut problems = Vec::new();
+        let mut statement = self.conn.prepare("PRAGMA quick_check")?;
+        let mut rows = statement.query([])?;
+        while let Some(row) = rows.next()? {
+            let line: String = row.get(0)?;
+            if line != "ok" {
+                problems.push(line);
+            }
+        }
+        Ok((!problems.is_empty()).then(|| format!("integrity check: {}", problems.join("; "))))
     }
 
     pub fn offset(&self, script_key: &str) -> Result<Offset, StoreError> {
@@ -190,9 +269,25 @@ impl Store {
     }
 
     pub fn audit(&self, cue: &str, source: &str, text: &str, event: &str, media_ms: u64) -> Result<(), StoreError> {
+        self.insert_audit((cue, source), (text, 0), event, media_ms)
+    }
+
+    /// The `index`-th mark (from 0) of cue `cue`'s sentence, named `name`.
+    pub fn audit_mark(&self, cue: &str, source: &str, name: &str, index: u32, media_ms: u64) -> Result<(), StoreError> {
+        self.insert_audit((cue, source), (name, index), "mark", media_ms)
+    }
+
+    fn insert_audit(
+        &self,
+        (cue, source): (&str, &str),
+        (text, ordinal): (&str, u32),
+        event: &str,
+        media_ms: u64,
+    ) -> Result<(), StoreError> {
         self.conn.execute(
-            "INSERT OR IGNORE INTO audit (cue, source, text, event, wall_ms, media_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![cue, source, text, event, now_ms(), media_ms as i64],
+            "INSERT OR IGNORE INTO audit (cue, source, text, event, wall_ms, media_ms, ordinal)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![cue, source, text, event, now_ms(), media_ms as i64, ordinal],
         )?;
         Ok(())
     }
@@ -275,6 +370,12 @@ mod tests {
             store.interaction_done(a.id).unwrap();
             store.audit("s0.0.0", "script", "a", "started", 1000).unwrap();
             store.audit("s0.0.0", "script", "a", "started", 1000).unwrap(); // heard twice, kept once
+                                                                            // 37 marks of one name at one place are 37 records; each heard twice, kept once.
+            for _ in 0..2 {
+                for index in 0..37 {
+                    store.audit_mark("s0.0.0", "script", "m", index, 1200).unwrap();
+                }
+            }
         }
         let store = Store::open(&dir).unwrap();
         assert_eq!(store.offset(key).unwrap(), Offset { pass: 1, sentence: 2, attempt: 3 });
@@ -284,10 +385,11 @@ mod tests {
             (queued[0].text.as_str(), queued[0].kind, queued[0].priority),
             ("second", InteractionKind::Answer, 5)
         );
-        let log = store.audit_since(0, 10).unwrap();
-        assert_eq!(log.len(), 1);
+        let log = store.audit_since(0, 100).unwrap();
+        assert_eq!(log.len(), 38);
+        assert_eq!(log.iter().filter(|r| r.event == "mark").count(), 37);
         assert_eq!((log[0].cue.as_str(), log[0].event.as_str(), log[0].media_ms), ("s0.0.0", "started", 1000));
-        assert!(store.audit_since(log[0].seq, 10).unwrap().is_empty());
+        assert!(store.audit_since(log[37].seq, 10).unwrap().is_empty());
         let journal: String = store.conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
         assert_eq!(journal, "wal");
         let _ = std::fs::remove_dir_all(&dir);
@@ -316,5 +418,67 @@ mod tests {
     fn an_unwritable_directory_is_a_clear_error() {
         let err = Store::open(Path::new("/proc/emcee-cannot-be-here")).err().unwrap().to_string();
         assert!(err.contains("/proc/emcee-cannot-be-here"), "{err}");
+        // Not damage: nothing is moved, the error stands.
+        assert!(Store::open_checked(Path::new("/proc/emcee-cannot-be-here")).is_err());
+    }
+
+    /// A database with an offset, a queued line and enough audit records to span many pages.
+    fn filled(dir: &Path) -> u64 {
+        let store = Store::open(dir).unwrap();
+        store.save_offset("k", Offset { pass: 0, sentence: 7, attempt: 0 }).unwrap();
+        store.enqueue(InteractionKind::Operator, "queued", 0, None).unwrap();
+        for i in 0..2000 {
+            store.audit(&format!("s0.{i}.0"), "script", "A sentence said on air.", "started", i * 10).unwrap();
+        }
+        store.conn.pragma_update(None, "wal_checkpoint", "TRUNCATE").unwrap();
+        std::fs::metadata(dir.join("state.db")).unwrap().len()
+    }
+
+    #[test]
+    fn a_damaged_database_is_kept_aside_and_a_new_one_started() {
+        type Damage = fn(&Path, u64);
+        let damages: [(&str, Damage); 3] = [
+            ("garbled-header", |db, _| {
+                let mut bytes = std::fs::read(db).unwrap();
+                bytes[..16].copy_from_slice(b"not a database!!");
+                std::fs::write(db, bytes).unwrap();
+            }),
+            ("truncated", |db, len| {
+                let bytes = std::fs::read(db).unwrap();
+                std::fs::write(db, &bytes[..(len as usize / 2 / 4096) * 4096 + 100]).unwrap();
+            }),
+            ("garbled-pages", |db, len| {
+                let mut bytes = std::fs::read(db).unwrap();
+                for b in &mut bytes[4096..len as usize] {
+                    *b ^= 0xa5;
+                }
+                std::fs::write(db, bytes).unwrap();
+            }),
+        ];
+        for (name, damage) in damages {
+            let dir = temp_dir(name);
+            let len = filled(&dir);
+            let db = dir.join("state.db");
+            damage(&db, len);
+            let damaged = std::fs::read(&db).unwrap();
+            let (store, set_aside) = Store::open_checked(&dir).unwrap();
+            let set_aside = set_aside.unwrap_or_else(|| panic!("{name}: not found damaged"));
+            assert_eq!(std::fs::read(&set_aside.kept_as).unwrap(), damaged, "{name}: kept as it was");
+            // A new database: the show starts from the files; the event is in the new audit log.
+            assert_eq!(store.offset("k").unwrap(), Offset::default(), "{name}");
+            let log = store.audit_since(0, 10).unwrap();
+            assert_eq!((log.len(), log[0].event.as_str(), log[0].source.as_str()), (1, "state_set_aside", "system"));
+            assert!(log[0].text.contains(&set_aside.kept_as), "{name}: {}", log[0].text);
+            drop(store);
+            let (_, again) = Store::open_checked(&dir).unwrap();
+            assert!(again.is_none(), "{name}: the new database is healthy");
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        let dir = temp_dir("healthy");
+        filled(&dir);
+        let (store, set_aside) = Store::open_checked(&dir).unwrap();
+        assert!(set_aside.is_none());
+        assert_eq!(store.queued().unwrap().len(), 1, "a healthy database is used as it is");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

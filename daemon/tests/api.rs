@@ -35,6 +35,7 @@ async fn serve() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
                         stage_connected: true,
                         stage: None,
                         stage_report_age_ms: None,
+                        state: Default::default(),
                     });
                 }
                 ShowCall::Say { reply, .. } => {

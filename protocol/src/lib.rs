@@ -297,8 +297,15 @@ pub enum StageEvent {
     Accepted { id: String, duplicate: bool },
     /// The cue's first sample reached the encoder input.
     Started { id: String, media_ts: u64 },
-    /// Playback passed an SSML `<mark name="…"/>` (actions ride on these).
-    Mark { id: String, name: String, media_ts: u64 },
+    /// Playback passed an SSML `<mark name="…"/>` (actions ride on these). `index`: which mark
+    /// of the sentence (from 0), so marks of one name at one place are told apart.
+    Mark {
+        id: String,
+        name: String,
+        #[serde(default)]
+        index: u32,
+        media_ts: u64,
+    },
     /// An action (see [`action::Action`]) that a mark of cue `id` triggered has begun.
     ActionStarted { id: String, action: String, media_ts: u64 },
     /// The action has ended: played out, or `was_stopped` (an expression replaced by the next,

@@ -279,7 +279,7 @@ impl MediaLoop {
                 StageEvent::Finished { id, .. } => {
                     self.scenes.remove(id);
                 }
-                StageEvent::Mark { id, name, media_ts } => self.actions.mark(id, name, *media_ts, &mut self.acted),
+                StageEvent::Mark { id, name, media_ts, .. } => self.actions.mark(id, name, *media_ts, &mut self.acted),
                 _ => {}
             }
             emit(&self.events, event);

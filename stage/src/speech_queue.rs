@@ -185,7 +185,7 @@ impl SpeechQueue {
             let tick_offset = start + (pcm.len() - base) as u64;
             let (from, to) = (p.position as u64, (p.position + take) as u64);
             let finishing = p.position + take >= end;
-            for (name, at) in &p.utterance.marks {
+            for (index, (name, at)) in p.utterance.marks.iter().enumerate() {
                 // Marks in this stretch; one at the very end goes out with the last stretch,
                 // unless the speech was cut before it.
                 let at_end = finishing && *at == to && p.cut_at.is_none();
@@ -193,6 +193,7 @@ impl SpeechQueue {
                     events.push(StageEvent::Mark {
                         id: p.id.clone(),
                         name: name.clone(),
+                        index: index as u32,
                         media_ts: tick_offset + at - from,
                     });
                 }
@@ -275,8 +276,8 @@ mod tests {
         assert_eq!(
             marks,
             vec![
-                StageEvent::Mark { id: "a".into(), name: "card:show:A".into(), media_ts: 1600 },
-                StageEvent::Mark { id: "a".into(), name: "gesture:wave".into(), media_ts: 6600 },
+                StageEvent::Mark { id: "a".into(), name: "card:show:A".into(), index: 0, media_ts: 1600 },
+                StageEvent::Mark { id: "a".into(), name: "gesture:wave".into(), index: 1, media_ts: 6600 },
             ]
         );
         let mut events = Vec::new();

@@ -71,7 +71,8 @@ fn daemon_row(n: usize) -> anyhow::Result<()> {
     let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
     let config = emcee_tests::write_show(&dir, &lines, &["rtmp://127.0.0.1:1/live/x".into()], "end")?;
     std::fs::write(dir.join("products.toml"), catalog(n))?;
-    let text = std::fs::read_to_string(&config)?.replace("when_done = \"end\"", "when_done = \"end\"\nautostart = false")
+    let text = std::fs::read_to_string(&config)?
+        .replace("when_done = \"end\"", "when_done = \"end\"\nautostart = false")
         + "\n[content]\nproducts = \"products.toml\"\n";
     std::fs::write(&config, text)?;
     let started = Instant::now();
@@ -79,7 +80,9 @@ fn daemon_row(n: usize) -> anyhow::Result<()> {
     let boot = started.elapsed();
     let script = dir.join("push.txt");
     std::fs::write(&script, format!("<mark name=\"card:show:SKU-{:06}\"/>The last one.\nBye.\n", n - 1))?;
-    let push = statuses_during(&config, || emcee(&["content", "put", "script", script.to_str().unwrap_or_default()], &config))?;
+    let push = statuses_during(&config, || {
+        emcee(&["content", "put", "script", script.to_str().unwrap_or_default()], &config)
+    })?;
     anyhow::ensure!(push.result?.status.success(), "the push was refused");
     let slowest = push.statuses.iter().max().copied().unwrap_or_default();
     println!(

@@ -38,7 +38,16 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(EXIT_CONFIG);
         }
     };
-    let store = Store::open(&config.state_dir)?;
+    // A damaged database is set aside for a new one; a directory that cannot hold one will
+    // not fix itself on a restart: exit 78, so systemd stops instead of looping.
+    let (store, set_aside) = match Store::open_checked(&config.state_dir) {
+        Ok(opened) => opened,
+        Err(e) => {
+            tracing::error!(error = %e, "the state directory is unusable");
+            eprintln!("{e}");
+            std::process::exit(EXIT_CONFIG);
+        }
+    };
     // Content pushed through the API (kept in the state database) wins over the files. Read
     // on a thread that ends before the content thread starts, which then reuses its memory
     // (glibc hands a finished thread's allocator arena to the next new thread).
@@ -73,6 +82,6 @@ async fn main() -> anyhow::Result<()> {
     let app = api::router(token, calls_tx, log_reader);
     tracing::info!(addr = %config.api_listen, "API listening");
     tokio::spawn(api_server::serve(listener, app));
-    run_show(&config, content, ending, StopSignals::new().first(), store, calls_rx).await?;
+    run_show(&config, content, ending, StopSignals::new().first(), (store, set_aside), calls_rx).await?;
     Ok(())
 }

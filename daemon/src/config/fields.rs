@@ -19,17 +19,13 @@ pub(crate) fn parse_colour(s: &str) -> Option<[u8; 3]> {
     Some([byte(0)?, byte(2)?, byte(4)?])
 }
 
-/// A readable glTF binary (`.glb` / `.vrm`); the stage reads the rest of it.
+/// An avatar the stage can draw: read with the stage's own loader, so a truncated or garbled
+/// file is refused here, with the loader's reason, instead of by the stage at every start.
 pub(crate) fn avatar_file(path: &Path) -> Result<(), String> {
-    use std::io::Read;
-    let mut magic = [0u8; 4];
-    crate::files::open_regular(path)
-        .and_then(|mut f| f.read_exact(&mut magic))
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if &magic != b"glTF" {
-        return Err(format!("{} is not a glTF binary (.glb or .vrm)", path.display()));
-    }
-    Ok(())
+    let bytes = crate::files::read_regular_bytes(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    emcee_renderer::model::Model::from_glb(&bytes)
+        .map(drop)
+        .map_err(|e| format!("{} is not an avatar the stage can draw: {e}", path.display()))
 }
 
 /// Checks that Piper voice `name` is installed in the configured voices directory and that

@@ -194,16 +194,43 @@ stream_key = "demo"
         assert_eq!(c.stage.outputs, vec![OutputConfig::new("rtmp://127.0.0.1:1935/live/demo")]);
     }
 
+    /// A one-triangle glTF binary: the least the stage can draw.
+    fn triangle_glb() -> Vec<u8> {
+        let mut b = emcee_avatar_build::glb::Builder::default();
+        let positions = b.floats(&[[-0.2f32, -0.2, 0.0], [0.2, -0.2, 0.0], [0.0, 0.2, 0.0]], true);
+        let indices = b.indices(&[0, 1, 2]);
+        b.finish(serde_json::json!({
+            "asset": { "version": "2.0" },
+            "scene": 0,
+            "scenes": [{ "nodes": [0] }],
+            "nodes": [{ "mesh": 0 }],
+            "meshes": [{ "primitives": [{ "attributes": { "POSITION": positions }, "indices": indices }] }],
+        }))
+    }
+
     #[test]
-    fn an_avatar_model_must_be_a_readable_gltf_binary() {
+    fn an_avatar_model_must_be_one_the_stage_can_draw() {
         let dir = std::env::temp_dir().join(format!("emcee-config-avatar-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("host.vrm"), b"glTF\x02\0\0\0").unwrap();
+        let glb = triangle_glb();
+        std::fs::write(dir.join("host.vrm"), &glb).unwrap();
+        // Only the magic right, cut short, or garbled past the header: the stage's loader says why.
+        std::fs::write(dir.join("magic.vrm"), b"glTF\x02\0\0\0").unwrap();
+        std::fs::write(dir.join("cut.vrm"), &glb[..glb.len() * 2 / 3]).unwrap();
+        let garbled: Vec<u8> = glb.iter().enumerate().map(|(i, b)| if i > 20 { b ^ 0x5a } else { *b }).collect();
+        std::fs::write(dir.join("garbled.vrm"), garbled).unwrap();
         std::fs::write(dir.join("notes.txt"), b"hello").unwrap();
         let with = |model: &str| good().replace("[avatar]\n", &format!("[avatar]\nmodel = \"{model}\"\n"));
         let c = Config::parse(&with("host.vrm"), &dir, &[]).unwrap();
         assert_eq!(c.stage.avatar.model, Some(dir.join("host.vrm")));
-        for (name, why) in [("notes.txt", "is not a glTF binary"), ("gone.vrm", "cannot read")] {
+        for (name, why) in [
+            ("notes.txt", "is not an avatar the stage can draw: not a valid glTF binary"),
+            ("magic.vrm", "is not an avatar the stage can draw"),
+            ("cut.vrm", "is not an avatar the stage can draw"),
+            ("garbled.vrm", "is not an avatar the stage can draw"),
+            ("gone.vrm", "cannot read"),
+            (".", "not a regular file"),
+        ] {
             let errors = Config::parse(&with(name), &dir, &[]).unwrap_err();
             assert!(errors[0].message.contains(why) && errors[0].column == 9, "{errors:?}");
         }

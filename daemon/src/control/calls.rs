@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
+pub use super::state_health::StateHealth;
 use crate::config::ConfigErrors;
 use crate::library::{Doc, DocName, Format, Library, Origin};
 use crate::scheduler::{Offset, Room, RoomCommand};
@@ -91,6 +92,9 @@ pub struct Status {
     /// newest frame the control plane knows of.
     #[serde(default)]
     pub stage_report_age_ms: Option<u64>,
+    /// The state database: set aside at boot, writes failing now.
+    #[serde(default)]
+    pub state: StateHealth,
 }
 
 /// Why a line or a question was not queued.
@@ -100,9 +104,10 @@ pub enum Refusal {
     /// off for long, nor fill the disk.
     #[error("{queued} {kind} already wait to be said (at most {limit}); try again once some are said")]
     QueueFull { kind: &'static str, queued: usize, limit: usize },
-    /// The state database refused it (nothing was queued).
-    #[error("{0}")]
-    Failed(String),
+    /// The state database could not store it (a full disk): nothing was queued (the API
+    /// answers 507).
+    #[error("the state database could not store it, so it was not queued: {0}")]
+    NotStored(String),
 }
 
 /// Whether the show is on air, and if not, every reason why not: what `/readyz` answers.
@@ -165,6 +170,7 @@ mod tests {
             stage_connected: connected,
             stage: health,
             stage_report_age_ms: report.map(|(_, age)| age),
+            state: StateHealth::default(),
         }
     }
 

@@ -10,6 +10,7 @@
 //! - [`calls`]: what the show can be asked (status, say, ask, room, content) and its replies.
 //! - `show`: the show's state and the effects of each decision and event.
 //! - `content`: content changes, checked and stored off the loop, then swapped in.
+//! - `state_health`: the state database as the show sees it (set aside, writes failing, gaps).
 //! - `stage_link`: the WebSocket to the stage, up or down; `error`: what ends the loop, and its
 //!   patience.
 
@@ -18,6 +19,7 @@ mod content;
 mod error;
 mod show;
 mod stage_link;
+mod state_health;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,7 +32,7 @@ use tokio::time::Instant;
 use crate::config::Config;
 use crate::library::{Built, Library};
 use crate::scheduler::{InteractionKind, Output, RoomCommand, Scheduler};
-use crate::store::{now_ms, Store};
+use crate::store::{now_ms, SetAside, Store};
 use calls::ShowCall;
 use content::{Changes, ContentSettings};
 use emcee_protocol::notify::notify;
@@ -38,6 +40,7 @@ pub use error::ControlError;
 use error::{CONNECT_PATIENCE, END_FADE_MS, END_PATIENCE};
 use show::Show;
 use stage_link::{open, StageLink, Ws};
+use state_health::StateHealth;
 
 /// How the show ends besides the room ending itself.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -120,7 +123,7 @@ async fn wait_to_go_live(
                 // The room is closed: nothing is sent, the new script's place is kept.
                 for output in show.content_ready(ready) {
                     if let Output::SaveOffset(o) = output {
-                        Show::log_store(show.store.save_offset(&show.script_key, o));
+                        show.log_store(show.store.save_offset(&show.script_key, o));
                     }
                 }
             }
@@ -163,7 +166,7 @@ pub async fn run_show(
     (library, built): (Library, Built),
     ending: Ending,
     stop: impl std::future::Future<Output = ()>,
-    store: Store,
+    (store, set_aside): (Store, Option<SetAside>),
     mut calls: mpsc::Receiver<ShowCall>,
 ) -> Result<(), ControlError> {
     let Built { materials, sentences, script_key: key } = built;
@@ -188,6 +191,7 @@ pub async fn run_show(
         recent_questions: HashMap::new(),
         library: Arc::new(library),
         changes,
+        state: StateHealth::new(set_aside),
     };
 
     let end_at = match ending {
@@ -213,7 +217,7 @@ pub async fn run_show(
             GoLive::Now { fresh } => {
                 if fresh {
                     if let Some(o) = show.scheduler.rewind_if_done() {
-                        Show::log_store(show.store.save_offset(&show.script_key, o));
+                        show.log_store(show.store.save_offset(&show.script_key, o));
                     }
                 }
             }

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use super::calls::{Asked, ContentInfo, ContentRefused, Playing, Refusal, ShowCall, Status};
 use super::content::{Changes, ContentReply, Prepared};
 use super::stage_link::StageLink;
+use super::state_health::StateHealth;
 use crate::answer::Answerer;
 use crate::library::Library;
 use crate::scheduler::{Interaction, InteractionKind, Output, Scheduler, Source};
@@ -41,6 +42,8 @@ pub(super) struct Show {
     pub(super) library: Arc<Library>,
     /// Content changes being prepared off the loop.
     pub(super) changes: Changes,
+    /// The state database's health: set aside at boot, writes failing.
+    pub(super) state: StateHealth,
     /// The stage's last health report, and when it came.
     pub(super) last_health: Option<(emcee_protocol::Health, Instant)>,
     /// Questions answered lately (normalised text → answer, when), so a question repeated in
@@ -59,17 +62,24 @@ pub(super) const OPERATOR_LINE_MAX_AGE_MS: i64 = 10 * 60 * 1000;
 const QUESTION_DEDUP: Duration = Duration::from_secs(60);
 
 impl Show {
-    pub(super) fn log_store<T>(result: Result<T, StoreError>) {
-        if let Err(e) = result {
-            // The show goes on (viewers first); the operator sees this in the journal.
+    /// Notes a state database write: a failure is logged and shown (status, metrics) and the
+    /// show goes on (viewers first); the first write that works again records the gap.
+    pub(super) fn log_store<T>(&mut self, result: Result<T, StoreError>) {
+        if let Err(e) = &result {
             tracing::error!(error = %e, "state database write failed");
+        }
+        if let Some(gap) = self.state.note(&result) {
+            tracing::warn!(%gap, "state database writes work again");
+            if let Err(e) = self.store.audit("state", "system", &gap, "gap", 0) {
+                tracing::error!(error = %e, "the audit log's gap could not be recorded");
+            }
         }
     }
 
     pub(super) async fn apply(&mut self, link: &mut StageLink, outputs: Vec<Output>) {
         for output in outputs {
             match output {
-                Output::SaveOffset(o) => Self::log_store(self.store.save_offset(&self.script_key, o)),
+                Output::SaveOffset(o) => self.log_store(self.store.save_offset(&self.script_key, o)),
                 Output::Send { cue, source } => {
                     let CueAction::Say { text, .. } = &cue.action;
                     self.cues.insert(cue.id.clone(), (source_name(&source), crate::ssml::plain_of(text)));
@@ -78,7 +88,7 @@ impl Show {
                 Output::Stop { id, when } => {
                     link.send(&ControlMessage::Stop { id: Some(id), when }).await;
                 }
-                Output::InteractionDone { id } => Self::log_store(self.store.interaction_done(id)),
+                Output::InteractionDone { id } => self.log_store(self.store.interaction_done(id)),
                 Output::InteractionExpired(i) => {
                     let source = match i.kind {
                         InteractionKind::Operator => "operator",
@@ -86,8 +96,8 @@ impl Show {
                     };
                     tracing::info!(id = i.id, source, text = %i.text, "stale line dropped unsaid");
                     let cue = format!("i{}", i.id);
-                    Self::log_store(self.store.audit(&cue, source, &i.text, "expired", 0));
-                    Self::log_store(self.store.interaction_done(i.id));
+                    self.log_store(self.store.audit(&cue, source, &i.text, "expired", 0));
+                    self.log_store(self.store.interaction_done(i.id));
                 }
                 Output::End => self.end_requested = true,
             }
@@ -95,12 +105,16 @@ impl Show {
     }
 
     /// Records `event` of `cue`; `text` is the cue's words, or for marks and actions their name.
-    pub(super) fn audit(&self, cue: &str, text: Option<&str>, event: &str, media_ts: u64) {
-        let known = self.cues.get(cue);
+    /// Who said cue `cue`: its source while it is known.
+    fn source_of(&self, cue: &str) -> &'static str {
         // A cue that has finished is no longer known (a gesture may outlast its sentence).
-        let source = known.map_or(if cue.starts_with('s') { "script" } else { "unknown" }, |(s, _)| *s);
-        let text = text.or(known.map(|(_, t)| t.as_str())).unwrap_or("");
-        Self::log_store(self.store.audit(cue, source, text, event, media_ts_to_ms(media_ts)));
+        self.cues.get(cue).map_or(if cue.starts_with('s') { "script" } else { "unknown" }, |(s, _)| *s)
+    }
+
+    pub(super) fn audit(&mut self, cue: &str, text: Option<&str>, event: &str, media_ts: u64) {
+        let source = self.source_of(cue);
+        let text = text.or(self.cues.get(cue).map(|(_, t)| t.as_str())).unwrap_or("");
+        self.log_store(self.store.audit(cue, source, text, event, media_ts_to_ms(media_ts)));
     }
 
     pub(super) async fn on_event(&mut self, link: &mut StageLink, event: StageEvent) {
@@ -123,9 +137,11 @@ impl Show {
                 let outputs = self.scheduler.failed(&id, now_ms());
                 self.apply(link, outputs).await;
             }
-            StageEvent::Mark { id, name, media_ts } => {
-                tracing::info!(cue = %id, mark = %name, media_ms = media_ts_to_ms(media_ts), "mark");
-                self.audit(&id, Some(&name), "mark", media_ts);
+            StageEvent::Mark { id, name, index, media_ts } => {
+                tracing::info!(cue = %id, mark = %name, index, media_ms = media_ts_to_ms(media_ts), "mark");
+                let source = self.source_of(&id);
+                let media_ms = media_ts_to_ms(media_ts);
+                self.log_store(self.store.audit_mark(&id, source, &name, index, media_ms));
             }
             StageEvent::ActionStarted { id, action, media_ts } => {
                 self.audit(&id, Some(&action), "action_started", media_ts)
@@ -160,8 +176,18 @@ impl Show {
         }
         // Both go stale: the viewer has moved on, the operator's moment has passed.
         let expires_ms = Some(now_ms() + max_age_ms);
-        let interaction =
-            self.store.enqueue(kind, text, priority, expires_ms).map_err(|e| Refusal::Failed(e.to_string()))?;
+        // Durable before it is acknowledged: a line the disk cannot hold is refused, not lost.
+        let interaction = match self.store.enqueue(kind, text, priority, expires_ms) {
+            Ok(interaction) => {
+                self.log_store(Ok::<(), StoreError>(()));
+                interaction
+            }
+            Err(e) => {
+                let why = e.to_string();
+                self.log_store(Err::<(), _>(e));
+                return Err(Refusal::NotStored(why));
+            }
+        };
         let outputs = self.scheduler.interaction(interaction.clone(), now_ms());
         Ok((interaction, outputs))
     }
@@ -245,6 +271,7 @@ impl Show {
                 stage_connected: self.stage_connected,
                 stage: self.last_health.as_ref().filter(|_| self.stage_connected).map(|(h, _)| h.clone()),
                 stage_report_age_ms: self.last_health.as_ref().map(|(_, at)| at.elapsed().as_millis() as u64),
+                state: self.state.clone(),
             });
         }
     }
