@@ -14,7 +14,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
+use emcee_tests::daemon::wait_until;
 use emcee_tests::{bin_dir, scratch_dir, wait_for_end, write_show, Nginx};
 
 /// These tests each run a whole show; one at a time, so the stage renders in real time.
@@ -33,18 +34,6 @@ fn timed_status(config: &Path) -> Result<(serde_json::Value, Duration)> {
     let took = asked.elapsed();
     ensure!(out.status.success(), "emcee status: {}", String::from_utf8_lossy(&out.stderr));
     Ok((serde_json::from_slice(&out.stdout)?, took))
-}
-
-/// Polls `check` every 200 ms until it holds; fails after `limit`.
-fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> Result<bool>) -> Result<()> {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if check().unwrap_or(false) {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    bail!("{what}: not within {limit:?}")
 }
 
 /// Live: the stage connected and its first output publishing.
@@ -329,6 +318,33 @@ fn a_stage_down_for_a_minute_leaves_the_control_plane_watched_and_answering() ->
         slowest.as_millis(),
         gap.as_millis()
     );
+    Ok(())
+}
+
+#[test]
+fn a_stage_that_refuses_the_show_is_asked_again_and_the_control_plane_stays_up() -> Result<()> {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (dir, config, _nginx) = looping_show("refused")?;
+    let _stage = start(&dir, "emcee-stage", &config, &[])?;
+    let first = start(&dir, "emceed", &config, &[])?;
+    wait_until(Duration::from_secs(40), "the show on air", || on_air(&config))?;
+    // The control plane dies; one with another configuration comes up on the same stage,
+    // which keeps streaming the first and refuses the second.
+    drop(first);
+    let other = dir.join("other.toml");
+    std::fs::write(&other, std::fs::read_to_string(&config)?.replace("bitrate_kbps = 1200", "bitrate_kbps = 900"))?;
+    let mut second = start(&dir, "emceed", &other, &[])?;
+    wait_until(Duration::from_secs(20), "the refusal in status", || {
+        let (status, _) = timed_status(&other)?;
+        Ok(status["stage_refused"].as_str().is_some_and(|r| r.contains("another configuration")))
+    })?;
+    // No exit-and-restart loop: it stays up, answering, with the reason in /healthz and /readyz.
+    std::thread::sleep(Duration::from_secs(3));
+    ensure!(second.0.try_wait()?.is_none(), "emceed exited on the refusal");
+    let healthz = api_get(&other, "/healthz")?;
+    ensure!(healthz.starts_with("HTTP/1.1 200") && healthz.contains("another configuration"), "{healthz}");
+    let readyz = api_get(&other, "/readyz")?;
+    ensure!(readyz.starts_with("HTTP/1.1 503") && readyz.contains("the stage refused the show"), "{readyz}");
     Ok(())
 }
 

@@ -5,28 +5,16 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use emcee_daemon::store::Store;
-use emcee_tests::daemon::{emcee, Daemon};
+use emcee_tests::daemon::{emcee, wait_until, Daemon};
 use emcee_tests::{bin_dir, scratch_dir, write_show, Nginx};
 
 fn json(out: &std::process::Output) -> Result<serde_json::Value> {
     ensure!(out.status.success(), "exit {:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).context("the CLI prints JSON")
-}
-
-/// Polls `check` every 200 ms until it holds; fails after `limit`.
-fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> Result<bool>) -> Result<()> {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if check().unwrap_or(false) {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    bail!("{what}: not within {limit:?}")
 }
 
 /// A show whose room stays closed until started (no stage needed).
@@ -45,10 +33,17 @@ fn a_garbled_database_is_kept_aside_and_an_unusable_directory_exits_78() -> Resu
     let daemon = Daemon::spawn(&config)?;
     ensure!(emcee(&["say", "Queued before the damage."], &config)?.status.success());
     daemon.stop()?;
+    // Garbled on disk: the database file and, if one was left, its write-ahead log (which
+    // SQLite would otherwise read a good first page from).
     let db = dir.join("state/state.db");
     let mut bytes = std::fs::read(&db)?;
     bytes[..16].copy_from_slice(b"garbled garbled!");
     std::fs::write(&db, &bytes)?;
+    let wal = dir.join("state/state.db-wal");
+    if let Ok(mut log) = std::fs::read(&wal) {
+        log.iter_mut().take(64).for_each(|b| *b ^= 0x5a);
+        std::fs::write(&wal, log)?;
+    }
 
     // It comes up (no exit 1 and restart loop), from the files, and says what happened.
     let daemon = Daemon::spawn(&config)?;

@@ -17,6 +17,20 @@ fn pad(bytes: &mut Vec<u8>, with: u8) {
     }
 }
 
+/// One triangle, nothing else: the least a renderer can draw. Tests and fuzz seeds start here.
+pub fn triangle() -> Vec<u8> {
+    let mut b = Builder::default();
+    let positions = b.floats(&[[-0.2f32, -0.2, 0.0], [0.2, -0.2, 0.0], [0.0, 0.2, 0.0]], true);
+    let indices = b.indices(&[0, 1, 2]);
+    b.finish(json!({
+        "asset": { "version": "2.0" },
+        "scene": 0,
+        "scenes": [{ "nodes": [0] }],
+        "nodes": [{ "mesh": 0 }],
+        "meshes": [{ "primitives": [{ "attributes": { "POSITION": positions }, "indices": indices }] }],
+    }))
+}
+
 #[derive(Default, Clone)]
 pub struct Builder {
     bin: Vec<u8>,

@@ -142,6 +142,7 @@ async fn healthz(State(state): State<AppState>) -> Result<Response, Failure> {
         "outputs_publishing": publishing,
         "last_frame_age_ms": s.stage_report_age_ms,
         "state": s.state,
+        "stage_refused": s.stage_refused,
     }))
     .into_response())
 }
@@ -547,6 +548,7 @@ mod tests {
             stage: Some(health),
             stage_report_age_ms: Some(300),
             state: crate::control::calls::StateHealth::default(),
+            stage_refused: None,
         };
         let text = metrics_text(&status);
         for line in [

@@ -9,7 +9,8 @@
 //! - [`scheduler`]: pure state machine deciding the next sentence: script and interaction
 //!   queues, interrupts, room control.
 //! - [`opening_hours`]: when the room opens and closes by itself (`[[schedule]]` windows).
-//! - [`store`]: SQLite (WAL): offsets, the durable interaction queue, the audit log.
+//! - [`store`]: SQLite (WAL): offsets, the durable interaction queue, the audit log;
+//!   [`retention`]: the audit log kept by age and size, on a thread of its own.
 //! - [`control`]: the show loop: stage connection + scheduler + store, driven by
 //!   [`control::calls`] (the show's commands and replies).
 //! - [`api`]: the local HTTP API (bearer token), which maps requests to show calls;
@@ -32,6 +33,7 @@ pub mod files;
 pub mod library;
 pub mod materials;
 pub mod opening_hours;
+pub mod retention;
 pub mod scheduler;
 pub mod script;
 pub mod secrets;

@@ -327,6 +327,51 @@ impl Store {
         Ok(docs)
     }
 
+    /// Applies the audit log's retention: records older than `max_age_ms` go, then the oldest
+    /// until the database's used pages take at most `max_bytes` (freed pages are reused, so
+    /// the file stops growing). In batches, so the show's own writes never wait long.
+    /// Returns how many records went.
+    pub fn prune_audit(&self, now_ms: i64, max_age_ms: i64, max_bytes: u64) -> Result<u64, StoreError> {
+        const BATCH: i64 = 10_000;
+        let mut deleted = 0u64;
+        loop {
+            let n = self.conn.execute(
+                "DELETE FROM audit WHERE seq IN (SELECT seq FROM audit WHERE wall_ms < ?1 ORDER BY seq LIMIT ?2)",
+                params![now_ms - max_age_ms, BATCH],
+            )?;
+            deleted += n as u64;
+            if (n as i64) < BATCH {
+                break;
+            }
+        }
+        loop {
+            let used = self.used_bytes()?;
+            if used <= max_bytes {
+                break;
+            }
+            // The share of the records that is over, as a first guess (the rest of the
+            // database is small); at most a batch at a time.
+            let records: i64 = self.conn.query_row("SELECT count(*) FROM audit", [], |r| r.get(0))?;
+            let over = ((records as f64 * (used - max_bytes) as f64 / used as f64).ceil() as i64 + 1).min(BATCH);
+            let n = self.conn.execute(
+                "DELETE FROM audit WHERE seq IN (SELECT seq FROM audit ORDER BY seq LIMIT ?1)",
+                params![over],
+            )?;
+            if n == 0 {
+                break;
+            }
+            deleted += n as u64;
+        }
+        Ok(deleted)
+    }
+
+    /// Bytes in the database's pages that hold data (free pages are not counted).
+    pub fn used_bytes(&self) -> Result<u64, StoreError> {
+        let pragma = |name: &str| self.conn.pragma_query_value(None, name, |r| r.get::<_, i64>(0));
+        let (pages, free, size) = (pragma("page_count")?, pragma("freelist_count")?, pragma("page_size")?);
+        Ok(((pages - free).max(0) * size) as u64)
+    }
+
     /// Audit records with `seq > since`, oldest first, at most `limit`.
     pub fn audit_since(&self, since: i64, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
         let mut stmt = self.conn.prepare(
@@ -420,6 +465,31 @@ mod tests {
         assert!(err.contains("/proc/emcee-cannot-be-here"), "{err}");
         // Not damage: nothing is moved, the error stands.
         assert!(Store::open_checked(Path::new("/proc/emcee-cannot-be-here")).is_err());
+    }
+
+    #[test]
+    fn the_audit_log_is_kept_by_age_and_by_size() {
+        let dir = temp_dir("retention");
+        let store = Store::open(&dir).unwrap();
+        let text = "A sentence said on air, about as long as most are. ".repeat(4);
+        for i in 0..5_000u64 {
+            store.audit(&format!("s0.{i}.0"), "script", &text, "started", i).unwrap();
+        }
+        let now = now_ms();
+        // By age: nothing is old yet; everything is, a day from now.
+        assert_eq!(store.prune_audit(now, 86_400_000, u64::MAX).unwrap(), 0);
+        let used = store.used_bytes().unwrap();
+        // By size: the oldest go until the database holds at most half of what it did.
+        let gone = store.prune_audit(now, 86_400_000, used / 2).unwrap();
+        assert!(store.used_bytes().unwrap() <= used / 2 && gone > 1_000 && gone < 5_000, "{gone}");
+        let kept = store.audit_since(0, 100_000).unwrap();
+        assert_eq!(
+            (kept.len() as u64, kept.last().map(|r| r.media_ms)),
+            (5_000 - gone, Some(4_999)),
+            "the newest stay"
+        );
+        assert_eq!(store.prune_audit(now + 86_400_001, 86_400_000, u64::MAX).unwrap(), 5_000 - gone);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// A database with an offset, a queued line and enough audit records to span many pages.

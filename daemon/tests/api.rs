@@ -36,6 +36,7 @@ async fn serve() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
                         stage: None,
                         stage_report_age_ms: None,
                         state: Default::default(),
+                        stage_refused: None,
                     });
                 }
                 ShowCall::Say { reply, .. } => {

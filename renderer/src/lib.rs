@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`model`]: what is drawn — vertices skinned to a node hierarchy, morph targets, VRM
 //!   humanoid bones and expressions — loaded from glTF 2.0 / VRM 1.0 binaries.
+//! - `gltf_guard`: what the gltf crate assumes of a file, checked before it reads one.
 //! - [`avatar`]: the built-in head-and-shoulders avatar, as a [`model::Model`].
 //! - [`animation`]: glTF node animations (the model's idle loop plays under the live layers).
 //! - [`rig`]: how a [`Pose`] drives a model: face channels → morph targets, head and chest
@@ -20,6 +21,7 @@
 pub mod animation;
 pub mod avatar;
 pub mod camera;
+mod gltf_guard;
 mod gpu;
 pub mod math;
 pub mod model;

@@ -132,6 +132,7 @@ fn invalid(m: impl Into<String>) -> ModelError {
 impl Model {
     /// Reads a `.glb` / `.vrm` (glTF 2.0 binary with its buffer embedded).
     pub fn from_glb(bytes: &[u8]) -> Result<Self, ModelError> {
+        crate::gltf_guard::check(bytes).map_err(ModelError::Invalid)?;
         let gltf = gltf::Gltf::from_slice(bytes).map_err(|e| ModelError::Parse(e.to_string()))?;
         let blob = embedded_blob(&gltf)?;
         let scene = gltf.default_scene().or_else(|| gltf.scenes().next()).ok_or_else(|| invalid("no scene"))?;

@@ -95,7 +95,17 @@ fn broken_animations_are_refused_by_name() {
     let err = Model::from_glb(&glb).unwrap_err().to_string();
     assert!(err.contains("animation `Idle` channel 0") && err.contains("strictly increasing"), "{err}");
 
-    // Morph weights animated on a node that has no morph targets.
+    // Morph weights (one a key) animated on a node that has no morph targets.
+    let glb = animated_quad(ONE_SECOND, |t, _| {
+        json!([{
+            "name": "Idle",
+            "channels": [{ "sampler": 0, "target": { "node": 0, "path": "weights" } }],
+            "samplers": [{ "input": t, "output": t }],
+        }])
+    });
+    let err = Model::from_glb(&glb).unwrap_err().to_string();
+    assert!(err.contains("animation `Idle` channel 0") && err.contains("has none"), "{err}");
+    // Weights from an accessor of three floats a key: not what the reader can walk.
     let glb = animated_quad(ONE_SECOND, |t, m| {
         json!([{
             "name": "Idle",
@@ -104,5 +114,5 @@ fn broken_animations_are_refused_by_name() {
         }])
     });
     let err = Model::from_glb(&glb).unwrap_err().to_string();
-    assert!(err.contains("animation `Idle` channel 0") && err.contains("has none"), "{err}");
+    assert!(err.contains("animation 0: accessor 3 does not hold what it is used for"), "{err}");
 }

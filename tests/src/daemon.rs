@@ -59,6 +59,18 @@ impl Drop for Daemon {
     }
 }
 
+/// Polls `check` every 200 ms until it holds; fails after `limit`.
+pub fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> Result<bool>) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check().unwrap_or(false) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    anyhow::bail!("{what}: not within {limit:?}")
+}
+
 /// What [`statuses_during`] saw.
 pub struct Responsiveness<T> {
     /// What `work` returned.

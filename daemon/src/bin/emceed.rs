@@ -76,6 +76,7 @@ async fn main() -> anyhow::Result<()> {
         None => Ending::RoomEnds,
     };
     let log_reader = Store::open(&config.state_dir)?;
+    emcee_daemon::retention::spawn(config.state_dir.clone(), config.audit_retention)?;
     let token = api::load_or_create_token(&config.token_file)?;
     let listener = api::bind(config.api_listen).await?;
     let (calls_tx, calls_rx) = tokio::sync::mpsc::channel(64);

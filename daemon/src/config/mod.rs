@@ -56,6 +56,8 @@ pub struct Config {
     pub answer_max_age: Duration,
     /// Where the state database lives.
     pub state_dir: PathBuf,
+    /// How long and how large the audit log may grow.
+    pub audit_retention: AuditRetention,
     /// The local HTTP API.
     pub api_listen: SocketAddr,
     /// The API's bearer token; created (mode 0600) if missing. A systemd credential named
@@ -66,6 +68,14 @@ pub struct Config {
     /// Where named secrets are read from (`[secrets] dir`, systemd credentials first).
     pub secrets: Secrets,
     pub stage: StageConfig,
+}
+
+/// The audit log's retention: records older than `max_age` go, then the oldest while the state
+/// database holds more than `max_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AuditRetention {
+    pub max_age: Duration,
+    pub max_bytes: u64,
 }
 
 impl Config {
@@ -112,6 +122,7 @@ impl Config {
         let stage_socket = sections::stage_socket(&mut c, stage, base);
         let secrets = Secrets::new(sections::secrets_dir(&mut c, secrets, base));
         let (state_dir, stage_dir) = sections::state_dirs(&mut c, state, base);
+        let audit_retention = sections::audit_retention(&mut c, state);
         let api_listen = sections::listen(&mut c, api, "api", DEFAULT_API_LISTEN);
         let recorder = sections::recorder(&mut c, recorder, base, &stage_dir);
         let speech = sections::speech(&mut c, (speech, avatar), base, &stage_dir, &avatar_config.voice);
@@ -135,6 +146,7 @@ impl Config {
             holding_line: answers.holding_line,
             answer_max_age: answers.max_age,
             state_dir,
+            audit_retention,
             api_listen,
             token_file,
             stage_socket,
@@ -194,25 +206,11 @@ stream_key = "demo"
         assert_eq!(c.stage.outputs, vec![OutputConfig::new("rtmp://127.0.0.1:1935/live/demo")]);
     }
 
-    /// A one-triangle glTF binary: the least the stage can draw.
-    fn triangle_glb() -> Vec<u8> {
-        let mut b = emcee_avatar_build::glb::Builder::default();
-        let positions = b.floats(&[[-0.2f32, -0.2, 0.0], [0.2, -0.2, 0.0], [0.0, 0.2, 0.0]], true);
-        let indices = b.indices(&[0, 1, 2]);
-        b.finish(serde_json::json!({
-            "asset": { "version": "2.0" },
-            "scene": 0,
-            "scenes": [{ "nodes": [0] }],
-            "nodes": [{ "mesh": 0 }],
-            "meshes": [{ "primitives": [{ "attributes": { "POSITION": positions }, "indices": indices }] }],
-        }))
-    }
-
     #[test]
     fn an_avatar_model_must_be_one_the_stage_can_draw() {
         let dir = std::env::temp_dir().join(format!("emcee-config-avatar-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let glb = triangle_glb();
+        let glb = emcee_avatar_build::glb::triangle();
         std::fs::write(dir.join("host.vrm"), &glb).unwrap();
         // Only the magic right, cut short, or garbled past the header: the stage's loader says why.
         std::fs::write(dir.join("magic.vrm"), b"glTF\x02\0\0\0").unwrap();

@@ -27,6 +27,11 @@ pub const DEFAULT_STAGE_STATE_DIR: &str = "/var/lib/emcee-stage";
 pub const DEFAULT_SECRETS_DIR: &str = "/etc/emcee/secrets";
 pub const DEFAULT_API_LISTEN: SocketAddr =
     SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 7610));
+/// The audit log keeps 90 days of records…
+pub const DEFAULT_AUDIT_DAYS: i64 = 90;
+/// …in at most 256 MB of the state database: a full state disk stops nothing, but it loses
+/// records, so the log is kept well inside the disk.
+pub const DEFAULT_AUDIT_MAX_MB: i64 = 256;
 pub const DEFAULT_SEGMENT_MIN: i64 = 60;
 pub const DEFAULT_RECORDER_MAX_MB: i64 = 4096;
 /// Sessions rotate well under the 24 h most platforms allow (Facebook: use 7.5 h).
@@ -38,7 +43,7 @@ pub const DEFAULT_ANSWER_MAX_AGE: Duration = Duration::from_secs(120);
 /// Every section and its keys, written once: unknown keys are reported against these.
 pub(super) const SECTIONS: &[(&str, &[&str])] = &[
     ("show", &["script", "when_done", "autostart", "interrupt"]),
-    ("state", &["dir"]),
+    ("state", &["dir", "audit_days", "audit_max_mb"]),
     ("content", &["products"]),
     ("answers", &["min_confidence", "holding_line", "max_age_s"]),
     ("api", &["listen", "token_file"]),

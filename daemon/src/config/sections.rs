@@ -14,6 +14,7 @@ use toml_edit::{Item, Table};
 use super::checker::Checker;
 use super::fields::{avatar_file, piper_voice, scene_fields, voice_fields};
 use super::schema::*;
+use super::AuditRetention;
 use crate::opening_hours::{self, OpeningHours, Window};
 use crate::scheduler::WhenDone;
 use crate::secrets::Secrets;
@@ -183,6 +184,13 @@ pub(super) fn state_dirs(c: &mut Checker<'_>, state: Option<&Table>, base: &Path
         Some((s, _)) => (base.join(s), base.join(s)),
         None => (PathBuf::from(DEFAULT_STATE_DIR), PathBuf::from(DEFAULT_STAGE_STATE_DIR)),
     }
+}
+
+/// `[state] audit_days` and `audit_max_mb`: how long and how large the audit log may grow.
+pub(super) fn audit_retention(c: &mut Checker<'_>, state: Option<&Table>) -> AuditRetention {
+    let days = c.integer(state, "state", "audit_days", DEFAULT_AUDIT_DAYS, 1..3651);
+    let mb = c.integer(state, "state", "audit_max_mb", DEFAULT_AUDIT_MAX_MB, 1..65_537);
+    AuditRetention { max_age: Duration::from_secs(days as u64 * 86_400), max_bytes: mb as u64 * 1_000_000 }
 }
 
 /// `[api] token_file`, by default in the state directory.

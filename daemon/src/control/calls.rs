@@ -95,6 +95,9 @@ pub struct Status {
     /// The state database: set aside at boot, writes failing now.
     #[serde(default)]
     pub state: StateHealth,
+    /// Why the stage refused the show (asked again every 30 s), while it does.
+    #[serde(default)]
+    pub stage_refused: Option<String>,
 }
 
 /// Why a line or a question was not queued.
@@ -118,6 +121,9 @@ pub fn not_ready_reasons(status: &Status) -> Vec<String> {
     }
     if !status.stage_connected {
         reasons.push("the stage is not connected".into());
+    }
+    if let Some(why) = &status.stage_refused {
+        reasons.push(format!("the stage refused the show: {why}"));
     }
     match (&status.stage, status.stage_report_age_ms) {
         (Some(health), Some(age)) => {
@@ -171,6 +177,7 @@ mod tests {
             stage: health,
             stage_report_age_ms: report.map(|(_, age)| age),
             state: StateHealth::default(),
+            stage_refused: None,
         }
     }
 

@@ -6,6 +6,8 @@ use crate::store::StoreError;
 
 pub(super) const CONNECT_PATIENCE: Duration = Duration::from_secs(60);
 pub(super) const END_PATIENCE: Duration = Duration::from_secs(20);
+/// How long after the stage refused the show it is asked again.
+pub(super) const REFUSED_RETRY: Duration = Duration::from_secs(30);
 /// How long the picture fades to black when the room ends gracefully.
 pub(super) const END_FADE_MS: u32 = 1000;
 

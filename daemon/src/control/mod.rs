@@ -37,7 +37,7 @@ use calls::ShowCall;
 use content::{Changes, ContentSettings};
 use emcee_protocol::notify::notify;
 pub use error::ControlError;
-use error::{CONNECT_PATIENCE, END_FADE_MS, END_PATIENCE};
+use error::{CONNECT_PATIENCE, END_FADE_MS, END_PATIENCE, REFUSED_RETRY};
 use show::Show;
 use stage_link::{open, StageLink, Ws};
 use state_health::StateHealth;
@@ -192,6 +192,7 @@ pub async fn run_show(
         library: Arc::new(library),
         changes,
         state: StateHealth::new(set_aside),
+        stage_refused: None,
     };
 
     let end_at = match ending {
@@ -287,7 +288,25 @@ async fn play(
             },
             ws = connected(&mut connecting) => {
                 connecting = None;
-                link.up(ws?);
+                let ws = match ws {
+                    Ok(ws) => ws,
+                    // The stage said no (another configuration, a device it cannot open): a
+                    // restart of ours would not change its mind. Say why everywhere, ask again
+                    // later, and go on answering.
+                    Err(ControlError::Refused(reason)) => {
+                        tracing::error!(%reason, "the stage refused the show; asking again in {REFUSED_RETRY:?}");
+                        notify("STATUS=the stage refused the show");
+                        show.stage_refused = Some(reason);
+                        connecting = Some(Box::pin(async {
+                            tokio::time::sleep(REFUSED_RETRY).await;
+                            open(config, None).await
+                        }));
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                link.up(ws);
+                show.stage_refused = None;
                 show.stage_connected = true;
                 notify("STATUS=live");
                 tracing::info!("stage ready");

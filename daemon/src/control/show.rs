@@ -44,6 +44,8 @@ pub(super) struct Show {
     pub(super) changes: Changes,
     /// The state database's health: set aside at boot, writes failing.
     pub(super) state: StateHealth,
+    /// Why the stage last refused the show, until it accepts it.
+    pub(super) stage_refused: Option<String>,
     /// The stage's last health report, and when it came.
     pub(super) last_health: Option<(emcee_protocol::Health, Instant)>,
     /// Questions answered lately (normalised text → answer, when), so a question repeated in
@@ -272,6 +274,7 @@ impl Show {
                 stage: self.last_health.as_ref().filter(|_| self.stage_connected).map(|(h, _)| h.clone()),
                 stage_report_age_ms: self.last_health.as_ref().map(|(_, at)| at.elapsed().as_millis() as u64),
                 state: self.state.clone(),
+                stage_refused: self.stage_refused.clone(),
             });
         }
     }
