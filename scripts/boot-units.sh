@@ -125,6 +125,10 @@ user_of() { inside ps -o user= -p "$(inside systemctl show -p MainPID --value "$
 [ "$(user_of emcee-stage.service)" = emcee-stage ] || fail "the stage runs as $(user_of emcee-stage.service)"
 inside sh -c 'ss -Htlnp | grep -q emcee-stage' && fail "the stage listens on TCP"
 echo "boot-units: emceed as emcee, emcee-stage as emcee-stage, no TCP listener on the stage"
+# The content thread yields to the stage inside the sandbox too (setpriority is let through).
+nice=$(inside sh -c 'for t in /proc/$(systemctl show -p MainPID --value emceed)/task/*; do
+  [ "$(cat "$t/comm")" = content ] && cut -d" " -f19 "$t/stat"; done')
+[ "$nice" = 10 ] || fail "emceed's content thread runs at nice '$nice', not 10"
 
 # A wedged GPU driver: systemd's watchdog (WatchdogSec=10) replaces the stage.
 hung=$(inside systemctl show -p MainPID --value emcee-stage.service)

@@ -102,6 +102,9 @@ impl Changes {
         let (worker, jobs) = std::sync::mpsc::channel::<Work>();
         let (booted, answerer) = std::sync::mpsc::sync_channel(1);
         std::thread::Builder::new().name("content".into()).spawn(move || {
+            // Frames first: on a box with two cores, a large catalog's second of parsing must
+            // not take the stage's CPU (nice 10, this thread only; refused is fine).
+            let _ = rustix::process::setpriority_process(None, 10);
             let _ = booted.send(settings.answerer(&materials));
             drop(materials);
             // Ends when the show (the sender) is gone.
