@@ -21,8 +21,9 @@ if ! cargo afl --version 2>/dev/null | grep -q "^cargo-afl 0.18.2"; then
   cargo install cargo-afl --locked --version 0.18.2
 fi
 cargo afl config --build >/dev/null 2>&1 || true
-# Instrumented builds apart from the normal ones, so neither rebuilds the other.
-export CARGO_TARGET_DIR=$PWD/target/afl
+# Instrumented builds apart from the normal ones, so neither rebuilds the other, and outside
+# the checkout, so a fresh clone on a machine that fuzzed before reuses the dependencies.
+export CARGO_TARGET_DIR=${EMCEE_AFL_TARGET:-$HOME/.cache/emcee/afl-target}
 cargo afl build --release -p emcee-fuzz --features afl
 harness=$CARGO_TARGET_DIR/release/emcee-fuzz
 
