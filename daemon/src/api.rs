@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::control::calls::{ContentRefused, Refusal, ShowCall, Status};
 use crate::library::{Doc, DocName, Format, Origin};
-use crate::scheduler::{Room, RoomCommand};
+use crate::scheduler::RoomCommand;
 use crate::store::{AuditRecord, Store};
 
 /// Longest line the API accepts for the host to say.
@@ -340,135 +340,9 @@ async fn audit_log(
     }
 }
 
-/// Prometheus text exposition of the status.
-fn metrics_text(s: &Status) -> String {
-    use std::fmt::Write;
-    let mut m = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
-        let _ = writeln!(m, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (labels, value) in samples {
-            let _ = writeln!(m, "{name}{labels} {value}");
-        }
-    };
-    let rooms = [Room::Idle, Room::Live, Room::Paused, Room::Ending, Room::Ended];
-    let room_samples: Vec<(String, f64)> = rooms
-        .iter()
-        .map(|r| {
-            let name = serde_json::to_value(r).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
-            (format!("{{state=\"{name}\"}}"), f64::from(u8::from(*r == s.room)))
-        })
-        .collect();
-    metric("emcee_room_state", "gauge", "1 for the live room's current state", &room_samples);
-    metric(
-        "emcee_script_sentence",
-        "gauge",
-        "Index of the script sentence playing or next",
-        &[(String::new(), s.offset.sentence as f64)],
-    );
-    metric("emcee_script_pass", "counter", "Times the script has looped", &[(String::new(), s.offset.pass as f64)]);
-    metric(
-        "emcee_interactions_queued",
-        "gauge",
-        "Operator lines and answers waiting",
-        &[(String::new(), s.queued_interactions as f64)],
-    );
-    metric(
-        "emcee_stage_connected",
-        "gauge",
-        "1 while the stage is connected",
-        &[(String::new(), f64::from(u8::from(s.stage_connected)))],
-    );
-    let state = &s.state;
-    let flag = |on: bool| [(String::new(), f64::from(u8::from(on)))];
-    metric(
-        "emcee_state_set_aside",
-        "gauge",
-        "1 when a damaged state database was set aside at boot",
-        &flag(state.set_aside.is_some()),
-    );
-    metric("emcee_state_writes_failing", "gauge", "1 while state database writes fail", &flag(state.failing()));
-    metric(
-        "emcee_state_failed_writes_total",
-        "counter",
-        "State database writes lost",
-        &[(String::new(), state.failed_writes as f64)],
-    );
-    if let Some(h) = &s.stage {
-        metric(
-            "emcee_frames_total",
-            "counter",
-            "Video frames produced by the stage",
-            &[(String::new(), h.frames as f64)],
-        );
-        metric(
-            "emcee_late_frames_total",
-            "counter",
-            "Ticks that started more than a frame after their time",
-            &[(String::new(), h.late_frames as f64)],
-        );
-        metric(
-            "emcee_repeated_frames_total",
-            "counter",
-            "Ticks that showed the previous picture again (catching up, or the renderer failing)",
-            &[(String::new(), h.repeated_frames as f64)],
-        );
-        metric(
-            "emcee_slate_frames_total",
-            "counter",
-            "Ticks that showed the slate because the renderer was down",
-            &[(String::new(), h.slate_frames as f64)],
-        );
-        metric(
-            "emcee_encoder_info",
-            "gauge",
-            "The video encoder in use, and why it is not the zero-copy one",
-            &[(
-                format!(
-                    "{{encoder=\"{}\",fallback=\"{}\"}}",
-                    h.encoder,
-                    h.encoder_fallback.as_ref().map_or("none", |f| f.code.as_str())
-                ),
-                1.0,
-            )],
-        );
-        let label = |url: &str| format!("{{url=\"{}\"}}", url.replace('\\', "\\\\").replace('"', "\\\""));
-        let up: Vec<(String, f64)> =
-            h.outputs.iter().map(|o| (label(&o.url), f64::from(u8::from(o.state == "publishing")))).collect();
-        metric("emcee_output_up", "gauge", "1 while the output is publishing", &up);
-        let bytes: Vec<(String, f64)> = h.outputs.iter().map(|o| (label(&o.url), o.bytes_sent as f64)).collect();
-        metric("emcee_output_bytes_sent_total", "counter", "Bytes written to the output", &bytes);
-        let connects: Vec<(String, f64)> = h.outputs.iter().map(|o| (label(&o.url), o.connects as f64)).collect();
-        metric("emcee_output_connects_total", "counter", "Sessions opened to the output", &connects);
-        let dropped: Vec<(String, f64)> = h.outputs.iter().map(|o| (label(&o.url), o.dropped_packets as f64)).collect();
-        metric(
-            "emcee_output_dropped_packets_total",
-            "counter",
-            "Video packets dropped while the output's queue was congested",
-            &dropped,
-        );
-        let per_output = |value: fn(&emcee_protocol::OutputHealth) -> u64| -> Vec<(String, f64)> {
-            h.outputs.iter().map(|o| (label(&o.url), value(o) as f64)).collect()
-        };
-        metric(
-            "emcee_output_acked_bytes_total",
-            "counter",
-            "Bytes the server acknowledged",
-            &per_output(|o| o.bytes_acked),
-        );
-        metric("emcee_output_queue_ms", "gauge", "Media waiting in the output's queue", &per_output(|o| o.queue_ms));
-        metric(
-            "emcee_output_bitrate_kbps",
-            "gauge",
-            "Bytes written over the last second, in kbit/s",
-            &per_output(|o| o.bitrate_kbps),
-        );
-    }
-    m
-}
-
 async fn metrics(State(state): State<AppState>) -> Result<Response, Failure> {
     let status = ask_show(&state, ShowCall::Status).await?;
-    let text = metrics_text(&status);
+    let text = crate::metrics::text(&status);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
@@ -511,69 +385,6 @@ pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ApiError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scheduler::Offset;
-
-    #[test]
-    fn metrics_expose_the_stage_and_escape_labels() {
-        let health = emcee_protocol::Health {
-            media_ts: 48_000,
-            frames: 300,
-            late_frames: 2,
-            repeated_frames: 1,
-            slate_frames: 3,
-            encoder: "openh264".into(),
-            encoder_fallback: Some(emcee_protocol::EncoderFallback {
-                code: "no_cuda_driver".into(),
-                reason: "no CUDA driver (libcuda.so.1 not found)".into(),
-            }),
-            outputs: vec![emcee_protocol::OutputHealth {
-                url: "rtmp://a:1935/x\"y/…".into(),
-                state: "publishing".into(),
-                bytes_sent: 12_345,
-                connects: 2,
-                dropped_packets: 7,
-                bytes_acked: 12_000,
-                queue_ms: 120,
-                bitrate_kbps: 2_600,
-                last_error: Some("a.example went silent: nothing heard for 7000 ms".into()),
-            }],
-        };
-        let status = Status {
-            room: Room::Paused,
-            offset: Offset { pass: 1, sentence: 4, attempt: 0 },
-            script_sentences: 9,
-            queued_interactions: 2,
-            playing: None,
-            stage_connected: true,
-            stage: Some(health),
-            stage_report_age_ms: Some(300),
-            state: crate::control::calls::StateHealth::default(),
-            stage_refused: None,
-        };
-        let text = metrics_text(&status);
-        for line in [
-            "emcee_room_state{state=\"paused\"} 1",
-            "emcee_script_sentence 4",
-            "emcee_interactions_queued 2",
-            "emcee_frames_total 300",
-            "emcee_late_frames_total 2",
-            "emcee_repeated_frames_total 1",
-            "emcee_slate_frames_total 3",
-            "emcee_encoder_info{encoder=\"openh264\",fallback=\"no_cuda_driver\"} 1",
-            "emcee_output_up{url=\"rtmp://a:1935/x\\\"y/…\"} 1",
-            "emcee_output_bytes_sent_total{url=\"rtmp://a:1935/x\\\"y/…\"} 12345",
-            "emcee_output_connects_total{url=\"rtmp://a:1935/x\\\"y/…\"} 2",
-            "emcee_output_dropped_packets_total{url=\"rtmp://a:1935/x\\\"y/…\"} 7",
-            "emcee_output_acked_bytes_total{url=\"rtmp://a:1935/x\\\"y/…\"} 12000",
-            "emcee_output_queue_ms{url=\"rtmp://a:1935/x\\\"y/…\"} 120",
-            "emcee_output_bitrate_kbps{url=\"rtmp://a:1935/x\\\"y/…\"} 2600",
-            "emcee_state_set_aside 0",
-            "emcee_state_writes_failing 0",
-            "emcee_state_failed_writes_total 0",
-        ] {
-            assert!(text.lines().any(|l| l == line), "missing `{line}` in:\n{text}");
-        }
-    }
 
     #[test]
     fn token_comparison_needs_every_byte() {

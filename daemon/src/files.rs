@@ -28,9 +28,8 @@ pub fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
 
 /// The text of `path` (see [`open_regular`]).
 pub fn read_regular(path: &Path) -> std::io::Result<String> {
-    let mut text = String::new();
-    open_regular(path)?.take(MAX_FILE_BYTES).read_to_string(&mut text)?;
-    Ok(text)
+    String::from_utf8(read_regular_bytes(path)?)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"))
 }
 
 /// The bytes of `path` (see [`open_regular`]).

@@ -13,7 +13,8 @@
 //!   [`retention`]: the audit log kept by age and size, on a thread of its own.
 //! - [`control`]: the show loop: stage connection + scheduler + store, driven by
 //!   [`control::calls`] (the show's commands and replies).
-//! - [`api`]: the local HTTP API (bearer token), which maps requests to show calls;
+//! - [`api`]: the local HTTP API (bearer token), which maps requests to show calls, and
+//!   [`metrics`] its Prometheus exposition;
 //!   [`api_server`]: its listener, with timeouts and a connection cap.
 //! - [`client`]: the CLI's side of the API; [`supervisor`]: `emcee run`'s supervision of the
 //!   two processes, by the rules systemd applies to their units.
@@ -32,6 +33,7 @@ pub mod control;
 pub mod files;
 pub mod library;
 pub mod materials;
+pub mod metrics;
 pub mod opening_hours;
 pub mod retention;
 pub mod scheduler;

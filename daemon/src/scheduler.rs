@@ -35,6 +35,16 @@ pub enum InteractionKind {
     Answer,
 }
 
+impl InteractionKind {
+    /// Its name in the state database and the audit log: `operator` or `answer`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Operator => "operator",
+            Self::Answer => "answer",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Interaction {
     /// Durable id (the database row).

@@ -99,13 +99,6 @@ CREATE TABLE IF NOT EXISTS content (
 );
 ";
 
-fn kind_name(kind: InteractionKind) -> &'static str {
-    match kind {
-        InteractionKind::Operator => "operator",
-        InteractionKind::Answer => "answer",
-    }
-}
-
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
@@ -240,7 +233,7 @@ impl Store {
     ) -> Result<Interaction, StoreError> {
         self.conn.execute(
             "INSERT INTO interaction (kind, text, priority, created_ms, expires_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![kind_name(kind), text, priority, now_ms(), expires_ms],
+            params![kind.as_str(), text, priority, now_ms(), expires_ms],
         )?;
         Ok(Interaction { id: self.conn.last_insert_rowid(), kind, text: text.to_string(), priority, expires_ms })
     }

@@ -64,12 +64,6 @@ pub(super) struct Prepared {
     pub(super) resume_at: Option<Offset>,
 }
 
-struct Request {
-    name: DocName,
-    doc: Option<Doc>,
-    reply: ContentReply,
-}
-
 type Job = oneshot::Receiver<Result<Prepared, ContentRefused>>;
 
 /// A change for the content thread: what to prepare, from what, and where the result goes.
@@ -87,7 +81,8 @@ pub(super) struct Changes {
     /// allocator arena in whichever pool thread a change happened to run on.
     worker: std::sync::mpsc::Sender<Work>,
     running: Option<(Job, ContentReply)>,
-    waiting: VecDeque<Request>,
+    /// What to change (`None`: back to the file), and where the answer goes.
+    waiting: VecDeque<(DocName, Option<Doc>, ContentReply)>,
 }
 
 impl Changes {
@@ -121,11 +116,11 @@ impl Changes {
     /// `library` when no other change is under way; otherwise after the ones before it.
     pub(super) fn request(
         &mut self,
-        (name, doc, reply): (DocName, Option<Doc>, ContentReply),
+        change: (DocName, Option<Doc>, ContentReply),
         library: &Arc<Library>,
         script_key: &str,
     ) {
-        self.waiting.push_back(Request { name, doc, reply });
+        self.waiting.push_back(change);
         self.start_next(library, script_key);
     }
 
@@ -134,7 +129,7 @@ impl Changes {
         if self.running.is_some() {
             return;
         }
-        let Some(Request { name, doc, reply }) = self.waiting.pop_front() else { return };
+        let Some((name, doc, reply)) = self.waiting.pop_front() else { return };
         let (done, job) = oneshot::channel();
         let work = Work { request: (name, doc), library: library.clone(), script_key: script_key.to_string(), done };
         // A content thread that is gone drops `done`: the change is refused below.

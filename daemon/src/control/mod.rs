@@ -123,7 +123,7 @@ async fn wait_to_go_live(
                 // The room is closed: nothing is sent, the new script's place is kept.
                 for output in show.content_ready(ready) {
                     if let Output::SaveOffset(o) = output {
-                        show.log_store(show.store.save_offset(&show.script_key, o));
+                        show.log_store(&show.store.save_offset(&show.script_key, o));
                     }
                 }
             }
@@ -218,7 +218,7 @@ pub async fn run_show(
             GoLive::Now { fresh } => {
                 if fresh {
                     if let Some(o) = show.scheduler.rewind_if_done() {
-                        show.log_store(show.store.save_offset(&show.script_key, o));
+                        show.log_store(&show.store.save_offset(&show.script_key, o));
                     }
                 }
             }

@@ -20,10 +20,7 @@ use crate::store::{now_ms, Store, StoreError};
 pub(super) fn source_name(source: &Source) -> &'static str {
     match source {
         Source::Script(_) => "script",
-        Source::Interaction(i) => match i.kind {
-            InteractionKind::Operator => "operator",
-            InteractionKind::Answer => "answer",
-        },
+        Source::Interaction(i) => i.kind.as_str(),
     }
 }
 
@@ -66,11 +63,11 @@ const QUESTION_DEDUP: Duration = Duration::from_secs(60);
 impl Show {
     /// Notes a state database write: a failure is logged and shown (status, metrics) and the
     /// show goes on (viewers first); the first write that works again records the gap.
-    pub(super) fn log_store<T>(&mut self, result: Result<T, StoreError>) {
-        if let Err(e) = &result {
+    pub(super) fn log_store<T>(&mut self, result: &Result<T, StoreError>) {
+        if let Err(e) = result {
             tracing::error!(error = %e, "state database write failed");
         }
-        if let Some(gap) = self.state.note(&result) {
+        if let Some(gap) = self.state.note(result) {
             tracing::warn!(%gap, "state database writes work again");
             if let Err(e) = self.store.audit("state", "system", &gap, "gap", 0) {
                 tracing::error!(error = %e, "the audit log's gap could not be recorded");
@@ -81,7 +78,7 @@ impl Show {
     pub(super) async fn apply(&mut self, link: &mut StageLink, outputs: Vec<Output>) {
         for output in outputs {
             match output {
-                Output::SaveOffset(o) => self.log_store(self.store.save_offset(&self.script_key, o)),
+                Output::SaveOffset(o) => self.log_store(&self.store.save_offset(&self.script_key, o)),
                 Output::Send { cue, source } => {
                     let CueAction::Say { text, .. } = &cue.action;
                     self.cues.insert(cue.id.clone(), (source_name(&source), crate::ssml::plain_of(text)));
@@ -90,16 +87,13 @@ impl Show {
                 Output::Stop { id, when } => {
                     link.send(&ControlMessage::Stop { id: Some(id), when }).await;
                 }
-                Output::InteractionDone { id } => self.log_store(self.store.interaction_done(id)),
+                Output::InteractionDone { id } => self.log_store(&self.store.interaction_done(id)),
                 Output::InteractionExpired(i) => {
-                    let source = match i.kind {
-                        InteractionKind::Operator => "operator",
-                        InteractionKind::Answer => "answer",
-                    };
+                    let source = i.kind.as_str();
                     tracing::info!(id = i.id, source, text = %i.text, "stale line dropped unsaid");
                     let cue = format!("i{}", i.id);
-                    self.log_store(self.store.audit(&cue, source, &i.text, "expired", 0));
-                    self.log_store(self.store.interaction_done(i.id));
+                    self.log_store(&self.store.audit(&cue, source, &i.text, "expired", 0));
+                    self.log_store(&self.store.interaction_done(i.id));
                 }
                 Output::End => self.end_requested = true,
             }
@@ -116,7 +110,7 @@ impl Show {
     pub(super) fn audit(&mut self, cue: &str, text: Option<&str>, event: &str, media_ts: u64) {
         let source = self.source_of(cue);
         let text = text.or(self.cues.get(cue).map(|(_, t)| t.as_str())).unwrap_or("");
-        self.log_store(self.store.audit(cue, source, text, event, media_ts_to_ms(media_ts)));
+        self.log_store(&self.store.audit(cue, source, text, event, media_ts_to_ms(media_ts)));
     }
 
     pub(super) async fn on_event(&mut self, link: &mut StageLink, event: StageEvent) {
@@ -143,7 +137,7 @@ impl Show {
                 tracing::info!(cue = %id, mark = %name, index, media_ms = media_ts_to_ms(media_ts), "mark");
                 let source = self.source_of(&id);
                 let media_ms = media_ts_to_ms(media_ts);
-                self.log_store(self.store.audit_mark(&id, source, &name, index, media_ms));
+                self.log_store(&self.store.audit_mark(&id, source, &name, index, media_ms));
             }
             StageEvent::ActionStarted { id, action, media_ts } => {
                 self.audit(&id, Some(&action), "action_started", media_ts)
@@ -179,17 +173,9 @@ impl Show {
         // Both go stale: the viewer has moved on, the operator's moment has passed.
         let expires_ms = Some(now_ms() + max_age_ms);
         // Durable before it is acknowledged: a line the disk cannot hold is refused, not lost.
-        let interaction = match self.store.enqueue(kind, text, priority, expires_ms) {
-            Ok(interaction) => {
-                self.log_store(Ok::<(), StoreError>(()));
-                interaction
-            }
-            Err(e) => {
-                let why = e.to_string();
-                self.log_store(Err::<(), _>(e));
-                return Err(Refusal::NotStored(why));
-            }
-        };
+        let stored = self.store.enqueue(kind, text, priority, expires_ms);
+        self.log_store(&stored);
+        let interaction = stored.map_err(|e| Refusal::NotStored(e.to_string()))?;
         let outputs = self.scheduler.interaction(interaction.clone(), now_ms());
         Ok((interaction, outputs))
     }
