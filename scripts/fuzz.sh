@@ -13,7 +13,7 @@ seconds=${1:-15}
 [ $# -gt 0 ] && shift
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  mapfile -t targets < <(sed -n 's/^    ("\([a-z_]*\)", [a-z_]*),$/\1/p' fuzz/src/lib.rs)
+  mapfile -t targets < <(sed -n 's/^    ("\([a-z_]*\)", [a-z_:]*),$/\1/p' fuzz/src/lib.rs)
 fi
 
 # cargo-afl, pinned; its AFL++ and runtime are built once per Rust toolchain (in ~/.local/share).

@@ -3,7 +3,9 @@
 #   scripts/nginx-rtmp.sh start DIR PORT [TLS_PORT CERT KEY]
 #                                          -> ingest at rtmp://127.0.0.1:PORT/live/<key> (and
 #                                             rtmps://localhost:TLS_PORT/live/<key> with a TLS
-#                                             port), recordings in DIR/rec, pid in DIR/nginx.pid
+#                                             port), recordings in DIR/rec, pid in DIR/nginx.pid;
+#                                             rtmp://127.0.0.1:PORT/pass/<key> records nothing
+#                                             (for soaks)
 #                                          With AUTH_URL set, also rtmp://127.0.0.1:PORT/guarded/<key>,
 #                                          whose publishes nginx asks AUTH_URL about (on_publish).
 #   scripts/nginx-rtmp.sh stop DIR
@@ -41,6 +43,9 @@ rtmp {
       record all;
       record_path $dir/rec;
       record_unique off;
+    }
+    application pass {
+      live on;
     }
     $guarded
   }

@@ -17,6 +17,7 @@ packages=(
   systemd-container procps        # systemd-nspawn boots the units for real; pgrep in the tests
   python3-pip unzip               # pinned wheels from PyPI (models, avatar data)
   fonts-dejavu-core fonts-noto-cjk   # subtitles and cards: Latin, and Chinese/Japanese/Korean
+  postgresql                      # the fleet cloud's store: tests start their own as a local process
 )
 missing=()
 for p in "${packages[@]}"; do

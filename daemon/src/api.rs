@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::control::calls::{ContentRefused, Refusal, ShowCall, Status};
 use crate::library::{Doc, DocName, Format, Origin};
-use crate::scheduler::RoomCommand;
+use crate::scheduler::{InteractionKind, RoomCommand};
 use crate::store::{AuditRecord, Store};
 
 /// Longest line the API accepts for the host to say.
@@ -168,17 +168,31 @@ fn parse_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Failure> 
     serde_json::from_slice(body).map_err(|e| Failure(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}")))
 }
 
-/// A line for the host: trimmed, not empty, not too long.
-fn checked_text(text: &str) -> Result<String, Failure> {
-    let refuse = |message: String| Err(Failure(StatusCode::UNPROCESSABLE_ENTITY, message));
+/// A line or question for the host: trimmed, not empty, not too long (the API answers 422
+/// otherwise, the fleet link reports it failed).
+pub fn checked_text(text: &str) -> Result<String, String> {
     let text = text.trim().to_string();
     if text.is_empty() {
-        return refuse("`text` is empty".into());
+        return Err("`text` is empty".into());
     }
     if text.chars().count() > MAX_TEXT_CHARS {
-        return refuse(format!("`text` is longer than {MAX_TEXT_CHARS} characters"));
+        return Err(format!("`text` is longer than {MAX_TEXT_CHARS} characters"));
     }
     Ok(text)
+}
+
+/// An operator line: [`checked_text`] and valid SSML (plain text is), normalised.
+pub fn checked_line(text: &str) -> Result<String, String> {
+    let text = checked_text(text)?;
+    crate::ssml::parse(&text).map(|sentence| sentence.ssml).map_err(|errors| {
+        let list: Vec<String> =
+            errors.iter().map(|e| format!("at character {}: {}", e.offset + 1, e.message)).collect();
+        format!("`text` is not valid SSML: {}", list.join("; "))
+    })
+}
+
+fn unprocessable(message: String) -> Failure {
+    Failure(StatusCode::UNPROCESSABLE_ENTITY, message)
 }
 
 #[derive(Deserialize)]
@@ -189,7 +203,7 @@ struct AskBody {
 
 async fn ask(State(state): State<AppState>, body: Bytes) -> Result<Response, Failure> {
     let body: AskBody = parse_body(&body)?;
-    let question = checked_text(&body.text)?;
+    let question = checked_text(&body.text).map_err(unprocessable)?;
     let asked = ask_show(&state, |reply| ShowCall::Ask { question, reply }).await?.map_err(refused)?;
     let status = if asked.duplicate { StatusCode::OK } else { StatusCode::ACCEPTED };
     let mut json = serde_json::to_value(&asked).unwrap_or_default();
@@ -208,18 +222,19 @@ fn refused(refusal: Refusal) -> Failure {
 
 async fn say(State(state): State<AppState>, body: Bytes) -> Result<Response, Failure> {
     let body: SayBody = parse_body(&body)?;
-    let text = checked_text(&body.text)?;
     // Operator lines are SSML like the script (plain text is valid SSML).
-    let text = crate::ssml::parse(&text).map(|sentence| sentence.ssml).map_err(|errors| {
-        let list: Vec<String> =
-            errors.iter().map(|e| format!("at character {}: {}", e.offset + 1, e.message)).collect();
-        Failure(StatusCode::UNPROCESSABLE_ENTITY, format!("`text` is not valid SSML: {}", list.join("; ")))
-    })?;
+    let text = checked_line(&body.text).map_err(unprocessable)?;
     if !(-100..=100).contains(&body.priority) {
         return Err(Failure(StatusCode::UNPROCESSABLE_ENTITY, "`priority` must be between -100 and 100".into()));
     }
-    let id =
-        ask_show(&state, |reply| ShowCall::Say { text, priority: body.priority, reply }).await?.map_err(refused)?;
+    let id = ask_show(&state, |reply| ShowCall::Say {
+        text,
+        priority: body.priority,
+        kind: InteractionKind::Operator,
+        reply,
+    })
+    .await?
+    .map_err(refused)?;
     Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "id": id, "cue": format!("i{id}") }))).into_response())
 }
 

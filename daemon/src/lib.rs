@@ -20,6 +20,7 @@
 //!   two processes, by the rules systemd applies to their units.
 //! - [`files`]: reading named files — regular files only, bounded in size.
 //! - [`secrets`]: stream keys and tokens from private files or systemd credentials.
+//! - [`cloud`]: the appliance in its fleet — reports up, the cloud's commands carried out.
 //!
 //! Binaries: `emceed` (the control-plane daemon) and `emcee` (the CLI: `run`, `check`).
 #![forbid(unsafe_code)]
@@ -28,6 +29,7 @@ pub mod answer;
 pub mod api;
 pub mod api_server;
 pub mod client;
+pub mod cloud;
 pub mod config;
 pub mod control;
 pub mod files;

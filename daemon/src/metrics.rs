@@ -98,6 +98,12 @@ impl Exposition {
             "Ticks that showed the slate because the renderer was down",
             slate,
         );
+        self.one(
+            "emcee_av_drift_samples",
+            "gauge",
+            "Audio samples encoded less the video's media time (0: audio and video in step)",
+            h.av_drift_samples as f64,
+        );
         let fallback = h.encoder_fallback.as_ref().map_or("none", |f| f.code.as_str());
         self.metric(
             "emcee_encoder_info",
@@ -147,6 +153,7 @@ mod tests {
             late_frames: 2,
             repeated_frames: 1,
             slate_frames: 3,
+            av_drift_samples: 0,
             encoder: "openh264".into(),
             encoder_fallback: Some(emcee_protocol::EncoderFallback {
                 code: "no_cuda_driver".into(),

@@ -33,14 +33,26 @@ pub enum InteractionKind {
     Operator,
     /// An answer to a viewer's question.
     Answer,
+    /// A line sent from the fleet cloud: said as is, audited as the cloud's.
+    Cloud,
 }
 
 impl InteractionKind {
-    /// Its name in the state database and the audit log: `operator` or `answer`.
+    /// Its name in the state database and the audit log: `operator`, `answer` or `cloud`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Operator => "operator",
             Self::Answer => "answer",
+            Self::Cloud => "cloud",
+        }
+    }
+
+    /// The kind named `name` in the state database (an unknown name: an operator line).
+    pub fn from_name(name: &str) -> Self {
+        match name {
+            "answer" => Self::Answer,
+            "cloud" => Self::Cloud,
+            _ => Self::Operator,
         }
     }
 }

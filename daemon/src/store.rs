@@ -247,7 +247,7 @@ impl Store {
             let kind: String = r.get(1)?;
             Ok(Interaction {
                 id: r.get(0)?,
-                kind: if kind == "answer" { InteractionKind::Answer } else { InteractionKind::Operator },
+                kind: InteractionKind::from_name(&kind),
                 text: r.get(2)?,
                 priority: r.get(3)?,
                 expires_ms: r.get(4)?,

@@ -3,12 +3,15 @@
 //!
 //! # Layout
 //! - this file: [`TARGETS`], each target by name; the targets themselves, one per parser.
+//! - `api.rs`: the local API's request bodies and queries, through its router.
 //! - `bin/emcee-fuzz.rs`: the AFL++ harness (`emcee-fuzz TARGET`), built with cargo-afl.
 //! - `seeds/TARGET/`: a few valid inputs each run starts from; `regressions/TARGET/`: every
 //!   input that once crashed or hung a target, replayed by `tests/replay.rs` on every CI run.
 #![forbid(unsafe_code)]
 
 use std::path::Path;
+
+mod api;
 
 use bytes::Bytes;
 use emcee_daemon::config::Config;
@@ -32,6 +35,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("rtmp_publish", rtmp_publish),
     ("flv_avc", flv_avc),
     ("gltf", gltf),
+    ("api", api::body),
 ];
 
 /// The target named `name`.

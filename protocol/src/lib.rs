@@ -10,6 +10,7 @@
 //!   [`notify`]: systemd's notify protocol (ready, watchdog).
 //! - [`stage_host`]: what the stage reads from the installed file itself (its socket, the
 //!   libraries it loads), never from the wire.
+//! - [`tls`]: the TLS client configuration for everything the appliance dials out to.
 //!
 //! Messages are JSON text frames over a WebSocket on the stage's Unix socket, tagged by `type`. Media timestamps
 //! travel as integer 48 kHz sample counts (`media_ts`), never as floating-point seconds.
@@ -20,6 +21,7 @@ pub mod notify;
 pub mod process;
 pub mod shutdown;
 pub mod stage_host;
+pub mod tls;
 
 use serde::{Deserialize, Serialize};
 
@@ -336,6 +338,10 @@ pub struct Health {
     /// Ticks that showed the slate because the renderer was down.
     #[serde(default)]
     pub slate_frames: u64,
+    /// Audio samples taken in by the AAC encoder less the video's media time, in samples: 0
+    /// unless a tick's audio was lost or padded (then audio and video drift apart).
+    #[serde(default)]
+    pub av_drift_samples: i64,
     pub encoder: String,
     /// Why the zero-copy encoder is not the one running (`None` when it is): a stable code for
     /// alerts and the full reason for people.

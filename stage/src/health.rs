@@ -15,6 +15,7 @@ pub struct FrameCounts {
     pub late: u64,
     pub repeated: u64,
     pub slate: u64,
+    pub av_drift_samples: i64,
 }
 
 /// Turns the outputs' running totals into a report with bitrates over the last interval.
@@ -62,6 +63,7 @@ impl HealthReporter {
             late_frames: counts.late,
             repeated_frames: counts.repeated,
             slate_frames: counts.slate,
+            av_drift_samples: counts.av_drift_samples,
             encoder: encoder.into(),
             encoder_fallback: fallback,
             outputs,

@@ -31,6 +31,11 @@ use crate::video_thread::{send_frames, Encoders, VideoJob};
 /// small enough to keep latency low.
 pub const LEAD_FRAMES: u64 = 2;
 
+/// Set in the stage's environment, the media clock runs as fast as the machine can go instead of
+/// with the wall clock: for the soak bench, which plays a day of show in hours. Only the
+/// service's own environment can set it; the show and its timestamps are the same either way.
+pub const UNPACED_ENV: &str = "EMCEE_BENCH_UNPACED";
+
 /// Sentences synthesized (or being synthesized) ahead of the one playing.
 const SPEECH_LOOKAHEAD: usize = 2;
 
@@ -100,6 +105,8 @@ pub struct MediaLoop {
     speaking: usize,
     ready: Ready<Vec<AacFrame>>,
     clock_start: Instant,
+    /// False only in the soak bench ([`UNPACED_ENV`]).
+    paced: bool,
     /// (first frame, length) of the end-of-show fade, once asked for.
     fading: Option<(u64, u64)>,
     index: u64,
@@ -128,6 +135,7 @@ impl MediaLoop {
             speaking: 0,
             ready: Vec::new(),
             clock_start: Instant::now(),
+            paced: std::env::var_os(UNPACED_ENV).is_none(),
             fading: None,
             index: 0,
         }
@@ -165,6 +173,9 @@ impl MediaLoop {
     /// Sleeps until the tick is due (at most [`LEAD_FRAMES`] early); true when it starts more
     /// than a frame late.
     fn pace(&mut self) -> bool {
+        if !self.paced {
+            return false;
+        }
         let fps = u64::from(self.fps());
         let frame_len = Duration::from_nanos(1_000_000_000 / fps);
         let lead = frame_len * LEAD_FRAMES as u32;
@@ -345,6 +356,7 @@ impl MediaLoop {
             return;
         }
         let media_ts = self.tick_start();
+        let tick_end = media_ts_of_frame(self.index + 1, self.fps());
         let parts = &mut self.parts;
         let counts = FrameCounts {
             media_ts,
@@ -352,6 +364,8 @@ impl MediaLoop {
             late: self.late_frames,
             repeated: parts.frames.repeated,
             slate: parts.frames.slate_frames,
+            // This tick's audio is in the encoder already: both clocks stand at the tick's end.
+            av_drift_samples: parts.aac.samples_in() as i64 - tick_end as i64,
         };
         let health = parts.health.report(counts, parts.encoder_name, parts.encoder_fallback.clone());
         emit(&self.events, StageEvent::Health(health));

@@ -38,6 +38,9 @@ pub struct AacEncoder {
     /// Interleaved samples not yet forming a whole frame.
     pending: Vec<i16>,
     frames_out: u64,
+    /// Samples (per channel) taken in so far: the audio clock, which must stay equal to the
+    /// video's media time (see [`AacEncoder::samples_in`]).
+    samples_in: u64,
     scratch: Vec<u8>,
 }
 
@@ -63,6 +66,7 @@ impl AacEncoder {
             delay: u64::from(info.nDelay),
             pending: Vec::with_capacity(AAC_FRAME_SAMPLES as usize * 2 * usize::from(channels)),
             frames_out: 0,
+            samples_in: 0,
             scratch: vec![0; 8192],
         })
     }
@@ -78,9 +82,16 @@ impl AacEncoder {
         self.delay
     }
 
+    /// Samples per channel taken in so far (held back ones included). The media loop compares
+    /// it with the video's media time: any difference is A/V drift.
+    pub fn samples_in(&self) -> u64 {
+        self.samples_in
+    }
+
     /// Encodes interleaved PCM; appends every complete frame to `out`.
     pub fn push(&mut self, interleaved: &[i16], out: &mut Vec<AacFrame>) -> Result<(), AacError> {
         self.pending.extend_from_slice(interleaved);
+        self.samples_in += (interleaved.len() / usize::from(self.channels)) as u64;
         let frame_len = AAC_FRAME_SAMPLES as usize * usize::from(self.channels);
         let whole = self.pending.len() / frame_len * frame_len;
         let mut offset = 0;

@@ -45,7 +45,7 @@ impl Distributor {
             let target = RtmpUrl::parse(&output.url)?;
             let tls = match target.tls {
                 true => Some(
-                    crate::tls::client_config(output.ca_file.as_deref())
+                    emcee_protocol::tls::client_config(output.ca_file.as_deref())
                         .map_err(|detail| RtmpError::Tls { host: target.host.clone(), detail })?,
                 ),
                 false => None,

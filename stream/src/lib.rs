@@ -13,7 +13,6 @@
 //! - [`rtmp`]: one publishing task per RTMP/RTMPS URL: sessions, liveness, backoff, rotation.
 //! - [`record`]: the show as FLV files on disk, segmented and capped by size.
 //! - [`stats`]: what each destination is doing, for health reports.
-//! - [`tls`]: the rustls client configuration for `rtmps` outputs.
 //!
 //! Data flows one way: encoded packets in, bytes on sockets out.
 #![forbid(unsafe_code)]
@@ -27,4 +26,3 @@ pub mod publish;
 pub mod record;
 pub mod rtmp;
 pub mod stats;
-pub mod tls;

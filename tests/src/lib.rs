@@ -7,6 +7,7 @@
 //! - [`probe`]: ffprobe/ffmpeg read-back of a recording.
 //! - [`daemon`]: the control plane alone, driven by the CLI; its responsiveness under load.
 //! - [`catalog`]: a large products file.
+//! - [`fleet`]: a private PostgreSQL and `emcee-cloud` instances.
 #![forbid(unsafe_code)]
 
 use std::net::TcpListener;
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 pub mod daemon;
+pub mod fleet;
 pub mod media;
 pub mod probe;
 pub mod proxy;

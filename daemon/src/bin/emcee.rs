@@ -78,6 +78,14 @@ enum Verb {
         #[command(subcommand)]
         verb: ContentVerb,
     },
+    /// Join the fleet of `[cloud] url` with a one-time code from `emcee-cloud enrol-code`: makes
+    /// the device key (state directory, mode 0600) and keeps the device id. Run it as the
+    /// service's user.
+    Enrol {
+        code: String,
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// The audit log of every utterance, as JSON lines.
     Log {
         /// Only records after this sequence number.
@@ -268,6 +276,27 @@ async fn run(config_path: PathBuf, outputs: Vec<String>, run_for: Option<f64>) -
     }
 }
 
+async fn enrol(file: &std::path::Path, code: &str) -> ExitCode {
+    let config = match check(file, &[]) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let Some(cloud) = &config.cloud else {
+        eprintln!("emcee: {}: no [cloud] url to enrol with", file.display());
+        return ExitCode::from(EXIT_CONFIG as u8);
+    };
+    match emcee_daemon::cloud::enrol(cloud, &config.state_dir, code).await {
+        Ok(device) => {
+            println!("enrolled as {device}");
+            ExitCode::SUCCESS
+        }
+        Err(reason) => {
+            eprintln!("emcee: enrolment failed: {reason}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     match Cli::parse().command {
@@ -299,6 +328,7 @@ async fn main() -> ExitCode {
         Verb::Resume(api) => print_json(api_call(&api, "POST", "/v1/room/resume", None)),
         Verb::Skip(api) => print_json(api_call(&api, "POST", "/v1/room/skip", None)),
         Verb::Content { verb } => content(verb),
+        Verb::Enrol { code, config } => enrol(&config, &code).await,
         Verb::Log { since, api } => match api_call(&api, "GET", &format!("/v1/log?since={since}"), None) {
             Ok(serde_json::Value::Array(records)) => {
                 for r in records {

@@ -80,6 +80,12 @@ async fn main() -> anyhow::Result<()> {
     let token = api::load_or_create_token(&config.token_file)?;
     let listener = api::bind(config.api_listen).await?;
     let (calls_tx, calls_rx) = tokio::sync::mpsc::channel(64);
+    if let Some(cloud) = &config.cloud {
+        // Not fatal: the show streams without its fleet; the reason is in the journal.
+        if let Err(e) = emcee_daemon::cloud::spawn(cloud, &config.state_dir, calls_tx.clone()) {
+            tracing::error!(error = %e, "the fleet link cannot start; the show goes on without it");
+        }
+    }
     let app = api::router(token, calls_tx, log_reader);
     tracing::info!(addr = %config.api_listen, "API listening");
     tokio::spawn(api_server::serve(listener, app));

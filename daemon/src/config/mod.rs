@@ -11,6 +11,7 @@
 //! - `checker`: the TOML checker (every error with its position), shared with the content files.
 
 mod checker;
+mod cloud;
 mod fields;
 mod parts;
 mod schema;
@@ -25,6 +26,7 @@ use toml_edit::Table;
 
 pub(crate) use checker::Checker;
 pub use checker::{ConfigError, ConfigErrors};
+pub use cloud::CloudConfig;
 pub(crate) use fields::{scene_fields, voice_fields};
 pub(crate) use parts::parts;
 pub use schema::*;
@@ -67,6 +69,8 @@ pub struct Config {
     pub stage_socket: PathBuf,
     /// Where named secrets are read from (`[secrets] dir`, systemd credentials first).
     pub secrets: Secrets,
+    /// The fleet this appliance joins, if any.
+    pub cloud: Option<CloudConfig>,
     pub stage: StageConfig,
 }
 
@@ -114,6 +118,7 @@ impl Config {
         let (content, answers, speech) = (section("content"), section("answers"), section("speech"));
         let recorder = section("recorder");
         let secrets = section("secrets");
+        let cloud = section("cloud");
 
         let show = sections::show(&mut c, show, base);
         let video = sections::video(&mut c, video);
@@ -131,6 +136,7 @@ impl Config {
         let products = c.string(content, "content", "products").map(|(s, _)| base.join(s));
         let answers = sections::answers(&mut c, answers);
         let schedule = sections::schedule(&mut c, root.get("schedule"));
+        let cloud = cloud::cloud(&mut c, cloud, base);
         if urls.is_empty() && c.errors.is_empty() {
             c.error(None, "no outputs: add an [[output]] table with a url, or pass --output");
         }
@@ -151,6 +157,7 @@ impl Config {
             token_file,
             stage_socket,
             secrets,
+            cloud,
             stage: StageConfig { video, audio, avatar: avatar_config, speech, recorder, outputs: urls },
         })
     }

@@ -51,6 +51,7 @@ pub(super) const SECTIONS: &[(&str, &[&str])] = &[
     ("audio", &["bitrate_kbps", "channels"]),
     ("avatar", &["model", "background", "camera", "voice", "words_per_minute", "pitch", "subtitles", "label", "slate"]),
     ("stage", &["socket"]),
+    ("cloud", &["url", "ca", "enrol_code", "name"]),
     ("secrets", &["dir"]),
     ("speech", &["voices", "onnxruntime", "espeak", "cache"]),
     ("recorder", &["dir", "segment_min", "max_mb"]),

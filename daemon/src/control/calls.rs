@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 pub use super::state_health::StateHealth;
 use crate::config::ConfigErrors;
 use crate::library::{Doc, DocName, Format, Library, Origin};
-use crate::scheduler::{Offset, Room, RoomCommand};
+use crate::scheduler::{InteractionKind, Offset, Room, RoomCommand};
 
 /// What the show loop is asked to do; each carries its reply channel.
 pub enum ShowCall {
@@ -17,6 +17,8 @@ pub enum ShowCall {
     Say {
         text: String,
         priority: i32,
+        /// Who sent it: the local operator or the fleet cloud.
+        kind: InteractionKind,
         reply: oneshot::Sender<Result<i64, Refusal>>,
     },
     Ask {
@@ -153,6 +155,7 @@ mod tests {
             late_frames: 0,
             repeated_frames: 0,
             slate_frames: 0,
+            av_drift_samples: 0,
             encoder: "openh264".into(),
             encoder_fallback: None,
             outputs: vec![emcee_protocol::OutputHealth {

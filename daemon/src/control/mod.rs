@@ -31,7 +31,7 @@ use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::library::{Built, Library};
-use crate::scheduler::{InteractionKind, Output, RoomCommand, Scheduler};
+use crate::scheduler::{Output, RoomCommand, Scheduler};
 use crate::store::{now_ms, SetAside, Store};
 use calls::ShowCall;
 use content::{Changes, ContentSettings};
@@ -104,8 +104,8 @@ async fn wait_to_go_live(
                     let _ = reply.send(show.scheduler.command(command, now_ms()).map(|_| show.scheduler.room()).map_err(|e| e.to_string()));
                 }
                 // The room is idle: lines only join the queue (the scheduler sends nothing).
-                ShowCall::Say { text, priority, reply } => {
-                    let result = show.enqueue(InteractionKind::Operator, &text, priority).map(|(i, _)| i.id);
+                ShowCall::Say { text, priority, kind, reply } => {
+                    let result = show.enqueue(kind, &text, priority).map(|(i, _)| i.id);
                     let _ = reply.send(result);
                 }
                 ShowCall::Ask { question, reply } => {

@@ -165,6 +165,7 @@ impl Show {
         let (limit, max_age_ms, name) = match kind {
             InteractionKind::Answer => (MAX_QUEUED_ANSWERS, self.answer_max_age_ms, "answers"),
             InteractionKind::Operator => (MAX_QUEUED_LINES, OPERATOR_LINE_MAX_AGE_MS, "operator lines"),
+            InteractionKind::Cloud => (MAX_QUEUED_LINES, OPERATOR_LINE_MAX_AGE_MS, "lines from the cloud"),
         };
         let queued = self.scheduler.queued_of(kind);
         if queued >= limit {
@@ -274,7 +275,7 @@ impl Show {
             ShowCall::ChangeContent { name, doc, reply } => {
                 self.changes.request((name, doc, reply), &self.library, &self.script_key)
             }
-            ShowCall::Say { text, priority, reply } => match self.enqueue(InteractionKind::Operator, &text, priority) {
+            ShowCall::Say { text, priority, kind, reply } => match self.enqueue(kind, &text, priority) {
                 Ok((interaction, outputs)) => {
                     self.apply(link, outputs).await;
                     let _ = reply.send(Ok(interaction.id));

@@ -1,5 +1,6 @@
-//! TLS for `rtmps` outputs: rustls with the ring provider, trusting the system's CA store plus
-//! an optional CA file (a private ingest, or a test server).
+//! TLS for what the appliance dials out to — `rtmps` outputs and the fleet cloud (`wss`): rustls
+//! with the ring provider, trusting the system's CA store plus an optional CA file (a private
+//! ingest or cloud, or a test server).
 
 use std::path::Path;
 use std::sync::Arc;
