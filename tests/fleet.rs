@@ -238,3 +238,60 @@ fn a_partition_is_noticed_by_both_ends_and_the_link_comes_back() -> Result<()> {
         Ok(())
     })
 }
+
+#[test]
+fn with_the_cloud_away_the_show_streams_and_its_audit_log_arrives_once_and_in_order_on_return() -> Result<()> {
+    let dir = scratch_dir("fleet-offline")?;
+    let pg = Postgres::start(&dir.join("pg"))?;
+    let nginx = emcee_tests::Nginx::start(&dir.join("nginx"))?;
+    let (port, log) = (free_port(), dir.join("cloud.log"));
+    let mut server = Cloud::serve_on(&pg, port, &log)?;
+    let code = cloud_ok(&pg, &["enrol-code", "--group", "g"])?.trim().to_string();
+    let boxed = dir.join("box");
+    std::fs::create_dir_all(&boxed)?;
+    let lines = ["The first sentence.", "The second sentence.", "The third and last sentence."];
+    let config = write_show(&boxed, &lines, &[nginx.url("fleet")], "end")?;
+    let text = std::fs::read_to_string(&config)? + &format!("\n[cloud]\nurl = \"ws://127.0.0.1:{port}/\"\n");
+    std::fs::write(&config, text)?;
+    let out = emcee(&["enrol", &code], &config)?;
+    ensure!(out.status.success(), "enrol: {}", String::from_utf8_lossy(&out.stderr));
+    let id = String::from_utf8(out.stdout)?.trim().trim_start_matches("enrolled as ").to_string();
+
+    // The cloud is away for the whole show: the show streams as ever.
+    server.kill();
+    emcee_tests::play_to_end(&config, Duration::from_secs(120))?;
+    let kinds: Vec<String> = emcee_tests::probe::streams(&nginx.recording("fleet"))?
+        .iter()
+        .filter_map(|s| s["codec_name"].as_str().map(String::from))
+        .collect();
+    assert_eq!(kinds, ["h264", "aac"], "the stream arrived whole");
+    let local = emcee_tests::audit_log(&boxed)?;
+    assert!(local.iter().filter(|r| r.event == "finished").count() >= lines.len(), "{local:?}");
+
+    // The cloud is back: the control plane (room closed) sends the audit log up, once.
+    let _server = Cloud::serve_on(&pg, port, &log)?;
+    let text =
+        std::fs::read_to_string(&config)?.replace("when_done = \"end\"", "when_done = \"end\"\nautostart = false");
+    std::fs::write(&config, text)?;
+    let arrived = || -> Result<Vec<Value>> {
+        cloud_ok(&pg, &["log", &id])?.lines().map(|l| Ok(serde_json::from_str(l)?)).collect()
+    };
+    let daemon = Daemon::spawn(&config)?;
+    wait_until(Duration::from_secs(30), "the outbox drains", || Ok(arrived()?.len() >= local.len()))?;
+    daemon.stop()?;
+    // Joining again sends nothing twice.
+    let daemon = Daemon::spawn(&config)?;
+    wait_until(Duration::from_secs(20), "the device is back", || Ok(device(&pg, &id)?["online"] == true))?;
+    std::thread::sleep(Duration::from_secs(3));
+    daemon.stop()?;
+    let cloud_log = arrived()?;
+    let seqs: Vec<i64> = cloud_log.iter().map(|r| r["seq"].as_i64().unwrap_or(-1)).collect();
+    let local_seqs: Vec<i64> = local.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs[..local_seqs.len()], local_seqs[..], "every record once, in order");
+    for (up, here) in cloud_log.iter().zip(&local) {
+        assert_eq!((up["event"].as_str(), up["text"].as_str()), (Some(here.event.as_str()), Some(here.text.as_str())));
+    }
+    let reported = device(&pg, &id)?["reported"]["outbox"].clone();
+    assert_eq!(reported["lost"], 0, "{reported}");
+    Ok(())
+}

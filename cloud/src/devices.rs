@@ -100,14 +100,16 @@ impl Connection {
         };
         let (nudge_tx, nudge_rx) = mpsc::channel(8);
         let number = hub.join(&connection.device, &group, nudge_tx);
-        connection.db.set_online(&connection.device, true, Some(&firmware)).await?;
+        // A device may come back through another instance before this one sees it gone.
+        let generation = random_hex(8).map_err(lost)?;
+        connection.db.joined(&connection.device, &generation, &firmware).await?;
         tracing::info!(device = %connection.device, %group, %firmware, "device joined");
         let ended = connection.serve(nudge_rx).await;
         hub.leave(&connection.device, number);
         if let Ended::Refused(reason) = &ended {
             let _ = connection.send(&CloudMessage::Refused { reason: reason.clone() }).await;
         }
-        let _ = connection.db.set_online(&connection.device, false, None).await;
+        let _ = connection.db.left(&connection.device, &generation).await;
         Err(ended)
     }
 
@@ -208,6 +210,7 @@ impl Connection {
                 self.send(&answer).await
             }
             DeviceMessage::Done { id, ok, body } => Ok(self.db.command_done(&self.device, id, ok, &body).await?),
+            DeviceMessage::Audit { records } => self.audit(records).await,
             DeviceMessage::Ping { seq } => {
                 if self.last_written_seen.elapsed() >= SEEN_EVERY {
                     self.last_written_seen = Instant::now();
@@ -218,6 +221,16 @@ impl Connection {
             DeviceMessage::Pong { .. } => Ok(()),
             other => Err(Ended::Refused(format!("unexpected after the handshake: {other:?}"))),
         }
+    }
+
+    /// Keeps a batch of the device's outbox (each record once) and says how far it got.
+    async fn audit(&mut self, records: Vec<serde_json::Value>) -> Result<(), Ended> {
+        let numbered: Option<Vec<(i64, serde_json::Value)>> =
+            records.into_iter().map(|r| Some((r.get("seq")?.as_i64()?, r))).collect();
+        let numbered = numbered.ok_or_else(|| Ended::Refused("an audit record without its seq".into()))?;
+        let Some(through) = numbered.iter().map(|r| r.0).max() else { return Ok(()) };
+        self.db.store_audit(&self.device, &numbered).await?;
+        self.send(&CloudMessage::AuditStored { through }).await
     }
 
     async fn nudged(&mut self, nudge: Nudge) -> Result<(), Ended> {

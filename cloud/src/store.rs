@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS devices (
     enrolled_at timestamptz NOT NULL DEFAULT now(),
     revoked_at timestamptz,
     online boolean NOT NULL DEFAULT false,
+    connection text,
     last_seen timestamptz,
     desired jsonb NOT NULL DEFAULT '{}',
     desired_version bigint NOT NULL DEFAULT 0,
@@ -60,6 +61,13 @@ CREATE TABLE IF NOT EXISTS commands (
     done_at timestamptz,
     ok boolean,
     result jsonb
+);
+CREATE TABLE IF NOT EXISTS audit (
+    device text NOT NULL REFERENCES devices (id),
+    seq bigint NOT NULL,
+    record jsonb NOT NULL,
+    received_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (device, seq)
 );
 CREATE INDEX IF NOT EXISTS commands_pending ON commands (device) WHERE delivered_at IS NULL;
 ";
@@ -143,6 +151,34 @@ impl Db {
         Ok(row.map(|r| r.get(0)))
     }
 
+    /// Keeps a device's audit records, each `seq` once (a batch sent again adds nothing).
+    pub async fn store_audit(&self, device: &str, records: &[(i64, Value)]) -> Result<(), StoreError> {
+        let seqs: Vec<i64> = records.iter().map(|r| r.0).collect();
+        let docs: Vec<Value> = records.iter().map(|r| r.1.clone()).collect();
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO audit (device, seq, record) \
+                 SELECT $1, s, r FROM unnest($2::bigint[], $3::jsonb[]) AS t(s, r) ON CONFLICT DO NOTHING",
+                &[&device, &seqs, &docs],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// A device's audit records after `since`, in order.
+    pub async fn audit_of(&self, device: &str, since: i64, limit: i64) -> Result<Vec<Value>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT record FROM audit WHERE device = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                &[&device, &since, &limit],
+            )
+            .await?;
+        Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    }
+
     /// A device's public key, group and whether it is revoked.
     pub async fn device_key(&self, id: &str) -> Result<Option<DeviceKeyRow>, StoreError> {
         let row = self
@@ -153,13 +189,26 @@ impl Db {
         Ok(row.map(|r| DeviceKeyRow { public_key: r.get(0), group: r.get(1), revoked: r.get(2) }))
     }
 
-    /// The device joined (or left) this instance.
-    pub async fn set_online(&self, id: &str, online: bool, firmware: Option<&str>) -> Result<(), StoreError> {
+    /// The device joined through connection `connection` (unique over every instance).
+    pub async fn joined(&self, id: &str, connection: &str, firmware: &str) -> Result<(), StoreError> {
         self.client()
             .await?
             .execute(
-                "UPDATE devices SET online = $2, last_seen = now(), firmware = coalesce($3, firmware) WHERE id = $1",
-                &[&id, &online, &firmware],
+                "UPDATE devices SET online = true, connection = $2, last_seen = now(), firmware = $3 WHERE id = $1",
+                &[&id, &connection, &firmware],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Connection `connection` of the device ended; the device stays online if a newer one
+    /// (on any instance) took its place.
+    pub async fn left(&self, id: &str, connection: &str) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .execute(
+                "UPDATE devices SET online = false, last_seen = now() WHERE id = $1 AND connection = $2",
+                &[&id, &connection],
             )
             .await?;
         Ok(())

@@ -64,6 +64,10 @@ pub enum FromCloud {
         id: i64,
         command: Command,
     },
+    /// The cloud stored the audit records up to this `seq`.
+    AuditStored {
+        through: i64,
+    },
     /// The link is down; the reason, and when it will dial again.
     Down {
         reason: String,
@@ -81,6 +85,9 @@ pub enum ToCloud {
         ok: bool,
         body: Value,
     },
+    /// Records of the outbox: sent if the link is up, else dropped (the outbox sends them
+    /// again until the cloud says they are stored).
+    Audit(Vec<Value>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,7 +108,7 @@ pub struct Link {
     settings: LinkSettings,
     from_cloud: mpsc::Sender<FromCloud>,
     to_cloud: mpsc::Receiver<ToCloud>,
-    /// The reported document to send, and whether the cloud has stored it.
+    /// The newest reported document, and whether the cloud has acknowledged storing it.
     report: Option<Value>,
     report_stored: bool,
     /// Commands carried out while the link was down: sent on the next session.
@@ -160,6 +167,7 @@ impl Link {
                 }
             }
             ToCloud::Done { id, ok, body } => self.done.push(DeviceMessage::Done { id, ok, body }),
+            ToCloud::Audit(_) => {}
         }
     }
 }
@@ -185,9 +193,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 /// One connection to the cloud.
 struct Session {
     socket: Socket,
-    /// The reported version the cloud holds; a report in flight.
+    /// The reported version the cloud holds; the document of a report in flight.
     reported_version: u64,
-    report_in_flight: bool,
+    report_in_flight: Option<Value>,
     last_heard: Instant,
     pings: u64,
 }
@@ -199,7 +207,7 @@ impl Session {
             .await
             .map_err(|_| failed("the cloud did not answer the dial in time"))??;
         let mut session =
-            Session { socket, reported_version: 0, report_in_flight: false, last_heard: Instant::now(), pings: 0 };
+            Session { socket, reported_version: 0, report_in_flight: None, last_heard: Instant::now(), pings: 0 };
         tokio::time::timeout(STEP_PATIENCE, session.join(link))
             .await
             .map_err(|_| failed("the cloud did not finish the handshake in time"))??;
@@ -295,6 +303,7 @@ impl Session {
                 message = link.to_cloud.recv() => match message {
                     None => Err(SessionError::Closed),
                     Some(ToCloud::Done { id, ok, body }) => self.send(&DeviceMessage::Done { id, ok, body }).await,
+                    Some(ToCloud::Audit(records)) => self.send(&DeviceMessage::Audit { records }).await,
                     Some(report) => {
                         link.keep(report);
                         Ok(())
@@ -314,15 +323,21 @@ impl Session {
             CloudMessage::Command { id, command } => {
                 link.from_cloud.send(FromCloud::Command { id, command }).await.map_err(|_| SessionError::Closed)
             }
+            CloudMessage::AuditStored { through } => {
+                link.from_cloud.send(FromCloud::AuditStored { through }).await.map_err(|_| SessionError::Closed)
+            }
             CloudMessage::Reported { version } => {
-                (self.reported_version, self.report_in_flight) = (version, false);
+                self.reported_version = version;
+                // Stored: unless the document changed meanwhile (then the newer one goes next).
+                if self.report_in_flight.take() == link.report {
+                    link.report_stored = true;
+                }
                 Ok(())
             }
             CloudMessage::Conflict { version } => {
                 // Someone else wrote our report (an older session of this device): ours is the
                 // truth now, sent again on the version the cloud holds.
-                (self.reported_version, self.report_in_flight) = (version, false);
-                link.report_stored = false;
+                (self.reported_version, self.report_in_flight) = (version, None);
                 Ok(())
             }
             CloudMessage::Ping { seq } => self.send(&DeviceMessage::Pong { seq }).await,
@@ -331,14 +346,14 @@ impl Session {
         }
     }
 
-    /// Sends the newest report once the previous one is stored.
+    /// Sends the newest report, one at a time, until the cloud has stored it (a report lost
+    /// with a session goes up again on the next).
     async fn flush_report(&mut self, link: &mut Link) -> Result<(), SessionError> {
-        if self.report_in_flight || link.report_stored {
+        if self.report_in_flight.is_some() || link.report_stored {
             return Ok(());
         }
         let Some(doc) = link.report.clone() else { return Ok(()) };
-        self.report_in_flight = true;
-        link.report_stored = true;
+        self.report_in_flight = Some(doc.clone());
         self.send(&DeviceMessage::Report { base: self.reported_version, doc }).await
     }
 

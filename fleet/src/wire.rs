@@ -70,6 +70,11 @@ pub enum DeviceMessage {
         ok: bool,
         body: Value,
     },
+    /// Audit records from the device's outbox, in order, each with its `seq`; sent again until
+    /// the cloud says they are stored (it keeps each `seq` once).
+    Audit {
+        records: Vec<Value>,
+    },
     Ping {
         seq: u64,
     },
@@ -105,6 +110,10 @@ pub enum CloudMessage {
     /// A report's base was stale: the cloud holds `version`.
     Conflict {
         version: u64,
+    },
+    /// The device's audit records up to `seq` `through` are stored.
+    AuditStored {
+        through: i64,
     },
     Command {
         id: i64,

@@ -84,6 +84,12 @@ impl PiperVoice {
             .map_err(|e| ort_err(e.into()))?
             .with_inter_op_spinning(false)
             .map_err(|e| ort_err(e.into()))?
+            // Every sentence is an input of another length, and ONNX Runtime keeps a memory
+            // pattern per input shape: on a show that runs for months, with operator lines and
+            // answers never said before, that is memory that only grows (the soak bench found
+            // it; `cargo bench -p emcee-speech --bench unique_sentences` shows it alone).
+            .with_memory_pattern(false)
+            .map_err(|e| ort_err(e.into()))?
             .commit_from_memory(&bytes)
             .map_err(ort_err)?;
         let audio_output = session

@@ -150,8 +150,9 @@ fn child_pid(parent: u32, name: &str) -> Option<u32> {
     })
 }
 
-fn dir_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir).map_or(0, |d| d.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+/// The state database's own file (its write-ahead log is recycled at about 4 MB).
+fn file_mb(path: &Path) -> f64 {
+    std::fs::metadata(path).map_or(0.0, |m| m.len() as f64 / 1e6)
 }
 
 /// One row of the table: the show at a whole media hour.
@@ -250,7 +251,7 @@ impl Soak {
             wall_s: self.started.elapsed().as_secs_f64(),
             daemon: usage(daemon)?,
             stage: usage(stage)?,
-            db_mb: dir_bytes(&self.dir.join("state")) as f64 / 1e6,
+            db_mb: file_mb(&self.dir.join("state/state.db")),
             health,
         };
         row.print();
@@ -326,7 +327,7 @@ fn main() -> Result<()> {
         settings.media_hours,
         dir.display()
     );
-    println!("| media h | wall s | emceed MB | emceed fds | emceed threads | stage MB | stage fds | stage threads | state MB | frames | late | repeated | slate | A/V drift | connects |");
+    println!("| media h | wall s | emceed MB | emceed fds | emceed threads | stage MB | stage fds | stage threads | state.db MB | frames | late | repeated | slate | A/V drift | connects |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut soak = Soak {
         settings,

@@ -45,6 +45,13 @@ enum Verb {
     Status {
         device: String,
     },
+    /// A device's audit log as it has reached the cloud, JSON lines.
+    Log {
+        device: String,
+        /// Only records after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        since: i64,
+    },
     /// Set the desired document (JSON) of a device, or of every device of a group.
     Desire {
         #[arg(long, conflicts_with = "device")]
@@ -116,6 +123,12 @@ async fn main() -> Result<()> {
             let found = admin::devices(&db, Some(&device)).await?;
             let Some(one) = found.first() else { bail!("no device `{device}`") };
             println!("{}", serde_json::to_string_pretty(one)?);
+            return Ok(());
+        }
+        Verb::Log { device, since } => {
+            for record in db.audit_of(&device, since, 100_000).await? {
+                println!("{record}");
+            }
             return Ok(());
         }
         Verb::Desire { group, device, doc } => {

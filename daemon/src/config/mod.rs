@@ -351,6 +351,29 @@ url = "http://x/live/k"
     }
 
     #[test]
+    fn a_fleet_is_joined_over_wss_only_ws_to_loopback_for_tests() {
+        let with = |table: &str| Config::parse(&format!("{}\n[cloud]\n{table}", good()), Path::new("/etc/emcee"), &[]);
+        assert_eq!(Config::parse(good(), Path::new("/etc/emcee"), &[]).unwrap().cloud, None);
+        let c =
+            with("url = \"wss://fleet.example.com/v1/device\"\nca = \"fleet-ca.pem\"\nenrol_code = \"abc\"").unwrap();
+        let cloud = c.cloud.expect("joins a fleet");
+        assert_eq!(cloud.url.as_str(), "wss://fleet.example.com/v1/device");
+        assert_eq!(cloud.ca_file.as_deref(), Some(Path::new("/etc/emcee/fleet-ca.pem")));
+        assert_eq!(cloud.enrol_code.as_deref(), Some("abc"));
+        assert!(with("url = \"ws://127.0.0.1:7700/\"").is_ok(), "loopback, for tests");
+        for (table, says) in [
+            ("url = \"ws://fleet.example.com/\"", "only to a loopback address"),
+            ("url = \"https://fleet.example.com/\"", "is not a wss:// URL"),
+            ("url = \"not a url\"", "is not a wss:// URL"),
+            ("ca = \"x.pem\"", "[cloud] needs url"),
+            ("url = \"wss://f/\"\ntoken = \"x\"", "`token`"),
+        ] {
+            let errors = with(table).unwrap_err();
+            assert!(errors.iter().any(|e| e.message.contains(says)), "{table}: {errors:?}");
+        }
+    }
+
+    #[test]
     fn the_recorder_is_off_unless_configured_and_checked_when_it_is() {
         assert_eq!(Config::parse(good(), Path::new("/etc/emcee"), &[]).unwrap().stage.recorder, None);
         let on = format!("{}\n[recorder]\nsegment_min = 30\n", good());

@@ -14,6 +14,10 @@ use emcee_fleet::wire::{Command, Versioned};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 
+mod outbox;
+
+use outbox::Outbox;
+
 use crate::config::CloudConfig;
 use crate::control::calls::{ShowCall, Status};
 use crate::scheduler::{InteractionKind, RoomCommand};
@@ -29,6 +33,8 @@ pub enum CloudError {
     Identity(#[from] IdentityError),
     #[error("{path}: {source}")]
     Io { path: std::path::PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 /// How the device joins, from what the state directory holds: its id once enrolled, else the
@@ -45,8 +51,9 @@ pub fn joining(config: &CloudConfig, state_dir: &Path) -> Result<Option<(Joining
     Ok(Some((Joining::Enrol { code, name }, key)))
 }
 
+/// The host's name (uname: the unit hides /proc/sys).
 fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map_or_else(|_| "emcee".into(), |h| h.trim().to_string())
+    rustix::system::uname().nodename().to_string_lossy().into_owned()
 }
 
 /// `emcee enrol`: joins the fleet once with `code` (a key is made if there is none) and keeps
@@ -59,17 +66,7 @@ pub async fn enrol(config: &CloudConfig, state_dir: &Path, code: &str) -> Result
     let config = CloudConfig { enrol_code: Some(code.to_string()), ..config.clone() };
     std::fs::create_dir_all(state_dir).map_err(|e| format!("{}: {e}", state_dir.display()))?;
     let (joining, key) = joining(&config, state_dir).map_err(|e| e.to_string())?.ok_or("no enrolment code")?;
-    let (from_tx, mut from_rx) = mpsc::channel(8);
-    let (_to_tx, to_rx) = mpsc::channel(8);
-    let settings = LinkSettings {
-        url: config.url.clone(),
-        ca_file: config.ca_file.clone(),
-        key: Arc::new(key),
-        joining,
-        firmware: env!("CARGO_PKG_VERSION").into(),
-        applied_desired: 0,
-    };
-    let link = tokio::spawn(Link::new(settings, from_tx, to_rx).run());
+    let (link, mut from_rx, _to_cloud) = start_link(&config, joining, key);
     let joined = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
             match from_rx.recv().await {
@@ -88,12 +85,12 @@ pub async fn enrol(config: &CloudConfig, state_dir: &Path, code: &str) -> Result
     Ok(device)
 }
 
-/// Starts the link and its agent, if the appliance is (or is to be) enrolled.
-pub fn spawn(config: &CloudConfig, state_dir: &Path, calls: mpsc::Sender<ShowCall>) -> Result<(), CloudError> {
-    let Some((joining, key)) = joining(config, state_dir)? else {
-        tracing::warn!("[cloud] is configured but this appliance is not enrolled: run `emcee enrol CODE`");
-        return Ok(());
-    };
+/// Starts the fleet link: its task, what it hands the control plane, and what it is handed.
+fn start_link(
+    config: &CloudConfig,
+    joining: Joining,
+    key: DeviceKey,
+) -> (tokio::task::JoinHandle<()>, mpsc::Receiver<FromCloud>, mpsc::Sender<ToCloud>) {
     let (from_tx, from_rx) = mpsc::channel(64);
     let (to_tx, to_rx) = mpsc::channel(64);
     let settings = LinkSettings {
@@ -104,7 +101,16 @@ pub fn spawn(config: &CloudConfig, state_dir: &Path, calls: mpsc::Sender<ShowCal
         firmware: env!("CARGO_PKG_VERSION").into(),
         applied_desired: 0,
     };
-    tokio::spawn(Link::new(settings, from_tx, to_rx).run());
+    (tokio::spawn(Link::new(settings, from_tx, to_rx).run()), from_rx, to_tx)
+}
+
+/// Starts the link and its agent, if the appliance is (or is to be) enrolled.
+pub fn spawn(config: &CloudConfig, state_dir: &Path, calls: mpsc::Sender<ShowCall>) -> Result<(), CloudError> {
+    let Some((joining, key)) = joining(config, state_dir)? else {
+        tracing::warn!("[cloud] is configured but this appliance is not enrolled: run `emcee enrol CODE`");
+        return Ok(());
+    };
+    let (_, from_rx, to_tx) = start_link(config, joining, key);
     let agent = Agent {
         calls,
         to_cloud: to_tx,
@@ -112,6 +118,7 @@ pub fn spawn(config: &CloudConfig, state_dir: &Path, calls: mpsc::Sender<ShowCal
         desired: Versioned::default(),
         counters: Value::Null,
         counted: None,
+        outbox: Outbox::open(state_dir)?,
     };
     tokio::spawn(agent.run(from_rx));
     Ok(())
@@ -127,6 +134,8 @@ pub struct Agent {
     /// The counters in the report, and when they were taken.
     counters: Value,
     counted: Option<Instant>,
+    /// The audit log on its way up.
+    outbox: Outbox,
 }
 
 impl Agent {
@@ -140,7 +149,7 @@ impl Agent {
                     None => return,
                 },
                 _ = look.tick() => {
-                    if !self.report().await {
+                    if !self.report().await || !self.send_outbox().await {
                         return;
                     }
                 }
@@ -150,7 +159,13 @@ impl Agent {
 
     async fn cloud_said(&mut self, message: FromCloud) {
         match message {
+            FromCloud::AuditStored { through } => {
+                self.outbox.stored(through);
+                // Drain a long backlog batch after batch, not one per look.
+                self.send_outbox().await;
+            }
             FromCloud::Joined { device, group } => {
+                self.outbox.link_up();
                 tracing::info!(%device, %group, "in the fleet");
                 if !self.device_file.exists() {
                     // Enrolled just now: from here on the device joins as itself.
@@ -209,6 +224,14 @@ impl Agent {
         }
     }
 
+    /// Hands the link the outbox's next batch, if one is due; false once the link is gone.
+    async fn send_outbox(&mut self) -> bool {
+        match self.outbox.next_batch() {
+            Some(records) => self.to_cloud.send(ToCloud::Audit(records)).await.is_ok(),
+            None => true,
+        }
+    }
+
     /// Hands the link the show's state now; false once the show or the link is gone.
     async fn report(&mut self) -> bool {
         let Ok(status) = self.call(ShowCall::Status).await else { return false };
@@ -216,7 +239,8 @@ impl Agent {
             self.counters = counters(&status);
             self.counted = Some(Instant::now());
         }
-        let doc = reported(&status, &self.desired, &self.counters);
+        let mut doc = reported(&status, &self.desired, &self.counters);
+        doc["outbox"] = self.outbox.state();
         self.to_cloud.send(ToCloud::Report(doc)).await.is_ok()
     }
 }
