@@ -79,6 +79,10 @@ impl Cloud {
         Ok(Self { child, port })
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// What the appliance's `[cloud] url` names.
     pub fn url(&self) -> String {
         format!("ws://127.0.0.1:{}/v1/device", self.port)
