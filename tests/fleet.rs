@@ -59,6 +59,10 @@ fn an_appliance_enrols_reports_and_carries_out_the_clouds_commands() -> Result<(
             && d["name"] == "test store")
     })?;
 
+    let local = || -> Result<Value> { Ok(serde_json::from_slice(&emcee(&["status"], &config)?.stdout)?) };
+    let link = local()?["cloud"].clone();
+    assert_eq!((link["state"].as_str(), link["device"].as_str()), (Some("joined"), Some(id.as_str())), "{link}");
+
     // A line from the cloud is queued like the operator's, as the cloud's.
     let done: Value = serde_json::from_str(&cloud_ok(&pg, &["say", &id, "A word from head office."])?)?;
     assert_eq!(done["ok"], true, "{done}");
@@ -84,6 +88,8 @@ fn an_appliance_enrols_reports_and_carries_out_the_clouds_commands() -> Result<(
     wait_until(Duration::from_secs(10), "the device is cut off", || Ok(device(&pg, &id)?["online"] == false))?;
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(device(&pg, &id)?["online"], false, "a revoked device cannot join again");
+    let link = local()?["cloud"].clone();
+    assert!(link["state"] == "down" && link["reason"].as_str().is_some_and(|r| r.contains("revoked")), "{link}");
     assert!(emcee(&["status"], &config)?.status.success(), "the show goes on without its fleet");
     daemon.stop()
 }

@@ -13,6 +13,10 @@ pub fn text(s: &Status) -> String {
     let mut m = Exposition::default();
     m.show(s);
     m.state(&s.state);
+    if let Some(cloud) = &s.cloud {
+        let up = flag(cloud.state == "joined");
+        m.one("emcee_cloud_link_up", "gauge", "1 while the appliance is joined to its fleet cloud", up);
+    }
     if let Some(h) = &s.stage {
         m.stage(h);
         m.outputs(&h.outputs);
@@ -182,6 +186,13 @@ mod tests {
             stage_report_age_ms: Some(300),
             state: StateHealth::default(),
             stage_refused: None,
+            cloud: Some(crate::control::calls::CloudLink {
+                state: "down".into(),
+                device: Some("dev-1".into()),
+                group: None,
+                reason: Some("refused".into()),
+                since_ms: 0,
+            }),
         };
         let text = text(&status);
         for line in [
@@ -201,6 +212,7 @@ mod tests {
             "emcee_output_queue_ms{url=\"rtmp://a:1935/x\\\"y/…\"} 120",
             "emcee_output_bitrate_kbps{url=\"rtmp://a:1935/x\\\"y/…\"} 2600",
             "emcee_state_set_aside 0",
+            "emcee_cloud_link_up 0",
             "emcee_state_writes_failing 0",
             "emcee_state_failed_writes_total 0",
         ] {

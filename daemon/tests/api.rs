@@ -37,6 +37,7 @@ async fn serve() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
                         stage_report_age_ms: None,
                         state: Default::default(),
                         stage_refused: None,
+                        cloud: None,
                     });
                 }
                 ShowCall::Say { reply, .. } => {
@@ -48,7 +49,8 @@ async fn serve() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
                 ShowCall::Room { reply, .. } => {
                     let _ = reply.send(Err("cannot start while the room is Live".into()));
                 }
-                ShowCall::ContentOf { .. } | ShowCall::ChangeContent { .. } => {} // tested on the real daemon
+                // Tested on the real daemon.
+                ShowCall::ContentOf { .. } | ShowCall::ChangeContent { .. } | ShowCall::CloudLink(_) => {}
             }
         }
     });

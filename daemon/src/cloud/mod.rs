@@ -19,7 +19,7 @@ mod outbox;
 use outbox::Outbox;
 
 use crate::config::CloudConfig;
-use crate::control::calls::{ShowCall, Status};
+use crate::control::calls::{CloudLink, ShowCall, Status};
 use crate::scheduler::{InteractionKind, RoomCommand};
 
 /// The show's state is looked at this often; a change is reported at once.
@@ -119,6 +119,7 @@ pub fn spawn(config: &CloudConfig, state_dir: &Path, calls: mpsc::Sender<ShowCal
         counters: Value::Null,
         counted: None,
         outbox: Outbox::open(state_dir)?,
+        joined_as: (None, None),
     };
     tokio::spawn(agent.run(from_rx));
     Ok(())
@@ -136,6 +137,8 @@ pub struct Agent {
     counted: Option<Instant>,
     /// The audit log on its way up.
     outbox: Outbox,
+    /// The device and group the cloud last welcomed.
+    joined_as: (Option<String>, Option<String>),
 }
 
 impl Agent {
@@ -173,6 +176,7 @@ impl Agent {
                         tracing::error!(error = %e, file = %self.device_file.display(), "cannot keep the device id");
                     }
                 }
+                self.link_is("joined", Some(device), Some(group), None).await;
             }
             FromCloud::Desired(desired) => {
                 tracing::info!(version = desired.version, "desired state from the cloud");
@@ -186,7 +190,7 @@ impl Agent {
                 let _ = self.to_cloud.send(ToCloud::Done { id, ok, body }).await;
             }
             // The link logs why it is down; the show carries on without it.
-            FromCloud::Down { .. } => {}
+            FromCloud::Down { reason, .. } => self.link_is("down", None, None, Some(reason)).await,
         }
     }
 
@@ -222,6 +226,17 @@ impl Agent {
             Command::Resume => room(RoomCommand::Resume).await,
             Command::Skip => room(RoomCommand::Skip).await,
         }
+    }
+
+    /// Tells the show how the link is (for `emcee status` and metrics); the device and group
+    /// stay as last known while it is down.
+    async fn link_is(&mut self, state: &str, device: Option<String>, group: Option<String>, reason: Option<String>) {
+        if device.is_some() {
+            self.joined_as = (device, group);
+        }
+        let (device, group) = self.joined_as.clone();
+        let link = CloudLink { state: state.into(), device, group, reason, since_ms: crate::store::now_ms() };
+        let _ = self.calls.send(ShowCall::CloudLink(link)).await;
     }
 
     /// Hands the link the outbox's next batch, if one is due; false once the link is gone.

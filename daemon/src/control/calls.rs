@@ -33,6 +33,8 @@ pub enum ShowCall {
     ContentOf {
         reply: oneshot::Sender<Arc<Library>>,
     },
+    /// The fleet link changed (for status and metrics).
+    CloudLink(CloudLink),
     /// Replace a document (`Some`, checked first) or go back to its configured file (`None`).
     ChangeContent {
         name: DocName,
@@ -100,6 +102,22 @@ pub struct Status {
     /// Why the stage refused the show (asked again every 30 s), while it does.
     #[serde(default)]
     pub stage_refused: Option<String>,
+    /// The fleet link, on an appliance with `[cloud]`.
+    #[serde(default)]
+    pub cloud: Option<CloudLink>,
+}
+
+/// The fleet link as the appliance sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CloudLink {
+    /// `joined` or `down`.
+    pub state: String,
+    pub device: Option<String>,
+    pub group: Option<String>,
+    /// Why it is down.
+    pub reason: Option<String>,
+    /// When it last changed, Unix ms.
+    pub since_ms: i64,
 }
 
 /// Why a line or a question was not queued.
@@ -181,6 +199,7 @@ mod tests {
             stage_report_age_ms: report.map(|(_, age)| age),
             state: StateHealth::default(),
             stage_refused: None,
+            cloud: None,
         }
     }
 

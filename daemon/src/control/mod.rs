@@ -112,6 +112,7 @@ async fn wait_to_go_live(
                     let _ = reply.send(show.ask(&question).map(|(asked, _)| asked));
                 }
                 status @ ShowCall::Status(_) => show.answer_status(status),
+                ShowCall::CloudLink(state) => show.cloud = Some(state),
                 ShowCall::ContentOf { reply } => {
                     let _ = reply.send(show.library.clone());
                 }
@@ -193,6 +194,7 @@ pub async fn run_show(
         changes,
         state: StateHealth::new(set_aside),
         stage_refused: None,
+        cloud: None,
     };
 
     let end_at = match ending {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use emcee_protocol::{media_ts_to_ms, ControlMessage, CueAction, StageEvent};
 use tokio::time::Instant;
 
-use super::calls::{Asked, ContentInfo, ContentRefused, Playing, Refusal, ShowCall, Status};
+use super::calls::{Asked, CloudLink, ContentInfo, ContentRefused, Playing, Refusal, ShowCall, Status};
 use super::content::{Changes, ContentReply, Prepared};
 use super::stage_link::StageLink;
 use super::state_health::StateHealth;
@@ -43,6 +43,8 @@ pub(super) struct Show {
     pub(super) state: StateHealth,
     /// Why the stage last refused the show, until it accepts it.
     pub(super) stage_refused: Option<String>,
+    /// The fleet link, once the agent has said how it is.
+    pub(super) cloud: Option<CloudLink>,
     /// The stage's last health report, and when it came.
     pub(super) last_health: Option<(emcee_protocol::Health, Instant)>,
     /// Questions answered lately (normalised text → answer, when), so a question repeated in
@@ -262,6 +264,7 @@ impl Show {
                 stage_report_age_ms: self.last_health.as_ref().map(|(_, at)| at.elapsed().as_millis() as u64),
                 state: self.state.clone(),
                 stage_refused: self.stage_refused.clone(),
+                cloud: self.cloud.clone(),
             });
         }
     }
@@ -269,6 +272,7 @@ impl Show {
     pub(super) async fn on_call(&mut self, link: &mut StageLink, call: ShowCall) {
         match call {
             status @ ShowCall::Status(_) => self.answer_status(status),
+            ShowCall::CloudLink(state) => self.cloud = Some(state),
             ShowCall::ContentOf { reply } => {
                 let _ = reply.send(self.library.clone());
             }
