@@ -31,8 +31,6 @@ const SNAPSHOT_EVERY: Duration = Duration::from_secs(60);
 pub enum CloudError {
     #[error(transparent)]
     Identity(#[from] IdentityError),
-    #[error("{path}: {source}")]
-    Io { path: std::path::PathBuf, source: std::io::Error },
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
 }
@@ -49,6 +47,11 @@ pub fn joining(config: &CloudConfig, state_dir: &Path) -> Result<Option<(Joining
     let key = if key_file.exists() { DeviceKey::load(&key_file)? } else { DeviceKey::create(&key_file)? };
     let name = config.name.clone().unwrap_or_else(host_name);
     Ok(Some((Joining::Enrol { code, name }, key)))
+}
+
+/// Keeps the id the cloud gave at enrolment: from then on the device joins as itself.
+fn keep_device_id(file: &Path, device: &str) -> std::io::Result<()> {
+    std::fs::write(file, format!("{device}\n"))
 }
 
 /// The host's name (uname: the unit hides /proc/sys).
@@ -81,7 +84,7 @@ pub async fn enrol(config: &CloudConfig, state_dir: &Path, code: &str) -> Result
     .unwrap_or_else(|_| Err("the cloud did not answer within 30 s".into()));
     link.abort();
     let device = joined?;
-    std::fs::write(&device_file, format!("{device}\n")).map_err(|e| format!("{}: {e}", device_file.display()))?;
+    keep_device_id(&device_file, &device).map_err(|e| format!("{}: {e}", device_file.display()))?;
     Ok(device)
 }
 
@@ -172,7 +175,7 @@ impl Agent {
                 tracing::info!(%device, %group, "in the fleet");
                 if !self.device_file.exists() {
                     // Enrolled just now: from here on the device joins as itself.
-                    if let Err(e) = std::fs::write(&self.device_file, format!("{device}\n")) {
+                    if let Err(e) = keep_device_id(&self.device_file, &device) {
                         tracing::error!(error = %e, file = %self.device_file.display(), "cannot keep the device id");
                     }
                 }
